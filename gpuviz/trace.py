@@ -1,0 +1,475 @@
+"""The per-rank tracer that runs inside every worker.
+
+Each rank appends Chrome-trace events (``ph``, ``name``, ``cat``, ``ts``/``dur`` in
+microseconds, ``pid`` = rank, ``tid`` = lane) to ``rank{R}.jsonl`` in the run directory.
+Events are kept in memory and written at every :func:`step`, so a crash keeps all
+steps before it; on SIGTERM (torchrun stopping the job) the open spans are written
+too, marked ``interrupted``. Clocks are aligned across ranks by leaving a barrier
+together: time 0 is the moment every rank left it. On CUDA, spans are timed with
+CUDA events on the current stream, not by when the host launched the work.
+
+Lanes: ``tid`` 0 is the rank's main thread (compute, data, optimizer, waiting);
+``tid`` 1 is communication that runs beside it (DDP's gradient buckets).
+
+Used from a workload (``gpuviz.launch`` starts the tracer for you)::
+
+    from gpuviz import trace
+    for step in range(10):
+        with trace.span("forward"):
+            loss = model(x).sum()
+        with trace.span("backward"):
+            loss.backward()
+        trace.all_reduce_grads(model)
+        trace.step()
+
+Without a tracer (a plain ``python`` run) every function here is a cheap no-op.
+
+>>> from gpuviz import trace
+>>> with trace.span("forward"):
+...     pass
+>>> trace.step()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from gpuviz.categories import check_category
+
+MAIN_LANE = 0
+COMM_LANE = 1
+#: A file the launcher creates to ask every rank to report where it is (hang report).
+DUMP_REQUEST = ".gpuviz-dump-request"
+
+_tracer: Tracer | None = None
+
+
+def _now_us(origin_ns: int) -> float:
+    return (time.perf_counter_ns() - origin_ns) / 1000.0
+
+
+class Tracer:
+    """Records one rank's events and writes them to ``rank{R}.jsonl``.
+
+    Made by :func:`init`; workloads use the module functions, not this class.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, rank: int, world_size: int, cuda: bool = False):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.rank, self.world_size = rank, world_size
+        self.path = self.run_dir / f"rank{rank}.jsonl"
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._lock = threading.Lock()
+        self._events: list[dict] = []
+        self._pending_cuda: list[tuple[Any, Any, dict]] = []
+        self._open: dict[int, list[tuple[str, str, float]]] = {}  # thread id -> open spans
+        self.origin_ns = time.perf_counter_ns()
+        self.start_time = time.time()
+        self.step_index = 0
+        self.cuda = cuda
+        self._cuda_ref = None
+        self._cuda_ref_us = 0.0
+        self.closed = False
+        self._emit({"ph": "M", "name": "process_name", "pid": rank, "args": {"name": f"rank {rank}"}})
+        self._write_now()
+
+    # -- recording -----------------------------------------------------------------
+    def now(self) -> float:
+        """Microseconds since the aligned start."""
+        return _now_us(self.origin_ns)
+
+    def _emit(self, event: dict) -> None:
+        self._events.append(event)  # list.append is atomic: safe from comm threads
+
+    def complete(self, name: str, cat: str, ts: float, dur: float, lane: int = MAIN_LANE,
+                 step: int | None = None, **args: Any) -> None:
+        """Record a finished span that started at ``ts`` and lasted ``dur`` microseconds."""
+        args["step"] = self.step_index if step is None else step
+        self._emit({"ph": "X", "name": name, "cat": cat, "ts": round(ts, 3), "dur": round(dur, 3),
+                    "pid": self.rank, "tid": lane, "args": args})
+
+    def counter(self, name: str, value: float) -> None:
+        self._emit({"ph": "C", "name": name, "ts": round(self.now(), 3), "pid": self.rank,
+                    "args": {name: float(value)}})
+
+    def instant(self, name: str, cat: str = "event", **args: Any) -> None:
+        self._emit({"ph": "i", "s": "p", "name": name, "cat": cat, "ts": round(self.now(), 3),
+                    "pid": self.rank, "tid": MAIN_LANE, "args": args})
+
+    def meta(self, **info: Any) -> None:
+        """Record facts about this rank (device, versions...) for ``Run.meta``."""
+        self._emit({"ph": "M", "name": "gpuviz_meta", "pid": self.rank, "args": info})
+
+    # -- clocks ----------------------------------------------------------------------
+    def align_clock(self) -> None:
+        """Set time 0 to the moment every rank leaves a barrier (needs a process group)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            for _ in range(3):  # the first barriers absorb connection set-up
+                dist.barrier()
+        self.origin_ns = time.perf_counter_ns()
+        self.start_time = time.time()
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            self._cuda_ref = torch.cuda.Event(enable_timing=True)
+            self._cuda_ref.record()
+            self._cuda_ref.synchronize()
+            self._cuda_ref_us = self.now()
+
+    # -- CUDA timing -----------------------------------------------------------------
+    def cuda_event(self):
+        import torch
+
+        ev = torch.cuda.Event(enable_timing=True)
+        ev.record()
+        return ev
+
+    def complete_cuda(self, start_ev, end_ev, event: dict) -> None:
+        """Queue a span timed by two CUDA events; resolved at the next flush."""
+        self._pending_cuda.append((start_ev, end_ev, event))
+
+    def _resolve_cuda(self) -> None:
+        pending, self._pending_cuda = self._pending_cuda, []
+        for start_ev, end_ev, event in pending:
+            end_ev.synchronize()
+            event["ts"] = round(self._cuda_ref_us + 1000.0 * self._cuda_ref.elapsed_time(start_ev), 3)
+            event["dur"] = round(1000.0 * start_ev.elapsed_time(end_ev), 3)
+            self._events.append(event)
+
+    # -- writing ---------------------------------------------------------------------
+    def _write_now(self, extra: list[dict] | None = None) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            if self._pending_cuda:
+                self._resolve_cuda()
+            events, self._events = self._events, []
+            if extra:
+                events.extend(extra)
+            if events:
+                self._file.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))
+                self._file.flush()
+
+    def step(self, **args: Any) -> None:
+        """End the current step: mark it and write everything recorded so far."""
+        self._emit({"ph": "i", "s": "p", "name": "step_end", "cat": "step", "ts": round(self.now(), 3),
+                    "pid": self.rank, "tid": MAIN_LANE, "args": {"step": self.step_index, **args}})
+        self.step_index += 1
+        self._write_now()
+
+    def open_spans(self) -> list[dict]:
+        """The spans open right now in every thread, outermost first."""
+        now = self.now()
+        return [{"name": n, "cat": c, "since_s": round((now - ts) / 1e6, 3), "thread": tid}
+                for tid, stack in list(self._open.items()) for n, c, ts in list(stack)]
+
+    def write_open_spans(self, reason: str) -> None:
+        """Write the open spans, cut at now and marked ``interrupted``, then flush."""
+        now = self.now()
+        extra = []
+        for tid, stack in list(self._open.items()):
+            for name, cat, ts in list(stack):
+                extra.append({"ph": "X", "name": name, "cat": cat, "ts": round(ts, 3),
+                              "dur": round(now - ts, 3), "pid": self.rank,
+                              "tid": MAIN_LANE if tid == threading.main_thread().ident else COMM_LANE,
+                              "args": {"step": self.step_index, "interrupted": reason}})
+        extra.append({"ph": "i", "s": "p", "name": reason, "cat": "event", "ts": round(now, 3),
+                      "pid": self.rank, "tid": MAIN_LANE, "args": {"step": self.step_index}})
+        self._write_now(extra)
+
+    def report_where(self) -> None:
+        """Write a ``where`` event: open spans and every thread's Python stack (hang report)."""
+        frames = sys._current_frames()
+        stacks = {str(tid): "".join(traceback.format_stack(f)) for tid, f in frames.items()}
+        main = threading.main_thread().ident
+        self._emit({"ph": "i", "s": "p", "name": "where", "cat": "event", "ts": round(self.now(), 3),
+                    "pid": self.rank, "tid": MAIN_LANE,
+                    "args": {"step": self.step_index, "open_spans": self.open_spans(),
+                             "main_stack": stacks.get(str(main), "")}})
+        self._write_now()
+
+    def error(self, exc: BaseException) -> None:
+        """Record an exception with its traceback, and the spans it interrupted."""
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self._emit({"ph": "i", "s": "p", "name": "error", "cat": "event", "ts": round(self.now(), 3),
+                    "pid": self.rank, "tid": MAIN_LANE,
+                    "args": {"step": self.step_index, "error": f"{type(exc).__name__}: {exc}",
+                             "traceback": tb, "open_spans": self.open_spans()}})
+        self.write_open_spans("error")
+
+    def close(self) -> None:
+        self._write_now()
+        with self._lock:
+            self.closed = True
+            self._file.close()
+
+
+class span:  # noqa: N801 - used like a function: ``with trace.span("forward"):``
+    """Time a block as one span on this rank's main lane.
+
+    ``cat`` is one of :data:`gpuviz.categories.CATEGORIES`; keyword arguments (``bytes=``,
+    ``bucket=``...) go into the event's ``args``. A no-op when no tracer is running.
+
+    >>> with span("forward", cat="compute"):
+    ...     pass
+    """
+
+    __slots__ = ("name", "cat", "args", "_t", "_ev", "_tid")
+
+    def __init__(self, name: str, cat: str = "compute", **args: Any):
+        if cat not in _CATS:
+            check_category(cat)
+        self.name, self.cat, self.args = name, cat, args
+
+    def __enter__(self):
+        t = _tracer
+        if t is None:
+            return self
+        self._tid = threading.get_ident()
+        if t.cuda:
+            self._ev = t.cuda_event()
+        self._t = t.now()
+        t._open.setdefault(self._tid, []).append((self.name, self.cat, self._t))
+        return self
+
+    def __exit__(self, *exc):
+        t = _tracer
+        if t is None or not hasattr(self, "_t"):
+            return False
+        stack = t._open.get(self._tid)
+        if stack:
+            stack.pop()
+        lane = MAIN_LANE if self._tid == _MAIN_TID else COMM_LANE
+        if t.cuda:
+            event = {"ph": "X", "name": self.name, "cat": self.cat, "ts": 0.0, "dur": 0.0,
+                     "pid": t.rank, "tid": lane, "args": {"step": t.step_index, **self.args}}
+            t.complete_cuda(self._ev, t.cuda_event(), event)
+        else:
+            t.complete(self.name, self.cat, self._t, t.now() - self._t, lane=lane, **self.args)
+        return False
+
+
+_CATS = frozenset(("compute", "comm", "optimizer", "data", "idle", "io"))
+_MAIN_TID = threading.main_thread().ident
+
+
+def init(run_dir: str | os.PathLike | None = None, *, cuda: bool | None = None,
+         total_steps: int | None = None, **info: Any) -> Tracer:
+    """Start this rank's tracer (the launcher's worker does this for you).
+
+    Call it after ``torch.distributed.init_process_group``; ``run_dir`` defaults to
+    ``$GPUVIZ_RUN_DIR``. Under a plain ``torchrun`` a script can call it itself::
+
+        dist.init_process_group("gloo"); trace.init("runs/mine", total_steps=100)
+    """
+    global _tracer
+    import torch.distributed as dist
+
+    if run_dir is None:
+        run_dir = os.environ.get("GPUVIZ_RUN_DIR")
+        if not run_dir:
+            raise ValueError("run_dir is not given and $GPUVIZ_RUN_DIR is not set: "
+                             "pass the directory the rank files should go to")
+    if dist.is_available() and dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+    else:
+        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if cuda is None:
+        cuda = bool(dist.is_initialized() and dist.get_backend() == "nccl")
+    if _tracer is not None and not _tracer.closed:
+        _tracer.close()
+    _tracer = t = Tracer(run_dir, rank, world, cuda=cuda)
+    t.align_clock()
+    start_watchdog(t)
+    t.meta(**collect_meta(t, total_steps=total_steps), **info)
+    t._write_now()
+    return t
+
+
+def collect_meta(t: Tracer, total_steps: int | None = None) -> dict:
+    """Facts about this rank for ``Run.meta``: world, backend, device, versions."""
+    import platform
+
+    import torch
+    import torch.distributed as dist
+
+    backend = dist.get_backend() if dist.is_initialized() else None
+    device = "cpu"
+    device_name = platform.processor() or platform.machine()
+    if t.cuda:
+        idx = torch.cuda.current_device()
+        device, device_name = f"cuda:{idx}", torch.cuda.get_device_name(idx)
+    from gpuviz import __version__
+
+    return {"rank": t.rank, "world_size": t.world_size,
+            "local_rank": int(os.environ.get("LOCAL_RANK", t.rank)),
+            "host": socket.gethostname(), "pid": os.getpid(), "backend": backend,
+            "device": device, "device_name": device_name, "cpu_count": os.cpu_count(),
+            "timing": "cuda-events" if t.cuda else "host perf_counter",
+            "clock": "aligned at a barrier", "start_time": t.start_time,
+            "total_steps": total_steps, "versions": {
+                "python": platform.python_version(), "torch": torch.__version__,
+                "gpuviz": __version__}}
+
+
+def start_watchdog(t: Tracer, interval: float = 0.2) -> threading.Thread:
+    """A daemon thread that answers the launcher's hang-report request.
+
+    It runs while the main thread is blocked inside a collective (those release the GIL).
+    """
+    request = t.run_dir / DUMP_REQUEST
+
+    def watch():
+        answered = False
+        while not t.closed:
+            if request.exists() and not answered:
+                t.report_where()
+                answered = True
+            time.sleep(interval)
+
+    th = threading.Thread(target=watch, name="gpuviz-watchdog", daemon=True)
+    th.start()
+    return th
+
+
+def flush_on_sigterm() -> threading.Thread:
+    """Make SIGTERM write the open spans before the process exits.
+
+    Python runs signal handlers only between bytecodes, never while a rank is blocked
+    in a collective; so SIGTERM is blocked here and taken by a thread with ``sigwait``.
+    Call before any other thread starts (they inherit the blocked mask).
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def wait():
+        signal.sigwait({signal.SIGTERM})
+        t = _tracer
+        if t is not None and not t.closed:
+            try:
+                t.write_open_spans("terminated")
+            except Exception:  # noqa: BLE001 - exiting anyway
+                pass
+        os._exit(128 + signal.SIGTERM)
+
+    th = threading.Thread(target=wait, name="gpuviz-sigterm", daemon=True)
+    th.start()
+    return th
+
+
+def get_tracer() -> Tracer | None:
+    """The running tracer, or None outside a traced job."""
+    return _tracer
+
+
+def step(**args: Any) -> None:
+    """End the current training step and write it to disk."""
+    if _tracer is not None:
+        _tracer.step(**args)
+
+
+def set_total_steps(total: int) -> None:
+    """Say how many steps the job will run, for the launcher's progress bar."""
+    if _tracer is not None:
+        _tracer.meta(total_steps=int(total))
+
+
+def counter(name: str, value: float) -> None:
+    """Record a value on a counter track (power in W, memory in bytes...)."""
+    if _tracer is not None:
+        _tracer.counter(name, value)
+
+
+def close() -> None:
+    """Write what is left and close this rank's trace file."""
+    global _tracer
+    if _tracer is not None:
+        _tracer.close()
+        _tracer = None
+
+
+# -- instrumented communication ------------------------------------------------------
+
+def all_reduce(tensor, wait: bool = True, name: str = "all_reduce"):
+    """All-reduce ``tensor`` (sum), traced as waiting (``idle``) then ``comm``.
+
+    With ``wait=True`` a barrier first absorbs the time this rank waits for the
+    slowest one, so the ``comm`` span holds only the transfer itself.
+    """
+    import torch.distributed as dist
+
+    if wait:
+        with span("wait for others", cat="idle"):
+            dist.barrier()
+    with span(name, cat="comm", bytes=tensor.numel() * tensor.element_size()):
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def all_reduce_grads(model, wait: bool = True) -> None:
+    """Average every gradient of ``model`` across ranks in one flat all-reduce."""
+    import torch
+    import torch.distributed as dist
+
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    all_reduce(flat, wait=wait, name="all_reduce grads")
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def ddp_comm_hook(state, bucket):
+    """A DDP communication hook that traces each gradient bucket's all-reduce.
+
+    Records one ``comm`` span per bucket on the comm lane (``bytes``, ``bucket``), from
+    launch to completion, so the figure shows it overlapping ``backward``::
+
+        model = DistributedDataParallel(net)
+        model.register_comm_hook(state=None, hook=trace.ddp_comm_hook)
+    """
+    import torch.distributed as dist
+
+    group = state if state is not None else dist.group.WORLD
+    world = dist.get_world_size(group)
+    buf = bucket.buffer()
+    t = _tracer
+    nbytes = buf.numel() * buf.element_size()
+    index = bucket.index()
+    buf.div_(world)
+    if t is None:
+        return dist.all_reduce(buf, group=group, async_op=True).get_future().then(lambda f: f.value()[0])
+    if t.cuda:
+        start_ev = t.cuda_event()
+    t0 = t.now()
+    step_at_launch = t.step_index
+    fut = dist.all_reduce(buf, group=group, async_op=True).get_future()
+
+    def done(f):
+        if t.cuda:
+            event = {"ph": "X", "name": f"all_reduce bucket {index}", "cat": "comm", "ts": 0.0,
+                     "dur": 0.0, "pid": t.rank, "tid": COMM_LANE,
+                     "args": {"step": step_at_launch, "bytes": nbytes, "bucket": index}}
+            t.complete_cuda(start_ev, t.cuda_event(), event)
+        else:
+            t.complete(f"all_reduce bucket {index}", "comm", t0, t.now() - t0, lane=COMM_LANE,
+                       step=step_at_launch, bytes=nbytes, bucket=index)
+        return f.value()[0]
+
+    return fut.then(done)

@@ -1,0 +1,1 @@
+"""Instrumented training entry points that run under torchrun (``gpuviz.launch``)."""

@@ -1,0 +1,94 @@
+"""A small MLP trained with data parallelism on a deterministic synthetic dataset.
+
+Every rank trains on its own shard of the same generated data and averages gradients
+with the others, traced step by step (data, forward, backward, comm, optimizer).
+
+    gpuviz run gpuviz.workloads.mlp:train --nproc 4
+    torchrun --standalone --nproc-per-node 4 -m gpuviz.worker gpuviz.workloads.mlp:train --run-dir runs/mlp
+
+>>> import gpuviz
+>>> run = gpuviz.launch("gpuviz.workloads.mlp:train", nproc=2, args={"steps": 3})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from gpuviz import trace
+
+
+def synthetic_regression(n: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` inputs and targets from a fixed random teacher network (same for every seed).
+
+    >>> x, y = synthetic_regression(8, 4)
+    >>> tuple(x.shape), tuple(y.shape)
+    ((8, 4), (8, 1))
+    """
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, dim, generator=g)
+    w1 = torch.randn(dim, dim, generator=g) / dim**0.5
+    w2 = torch.randn(dim, 1, generator=g) / dim**0.5
+    return x, torch.tanh(x @ w1) @ w2
+
+
+def make_mlp(dim: int, hidden: int, layers: int, seed: int = 0) -> nn.Sequential:
+    """An MLP ``dim -> hidden x layers -> 1``, initialised the same on every rank."""
+    torch.manual_seed(seed)
+    mods: list[nn.Module] = []
+    width = dim
+    for _ in range(layers):
+        mods += [nn.Linear(width, hidden), nn.GELU()]
+        width = hidden
+    mods.append(nn.Linear(width, 1))
+    return nn.Sequential(*mods)
+
+
+def _check(steps: int, batch: int, world: int) -> None:
+    if steps < 1:
+        raise ValueError(f"steps={steps}: must be >= 1")
+    if batch < world:
+        raise ValueError(f"batch={batch} is smaller than the {world} ranks: each rank needs >= 1 sample")
+
+
+def train(steps: int = 20, batch: int = 256, dim: int = 64, hidden: int = 256, layers: int = 4,
+          lr: float = 0.05, ddp: bool = False, bucket_cap_mb: float = 25.0, seed: int = 0,
+          traced: bool = True) -> list[float]:
+    """Train the MLP for ``steps`` steps on every rank; return this rank's losses.
+
+    ``batch`` is the global batch, split evenly over ranks. ``ddp=False`` averages
+    gradients with one flat all-reduce after backward (a wait, then the transfer);
+    ``ddp=True`` uses DistributedDataParallel, whose buckets all-reduce during backward
+    (traced by :func:`gpuviz.trace.ddp_comm_hook`).
+    """
+    world, rank = dist.get_world_size(), dist.get_rank()
+    _check(steps, batch, world)
+    local = batch // world
+    x_all, y_all = synthetic_regression(batch * steps, dim, seed)
+    model: nn.Module = make_mlp(dim, hidden, layers, seed)
+    if ddp:
+        model = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb)
+        if traced:
+            model.register_comm_hook(state=None, hook=trace.ddp_comm_hook)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    trace.set_total_steps(steps)
+    losses = []
+    for step in range(steps):
+        with trace.span("load batch", cat="data"):
+            lo = step * batch + rank * local
+            x, y = x_all[lo:lo + local], y_all[lo:lo + local]
+        with trace.span("forward"):
+            loss = nn.functional.mse_loss(model(x), y)
+        with trace.span("backward"):
+            loss.backward()
+        if not ddp:
+            trace.all_reduce_grads(model)
+        with trace.span("optimizer step", cat="optimizer"):
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if rank == 0 and (step % max(1, steps // 5) == 0 or step == steps - 1):
+            print(f"step {step:4d}  loss {losses[-1]:.4f}")
+        trace.step(loss=losses[-1])
+    return losses
