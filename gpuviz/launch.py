@@ -133,7 +133,8 @@ def torchrun_command(target: str, run_dir: Path, nproc: int, backend: str, kwarg
                 "--rdzv-endpoint", rdzv_endpoint or "127.0.0.1:29500"]
         if node_rank is not None:
             cmd += ["--node-rank", str(node_rank)]
-    cmd += ["--max-restarts", str(max_restarts), "--log-dir", str(run_dir / "logs"),
+    node = "" if nnodes == 1 else f"node{node_rank if node_rank is not None else 0}"
+    cmd += ["--max-restarts", str(max_restarts), "--log-dir", str(run_dir / "logs" / node),
             "--tee", "3", "--local-ranks-filter", "0", *extra,
             "-m", "gpuviz.worker", target, "--run-dir", str(run_dir), "--backend", backend,
             "--kwargs", kwargs_json]
@@ -147,11 +148,12 @@ def torchrun_command(target: str, run_dir: Path, nproc: int, backend: str, kwarg
 class _Job:
     """A running torchrun process: output, progress, and a clean stop."""
 
-    def __init__(self, cmd: list[str], run_dir: Path, stream: bool, progress: bool, env: dict):
+    def __init__(self, cmd: list[str], run_dir: Path, stream: bool, progress: bool, env: dict,
+                 suffix: str = ""):
         self.run_dir = run_dir
         self.tail: collections.deque[str] = collections.deque(maxlen=200)
         self.known_pids: set[int] = set()
-        self._log = open(run_dir / "launcher.log", "w", encoding="utf-8")  # noqa: SIM115
+        self._log = open(run_dir / f"launcher{suffix}.log", "w", encoding="utf-8")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True, env=env,
                                      text=True, bufsize=1)
@@ -340,12 +342,15 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
     info = {"target": target, "args": args, "nproc_per_node": nproc, "nnodes": nnodes,
             "node_rank": node_rank, "backend": backend, "command": cmd, "timeout": timeout,
             "launched_at": time.time(), "status": "running"}
-    _write_json(run_dir / "run.json", info)
+    # On many nodes sharing one run directory, node 0 writes run.json and the others their own.
+    suffix = f"-node{node_rank}" if nnodes > 1 and node_rank else ""
+    info_path = run_dir / f"run{suffix}.json"
+    _write_json(info_path, info)
 
     env = {**os.environ, "GPUVIZ_RUN_DIR": str(run_dir.resolve()), "PYTHONUNBUFFERED": "1"}
     if backend == "gloo":
         env.setdefault("OMP_NUM_THREADS", "1")
-    job = _Job(cmd, run_dir, stream=stream, progress=progress, env=env)
+    job = _Job(cmd, run_dir, stream=stream, progress=progress, env=env, suffix=suffix)
     status, rc = "interrupted", None
     try:
         rc = job.wait(timeout)
@@ -358,7 +363,7 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
         job.stop()
         job.finish()
         info.update(status=status, returncode=rc, finished_at=time.time())
-        _write_json(run_dir / "run.json", info)
+        _write_json(info_path, info)
 
     run = load_run(run_dir, strict=False)
     if status == "timeout":
@@ -380,7 +385,7 @@ def _failure_message(run: Run | None, rc: int, tail: list[str]) -> str:
     others = errors.iloc[1:]
     if len(others):
         lines.append("Then, ranks that stopped because of it:")
-        lines += [f"  rank {r.rank}: {r.error.splitlines()[0][:200]}" for r in others.itertuples()]
+        lines += [f"  rank {r.rank}: {(r.error.splitlines() or [''])[0][:200]}" for r in others.itertuples()]
     lines.append(f"Every rank's trace up to the failure is in {run.path}")
     return "\n".join(lines)
 

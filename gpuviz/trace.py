@@ -186,8 +186,8 @@ class Tracer:
                               "dur": round(now - ts, 3), "pid": self.rank,
                               "tid": MAIN_LANE if tid == threading.main_thread().ident else COMM_LANE,
                               "args": {"step": self.step_index, "interrupted": reason}})
-        extra.append({"ph": "i", "s": "p", "name": reason, "cat": "event", "ts": round(now, 3),
-                      "pid": self.rank, "tid": MAIN_LANE, "args": {"step": self.step_index}})
+        extra.append({"ph": "i", "s": "p", "name": "stopped", "cat": "event", "ts": round(now, 3),
+                      "pid": self.rank, "tid": MAIN_LANE, "args": {"step": self.step_index, "reason": reason}})
         self._write_now(extra)
 
     def report_where(self) -> None:

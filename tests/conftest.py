@@ -1,0 +1,62 @@
+"""Shared fixtures: real multi-process runs, made once per session."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import gpuviz
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "tests" / "scripts"
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch):
+    """Jobs resolve script paths from the repository root."""
+    monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture(scope="session")
+def mlp_run(tmp_path_factory) -> gpuviz.Run:
+    """A real 4-rank gloo job: the MLP with one flat gradient all-reduce per step."""
+    return gpuviz.launch("gpuviz.workloads.mlp:train", nproc=4, args={"steps": 6},
+                         run_dir=tmp_path_factory.mktemp("mlp") / "run", progress=False)
+
+
+@pytest.fixture(scope="session")
+def ddp_run(tmp_path_factory) -> gpuviz.Run:
+    """A real 4-rank DDP job with small buckets, so bucket all-reduces overlap backward."""
+    return gpuviz.launch("gpuviz.workloads.mlp:train", nproc=4,
+                         args={"steps": 6, "ddp": True, "bucket_cap_mb": 0.1},
+                         run_dir=tmp_path_factory.mktemp("ddp") / "run", progress=False)
+
+
+def assert_all_gone(pids, timeout: float = 5.0) -> None:
+    """Every pid has exited (zombies awaiting their parent count as gone)."""
+    deadline = time.monotonic() + timeout
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if _alive(p)]
+        time.sleep(0.1)
+    assert not alive, f"worker processes still running: {alive}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def worker_pids(run: gpuviz.Run) -> list[int]:
+    pids = [p for p in run.meta["pids"].values() if p]
+    assert pids, "the run recorded no worker pids"
+    return pids
+
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
