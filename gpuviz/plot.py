@@ -1,0 +1,361 @@
+"""Figures of a :class:`~gpuviz.runs.Run`: one function per figure, each returns a ``go.Figure``.
+
+Like plotly.express: the run comes first, roles are keywords, nothing is shown for you.
+Colours are :data:`gpuviz.categories.COLORS`, the same in every figure.
+
+>>> import gpuviz
+>>> run = gpuviz.launch("gpuviz.workloads.mlp:train", nproc=4)   # doctest: +SKIP
+>>> gpuviz.plot.timeline(run)                                     # doctest: +SKIP
+>>> gpuviz.plot.breakdown(run, normalize=True)                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+import textwrap
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from gpuviz.categories import CATEGORIES, COLORS
+
+__all__ = ["timeline", "breakdown"]
+
+_UNTRACED = "#E4E4E4"        # light neutral: time inside no span
+_RED = "#D62728"             # interrupted spans and errors
+_MAIN_H, _COMM_TOP = 0.5, 0.3  # row geometry in rank units: main bar, then the comm band below it
+_GL_ABOVE = 4000             # more segments than this: WebGL lines instead of SVG bars
+_PIXELS = 3000               # merging resolution: spans shorter than wall / _PIXELS
+
+
+def timeline(run, *, ranks=None, steps=None, max_spans: int = 20000, title: str | None = None) -> go.Figure:
+    """Every rank's spans over time: one row per rank, rank 0 at the top.
+
+    Each row has the rank's main thread as a thick bar and, just below it, a thin comm
+    lane (DDP gradient buckets running beside ``backward``; concurrent buckets stacked).
+    Hover a span for its name, category, rank, step, duration and bytes. Interrupted
+    spans (a rank stopped mid-span) are hatched red; recorded errors are red crosses.
+
+    ``ranks`` (int or list) and ``steps`` (int or list/range) pick what to draw. Above
+    ``max_spans`` spans, spans shorter than about a pixel are merged per rank and lane
+    into segments (coloured by the category that fills most of them; hover says how many
+    were merged and their mix); the subtitle says so. Large figures use WebGL.
+
+    >>> fig = timeline(run, steps=range(5, 10))                   # doctest: +SKIP
+    >>> fig = timeline(run, ranks=[0, 3], title="two ranks")      # doctest: +SKIP
+    """
+    sp = _spans(run)
+    rows = _pick_ranks(run, ranks)
+    sp = sp[sp["rank"].isin(rows)]
+    if steps is not None:
+        wanted = _as_ints(steps, "steps")
+        have = sp["step"].dropna().astype(int)
+        sp = sp[sp["step"].isin(wanted)]
+        if sp.empty:
+            raise ValueError(f"steps={steps!r}: no span of the chosen ranks is in those steps; "
+                             f"steps recorded: {_ranges(have.unique())}")
+    if sp.empty:
+        raise ValueError(f"ranks={ranks!r}: these ranks recorded no span")
+    if not isinstance(max_spans, int) or max_spans < 1:
+        raise ValueError(f"max_spans={max_spans!r}: must be a positive int")
+
+    row_of = {r: i for i, r in enumerate(rows)}
+    lane = (sp["rank"].map(row_of) * 2 + (sp["lane"] == "comm")).to_numpy()
+    depth = _depth(lane, sp["start"].to_numpy(float), sp["end"].to_numpy(float))
+    order = np.lexsort((sp["start"].to_numpy(), depth, lane))   # by lane, nesting level, time
+    sp, lane, depth = sp.iloc[order], lane[order], depth[order]
+    row, comm = lane // 2, lane % 2 == 1
+    start, end = sp["start"].to_numpy(float), sp["end"].to_numpy(float)
+    present = set(sp["cat"])
+    cats = [c for c in CATEGORIES if c in present] + sorted(present - set(CATEGORIES))
+    cat = sp["cat"].map({c: i for i, c in enumerate(cats)}).to_numpy()
+    stopped = sp["interrupted"].to_numpy(bool)
+    ntrack = int(depth[comm].max()) + 1 if comm.any() else 1
+    wall = float(end.max() - start.min())
+
+    if len(sp) > max_spans:
+        idx, start, end, cat, hover, note = _merged(sp, lane, depth, cat, cats, max_spans, wall)
+    else:
+        idx, hover, note = np.arange(len(sp)), _span_hover(sp), ""
+    row, comm, depth, stopped = row[idx], comm[idx], depth[idx], stopped[idx]
+    th = min(0.4, 0.14 * ntrack) / ntrack                      # height of one comm track
+    y = np.where(comm, row + _COMM_TOP + th * (depth + 0.5), row).astype(float)
+    h = np.where(comm, th * 0.8, _MAIN_H * np.maximum(0.4, 1 - 0.25 * depth))
+    level = np.where(comm, 0, depth)                           # nested spans drawn later, on top
+
+    row_px = int(np.clip(520 / len(rows), 13, 34 + 10 * ntrack))
+    height = 150 + row_px * len(rows)
+    fig = go.Figure()
+    draw = _draw_bars if len(idx) <= _GL_ABOVE else _draw_gl
+    draw(fig, start, end, y, h, cat, level, stopped, hover, cats, px_per_unit=row_px, wall=wall)
+    _draw_errors(fig, run, row_of, steps)
+
+    sub = [f"{len(rows)} ranks; thick bar: main thread"
+           + ("; thin bars below it: comm lane (DDP buckets beside backward)" if comm.any() else "")]
+    if note:
+        sub.append(note)
+    name = title or f"Timeline of {run.path.name}: every rank's time"
+    fig.update_layout(title=dict(text=name, subtitle=dict(text="<br>".join(sub))), height=height,
+                      template="plotly_white", barmode="overlay", hovermode="closest",
+                      margin=dict(t=90 + 18 * len(sub), b=50, l=80, r=20),
+                      legend=dict(title="category", itemsizing="constant"))
+    fig.update_xaxes(title="time (s) from the aligned start", showline=True, linecolor="#888")
+    labels = [f"rank {r}" + ("" if r in set(run.ranks) else " (no trace)") for r in rows]
+    fig.update_yaxes(tickvals=list(range(len(rows))), ticktext=labels, showgrid=False, zeroline=False,
+                     range=[len(rows) - 0.2, -0.5], tickfont=dict(size=11 if len(rows) <= 32 else 9))
+    return fig
+
+
+def breakdown(run, *, normalize: bool = False, title: str | None = None) -> go.Figure:
+    """Seconds per rank and category (:meth:`Run.summary`), stacked, one bar per rank.
+
+    The thick bar is each rank's main thread: its categories and ``untraced`` (time in no
+    span) add up to the rank's wall time. Communication running beside it (DDP buckets on
+    the comm lane) is the thin hatched bar below; the two ``comm`` parts add up to
+    ``summary()["comm"]``. ``normalize=True`` shows fractions of each rank's wall time.
+
+    >>> fig = breakdown(run)                       # doctest: +SKIP
+    >>> fig = breakdown(run, normalize=True)       # doctest: +SKIP
+    """
+    _spans(run)
+    s = run.summary()
+    main = s[list(CATEGORIES) + ["untraced"]].copy()
+    beside = (main.sum(axis=1) - s["wall"]).clip(lower=0.0)   # comm-lane time outside main comm
+    main["comm"] = s["comm"] - beside
+    wall = s["wall"].to_numpy()
+    scale = np.where(wall > 0, wall, 1.0) if normalize else np.ones(len(s))
+    y = np.arange(len(s), dtype=float)
+    fig, base = go.Figure(), np.zeros(len(s))
+    for col in list(CATEGORIES) + ["untraced"]:
+        v = main[col].to_numpy()
+        if not v.any():
+            continue
+        label = "untraced (no span)" if col == "untraced" else col
+        fig.add_bar(y=y, x=v / scale, base=base / scale, orientation="h", width=0.6, name=label,
+                    marker=dict(color=COLORS.get(col, _UNTRACED), line=dict(width=0.5, color="#bbb"
+                                if col == "untraced" else "white")),
+                    legendgroup=col, hoverinfo="text",
+                    hovertext=[f"<b>{label}</b>, rank {r}<br>{x:.6f} s = {x / w:.1%} of wall {w:.6f} s"
+                               for r, x, w in zip(s.index, v, np.where(wall > 0, wall, np.inf), strict=True)])
+        base = base + v
+    if beside.to_numpy().any():
+        b = beside.to_numpy()
+        fig.add_bar(y=y + 0.42, x=b / scale, orientation="h", width=0.16, name="comm beside main thread",
+                    legendgroup="comm", marker=dict(color=COLORS["comm"], pattern=dict(shape="/")),
+                    hoverinfo="text", hovertext=[
+                        f"<b>comm beside the main thread</b> (comm lane), rank {r}<br>{x:.6f} s = "
+                        f"{x / w:.1%} of wall; {o:.0%} of comm-lane time hidden behind compute"
+                        for r, x, w, o in zip(s.index, b, np.where(wall > 0, wall, np.inf),
+                                              s["overlap"], strict=True)])
+    unit = "fraction of each rank's wall time" if normalize else "time (s)"
+    fig.update_layout(title=dict(text=title or f"Where the time goes on each rank: {run.path.name}",
+                                 subtitle=dict(text="thick bar: main thread, adds up to wall time"
+                                               + ("; thin hatched bar: comm running beside it"
+                                                  if beside.any() else ""))),
+                      template="plotly_white", barmode="overlay", height=160 + 34 * len(s),
+                      legend=dict(title="category"), margin=dict(t=100, b=50, l=80, r=20))
+    fig.update_xaxes(title=unit, tickformat=".0%" if normalize else None)
+    fig.update_yaxes(tickvals=list(y), ticktext=[f"rank {r}" for r in s.index], showgrid=False,
+                     zeroline=False, range=[len(s) - 0.3, -0.5])
+    return fig
+
+
+# -- drawing ---------------------------------------------------------------------------------
+
+def _draw_bars(fig, start, end, y, h, cat, level, stopped, hover, cats, **_):
+    """SVG bars: hover works anywhere on a span. One trace per (nesting level, category)."""
+    for lv in np.unique(level):
+        for i, c in enumerate(cats):
+            m = (level == lv) & (cat == i)
+            if m.any():
+                fig.add_bar(y=y[m], x=end[m] - start[m], base=start[m], width=h[m], orientation="h",
+                            name=c, legendgroup=c, showlegend=bool(lv == level.min()), legendrank=100 + i,
+                            marker=dict(color=COLORS.get(c, "#777"), line=dict(width=0.5, color="white")),
+                            hoverinfo="text", hovertext=hover[m])
+    if stopped.any():
+        m = stopped
+        fig.add_bar(y=y[m], x=end[m] - start[m], base=start[m], width=h[m], orientation="h",
+                    name="interrupted (rank stopped)", legendrank=900, hoverinfo="text", hovertext=hover[m],
+                    marker=dict(color="rgba(0,0,0,0)", line=dict(width=2, color=_RED),
+                                pattern=dict(shape="/", fgcolor=_RED, solidity=0.3)))
+
+
+def _draw_gl(fig, start, end, y, h, cat, level, stopped, hover, cats, *, px_per_unit, wall):
+    """WebGL: each span a thick line segment (NaN-separated), hover points along it."""
+    def lines(m, width, **kw):
+        n = int(m.sum())
+        xs = np.column_stack([start[m], end[m], np.full(n, np.nan)]).ravel()
+        ys = np.column_stack([y[m], y[m], np.full(n, np.nan)]).ravel()
+        fig.add_scattergl(x=xs, y=ys, mode="lines", line=dict(width=width), hoverinfo="skip", **kw)
+
+    if stopped.any():
+        lines(stopped, _MAIN_H * px_per_unit + 4, line_color=_RED, name="interrupted (rank stopped)",
+              legendrank=900)
+    for i, c in enumerate(cats):
+        for hh in np.unique(h[cat == i]):
+            m = (cat == i) & (h == hh)
+            lines(m, max(1.0, hh * px_per_unit), line_color=COLORS.get(c, "#777"), name=c, legendgroup=c,
+                  showlegend=bool(hh == h[cat == i].max()), legendrank=100 + i)
+        # hover points: one per segment, more along long ones
+        m = np.flatnonzero(cat == i)
+        n = np.clip(np.ceil((end[m] - start[m]) / (wall / 150)), 1, 50).astype(int)
+        k = np.repeat(m, n)
+        frac = (np.arange(len(k)) - np.repeat(np.cumsum(n) - n, n) + 0.5) / np.repeat(n, n)
+        fig.add_scattergl(x=start[k] + frac * (end[k] - start[k]), y=y[k], mode="markers",
+                          marker=dict(size=6, color=COLORS.get(c, "#777"), opacity=0), hoverinfo="text",
+                          hovertext=hover[k], legendgroup=c, showlegend=False, name=c)
+
+
+def _draw_errors(fig, run, row_of, steps):
+    e = run.events[(run.events["name"] == "error") & run.events["rank"].isin(list(row_of))]
+    if steps is not None:
+        e = e[e["step"].isin(_as_ints(steps, "steps"))]
+    if e.empty:
+        return
+    text = [f"<b>error on rank {r}</b> at {t:.3f} s, step {s}<br>"
+            + "<br>".join(textwrap.wrap(html.escape(str(a.get("error", "?"))), 90)[:8])
+            for r, t, s, a in zip(e["rank"], e["time"], e["step"], e["args"], strict=True)]
+    fig.add_scatter(x=e["time"].to_numpy(float), y=e["rank"].map(row_of).to_numpy(float), mode="markers",
+                    name="error (hover for it)", legendrank=950, hoverinfo="text", hovertext=text,
+                    marker=dict(symbol="x", size=14, color=_RED, line=dict(width=1.5, color="white")))
+
+
+# -- data --------------------------------------------------------------------------------------
+
+def _merged(sp, lane, depth, cat, cats, max_spans, wall):
+    """Merge short spans until at most ``max_spans`` segments are left (about a pixel first,
+    coarser while too many). Returns the segments and a note that says what was merged."""
+    start, end = sp["start"].to_numpy(float), sp["end"].to_numpy(float)
+    key, keep = lane * (depth.max() + 1) + depth, sp["interrupted"].to_numpy(bool)
+    px = max(wall / _PIXELS, 1e-9)
+    while True:
+        first, count, s0, s1, scat, comp = _merge(key, start, end, cat, keep, px, len(cats))
+        if len(first) <= max_spans or px >= wall:
+            break
+        px *= 2
+    hover = np.empty(len(first), dtype=object)
+    hover[count == 1] = _span_hover(sp.iloc[first[count == 1]])
+    steps = sp["step"].to_numpy(float, na_value=np.nan)
+    lo, hi = np.fmin.reduceat(steps, first), np.fmax.reduceat(steps, first)
+    rank, comm = sp["rank"].to_numpy()[first], lane[first] % 2 == 1
+    many = np.flatnonzero(count > 1)
+    hover[many] = [_merged_hover(rank[k], comm[k], count[k], lo[k], hi[k], s0[k], s1[k], comp[k],
+                                 cats, px) for k in many]
+    note = (f"⚠ {len(sp):,} spans: those shorter than {_dur(px)} merged into {len(first):,} segments "
+            f"(hover says how many); choose ranks= or steps= to see every span")
+    return first, s0, s1, scat, hover, note
+
+
+def _merge(key, start, end, cat, keep, px, ncat):
+    """Merge runs of spans shorter than ``px`` on the same lane into ``px``-wide bins, then
+    join neighbouring bins whose main category is the same. Input sorted by (key, start).
+
+    Returns, per segment: first span, span count, start, end, category, seconds per category.
+    """
+    small = (end - start < px) & ~keep
+    run_brk = np.r_[True, (key[1:] != key[:-1]) | ~small[1:] | ~small[:-1]]
+    bins = np.floor(start / px)
+    grp = run_brk | np.r_[True, bins[1:] != bins[:-1]]
+    gid = np.cumsum(grp) - 1
+    ngrp = int(gid[-1]) + 1
+    comp = np.bincount(gid * ncat + cat, weights=end - start + 1e-9, minlength=ngrp * ncat)
+    comp = comp.reshape(ngrp, ncat)
+    gcat, gfirst = comp.argmax(axis=1), np.flatnonzero(grp)
+    seg = run_brk[gfirst] | np.r_[True, gcat[1:] != gcat[:-1]]
+    sid = (np.cumsum(seg) - 1)[gid]
+    first = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+    count = np.diff(np.r_[first, len(start)])
+    scomp = np.add.reduceat(comp, np.flatnonzero(seg), axis=0)
+    return (first, count, np.minimum.reduceat(start, first), np.maximum.reduceat(end, first),
+            np.where(count == 1, cat[first], scomp.argmax(axis=1)), scomp)
+
+
+def _depth(lane, start, end):
+    """Per span, how many spans of its lane are still open when it starts: the nesting level
+    on the main lane, the track of concurrent buckets on the comm lane."""
+    depth = np.zeros(len(start), dtype=int)
+    order = np.lexsort((start, lane))
+    s, e, ln = start[order], end[order], lane[order]
+    big = float(e.max() - s.min()) + 1.0                        # per-lane running max of the ends
+    reach = np.maximum.accumulate(e - s.min() + ln * big) - ln * big + s.min()
+    bounds = np.searchsorted(ln, np.unique(ln[1:][(s[1:] < reach[:-1]) & (ln[1:] == ln[:-1])]))
+    for lo in bounds:
+        stack: list[float] = []
+        for i in order[lo: np.searchsorted(ln, ln[lo], side="right")]:
+            while stack and stack[-1] <= start[i]:
+                stack.pop()
+            depth[i] = len(stack)
+            stack.append(end[i])
+    return depth
+
+
+def _spans(run) -> pd.DataFrame:
+    sp = getattr(run, "spans", None)
+    if sp is None or sp.empty:
+        raise ValueError(f"run={getattr(run, 'path', run)!s}: it holds no spans to draw; did the "
+                         "workload call gpuviz.trace.span (or was it stopped before its first step)?")
+    return sp.sort_values(["rank", "lane", "start"], kind="stable")
+
+
+def _pick_ranks(run, ranks) -> list[int]:
+    avail = sorted(set(run.ranks) | set(range(run.world_size)))
+    if ranks is None:
+        return avail
+    want = _as_ints(ranks, "ranks")
+    bad = [r for r in want if r not in avail]
+    if bad or not want:
+        raise ValueError(f"ranks={ranks!r}: {bad or 'no rank'} not in this run; its ranks are "
+                         f"{_ranges(avail)}")
+    return want
+
+
+def _as_ints(v, arg) -> list[int]:
+    items = [v] if isinstance(v, (int, np.integer)) else list(v) if isinstance(v, Iterable) else None
+    if items is None or not all(isinstance(i, (int, np.integer)) for i in items):
+        raise ValueError(f"{arg}={v!r}: give an int or a list/range of ints")
+    return list(dict.fromkeys(int(i) for i in items))
+
+
+def _ranges(values) -> str:
+    v = sorted(int(x) for x in values)
+    if not v:
+        return "none"
+    return f"{v[0]}-{v[-1]}" if v == list(range(v[0], v[-1] + 1)) and len(v) > 2 else str(v)
+
+
+def _span_hover(sp: pd.DataFrame) -> np.ndarray:
+    names = {n: html.escape(str(n)) for n in sp["name"].unique()}
+    return np.array([f"<b>{names[n]}</b> ({c})<br>rank {r}{', comm lane' if ln == 'comm' else ''}, "
+            f"step {'—' if pd.isna(st) else st}<br>{_dur(d)} from {t:.6f} s<br>bytes: {_bytes(b)}"
+            + (f"<br><b>interrupted</b> ({a.get('interrupted')}): the rank stopped here" if i else "")
+            for n, c, r, ln, st, d, t, b, a, i in zip(
+                sp["name"], sp["cat"], sp["rank"], sp["lane"], sp["step"], sp["dur"], sp["start"],
+                sp["bytes"], sp["args"], sp["interrupted"], strict=True)], dtype=object)
+
+
+def _merged_hover(rank, comm, n, lo, hi, t0, t1, comp, cats, px) -> str:
+    mix = ", ".join(f"{c} {x / comp.sum():.0%}" for c, x in zip(cats, comp, strict=True)
+                    if x >= 0.005 * comp.sum())
+    steps = "no step" if np.isnan(lo) else f"step {lo:.0f}" if lo == hi else f"steps {lo:.0f}–{hi:.0f}"
+    return (f"<b>{n:,} spans merged</b> (each shorter than {_dur(px)})<br>rank {rank}"
+            f"{', comm lane' if comm else ''}, {steps}<br>{t0:.4f}–{t1:.4f} s<br>{mix}")
+
+
+def _dur(seconds: float) -> str:
+    """Duration with 3 significant digits: 5.19 ms, 1.23 s."""
+    ms = seconds * 1e3
+    return f"{ms:.3g} ms" if ms < 1000 else f"{seconds:.3g} s" if seconds < 1000 else f"{seconds:,.0f} s"
+
+
+def _bytes(n) -> str:
+    """Human-readable bytes, binary units: 837 KiB; '—' when there are none."""
+    if n is None or pd.isna(n):
+        return "—"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1024
+    return ""
