@@ -3,12 +3,32 @@
 >>> import gpuviz
 >>> run = gpuviz.launch("gpuviz.workloads.mlp:train", nproc=4)  # doctest: +SKIP
 >>> gpuviz.plot.timeline(run)                                    # doctest: +SKIP
+
+Names load on first use, so a worker that imports ``gpuviz.trace`` does not pay for
+pandas and plotly.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
+# Imported here, not lazily: importing the submodule gpuviz.launch would otherwise
+# replace the package's ``launch`` attribute (the function) with the module.
 from gpuviz.launch import LaunchError, RankFailed, RankHung, launch  # noqa: E402
-from gpuviz.runs import Run, TraceError, TraceWarning, load_run  # noqa: E402
 
-__all__ = ["launch", "load_run", "Run", "LaunchError", "RankFailed", "RankHung", "TraceError",
-           "TraceWarning", "__version__"]
+_NAMES = {"load_run": "gpuviz.runs", "Run": "gpuviz.runs", "TraceError": "gpuviz.runs",
+          "TraceWarning": "gpuviz.runs"}
+_MODULES = {"plot", "checks", "hardware", "model", "trace", "runs"}
+
+__all__ = ["launch", "LaunchError", "RankFailed", "RankHung", *_NAMES, *sorted(_MODULES),
+           "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        return getattr(importlib.import_module(_NAMES[name]), name)
+    if name in _MODULES:
+        return importlib.import_module(f"gpuviz.{name}")
+    raise AttributeError(f"module 'gpuviz' has no attribute {name!r}")

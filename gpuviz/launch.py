@@ -28,13 +28,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from gpuviz.runs import Run, load_run
-from gpuviz.trace import DUMP_REQUEST
 from gpuviz.target import resolve_target
+from gpuviz.trace import DUMP_REQUEST
+
+if TYPE_CHECKING:
+    from gpuviz.runs import Run
 
 BACKENDS = ("auto", "gloo", "nccl")
 _RANK_PREFIX = re.compile(r"^\[(?:rank|default)(\d+)\]:(.*)$")
@@ -364,6 +366,8 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
         job.finish()
         info.update(status=status, returncode=rc, finished_at=time.time())
         _write_json(info_path, info)
+
+    from gpuviz.runs import load_run
 
     run = load_run(run_dir, strict=False)
     if status == "timeout":

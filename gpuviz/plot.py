@@ -28,6 +28,7 @@ _RED = "#D62728"             # interrupted spans and errors
 _MAIN_H, _COMM_TOP = 0.5, 0.3  # row geometry in rank units: main bar, then the comm band below it
 _GL_ABOVE = 4000             # more segments than this: WebGL lines instead of SVG bars
 _PIXELS = 3000               # merging resolution: spans shorter than wall / _PIXELS
+_EPS = 1e-9                  # 1 ns: spans closer than this touch, they do not overlap
 
 
 def timeline(run, *, ranks=None, steps=None, max_spans: int = 20000, title: str | None = None) -> go.Figure:
@@ -225,69 +226,74 @@ def _draw_errors(fig, run, row_of, steps):
 # -- data --------------------------------------------------------------------------------------
 
 def _merged(sp, lane, depth, cat, cats, max_spans, wall):
-    """Merge short spans until at most ``max_spans`` segments are left (about a pixel first,
-    coarser while too many). Returns the segments and a note that says what was merged."""
+    """Merge spans shorter than a pixel (``wall / 3000``, coarser while more than ``max_spans``
+    bins and spans are left) into one bin per pixel of each rank and lane. A bin is drawn as its
+    categories' times laid end to end (blank: time in no span). Spans as long as a pixel,
+    and interrupted ones, stay as they are. Returns the parts to draw and a note saying so."""
     start, end = sp["start"].to_numpy(float), sp["end"].to_numpy(float)
     key, keep = lane * (depth.max() + 1) + depth, sp["interrupted"].to_numpy(bool)
     px = max(wall / _PIXELS, 1e-9)
     while True:
-        first, count, s0, s1, scat, comp = _merge(key, start, end, cat, keep, px, len(cats))
+        first, count, g0, g1, comp, cnt = _merge(key, start, end, cat, keep, px, len(cats))
+        gi, ci = np.nonzero((cnt > 0) & (count > 1)[:, None])   # one part per category in a bin
         if len(first) <= max_spans or px >= wall:
             break
         px *= 2
+    w = comp[gi, ci]
+    before = np.cumsum(w) - w
+    new = np.flatnonzero(np.r_[True, gi[1:] != gi[:-1]])
+    p0 = g0[gi] + before - np.repeat(before[new], np.diff(np.r_[new, len(gi)]))
+    one = np.flatnonzero(count == 1)
+    group = np.r_[one, gi]
     hover = np.empty(len(first), dtype=object)
-    hover[count == 1] = _span_hover(sp.iloc[first[count == 1]])
+    hover[one] = _span_hover(sp.iloc[first[one]])
     steps = sp["step"].to_numpy(float, na_value=np.nan)
     lo, hi = np.fmin.reduceat(steps, first), np.fmax.reduceat(steps, first)
     rank, comm = sp["rank"].to_numpy()[first], lane[first] % 2 == 1
-    many = np.flatnonzero(count > 1)
-    hover[many] = [_merged_hover(rank[k], comm[k], count[k], lo[k], hi[k], s0[k], s1[k], comp[k],
-                                 cats, px) for k in many]
-    note = (f"⚠ {len(sp):,} spans: those shorter than {_dur(px)} merged into {len(first):,} segments "
-            f"(hover says how many); choose ranks= or steps= to see every span")
-    return first, s0, s1, scat, hover, note
+    for k in np.flatnonzero(count > 1):
+        hover[k] = _merged_hover(rank[k], comm[k], count[k], lo[k], hi[k], g0[k], g1[k], comp[k], cats, px)
+    note = (f"⚠ {len(sp):,} spans: those shorter than {_dur(px)} merged, per rank and {_dur(px)} bin, "
+            f"into {len(group):,} parts (hover says how many); choose ranks= or steps= to see every span")
+    return (first[group], np.r_[g0[one], p0], np.r_[g1[one], p0 + w], np.r_[cat[first[one]], ci],
+            hover[group], note)
 
 
 def _merge(key, start, end, cat, keep, px, ncat):
-    """Merge runs of spans shorter than ``px`` on the same lane into ``px``-wide bins, then
-    join neighbouring bins whose main category is the same. Input sorted by (key, start).
-
-    Returns, per segment: first span, span count, start, end, category, seconds per category.
-    """
+    """Group runs of spans shorter than ``px`` on the same lane (``key``) by ``px``-wide bin;
+    every other span is a group of its own. Input sorted by (key, start). Returns per group:
+    first span, span count, start, end, and seconds and spans per category."""
     small = (end - start < px) & ~keep
-    run_brk = np.r_[True, (key[1:] != key[:-1]) | ~small[1:] | ~small[:-1]]
+    brk = np.r_[True, (key[1:] != key[:-1]) | ~small[1:] | ~small[:-1]]
     bins = np.floor(start / px)
-    grp = run_brk | np.r_[True, bins[1:] != bins[:-1]]
-    gid = np.cumsum(grp) - 1
-    ngrp = int(gid[-1]) + 1
-    comp = np.bincount(gid * ncat + cat, weights=end - start + 1e-9, minlength=ngrp * ncat)
-    comp = comp.reshape(ngrp, ncat)
-    gcat, gfirst = comp.argmax(axis=1), np.flatnonzero(grp)
-    seg = run_brk[gfirst] | np.r_[True, gcat[1:] != gcat[:-1]]
-    sid = (np.cumsum(seg) - 1)[gid]
-    first = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+    first = np.flatnonzero(brk | np.r_[True, bins[1:] != bins[:-1]])
     count = np.diff(np.r_[first, len(start)])
-    scomp = np.add.reduceat(comp, np.flatnonzero(seg), axis=0)
-    return (first, count, np.minimum.reduceat(start, first), np.maximum.reduceat(end, first),
-            np.where(count == 1, cat[first], scomp.argmax(axis=1)), scomp)
+    flat = np.repeat(np.arange(len(first)), count) * ncat + cat
+    comp = np.bincount(flat, weights=end - start, minlength=len(first) * ncat).reshape(-1, ncat)
+    cnt = np.bincount(flat, minlength=len(first) * ncat).reshape(-1, ncat)
+    return first, count, np.minimum.reduceat(start, first), np.maximum.reduceat(end, first), comp, cnt
 
 
 def _depth(lane, start, end):
-    """Per span, how many spans of its lane are still open when it starts: the nesting level
-    on the main lane, the track of concurrent buckets on the comm lane."""
+    """Per span, its level among overlapping spans of its lane: on a main lane (even ``lane``)
+    how many enclosing spans are open; on a comm lane (odd) the lowest free track, so that
+    concurrent buckets stack."""
     depth = np.zeros(len(start), dtype=int)
     order = np.lexsort((start, lane))
     s, e, ln = start[order], end[order], lane[order]
     big = float(e.max() - s.min()) + 1.0                        # per-lane running max of the ends
     reach = np.maximum.accumulate(e - s.min() + ln * big) - ln * big + s.min()
-    bounds = np.searchsorted(ln, np.unique(ln[1:][(s[1:] < reach[:-1]) & (ln[1:] == ln[:-1])]))
-    for lo in bounds:
-        stack: list[float] = []
+    for lo in np.searchsorted(ln, np.unique(ln[1:][(s[1:] < reach[:-1] - _EPS) & (ln[1:] == ln[:-1])])):
+        ends: list[float] = []
         for i in order[lo: np.searchsorted(ln, ln[lo], side="right")]:
-            while stack and stack[-1] <= start[i]:
-                stack.pop()
-            depth[i] = len(stack)
-            stack.append(end[i])
+            if ln[lo] % 2:                                      # comm lane: first free track
+                k = next((k for k, t in enumerate(ends) if t <= start[i] + _EPS), len(ends))
+                ends[k:k + 1] = [end[i]]
+            else:                                               # main lane: nesting stack
+                while ends and ends[-1] <= start[i] + _EPS:
+                    ends.pop()
+                k = len(ends)
+                ends.append(end[i])
+            depth[i] = k
     return depth
 
 

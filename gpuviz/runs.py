@@ -101,6 +101,35 @@ class Run:
         cols = ["rank", *CATEGORIES, "untraced", "wall", "overlap"]
         return pd.DataFrame(rows, columns=cols).set_index("rank")
 
+    def waits(self, name: str = "wait for others") -> pd.DataFrame:
+        """Each rank's wait before each collective, measured and as predicted by arrivals.
+
+        A rank that reaches the barrier at ``arrival`` can leave only when the last rank
+        arrives, so its predicted wait is ``last_arrival - arrival``; ``measured`` is
+        the span's duration (it also holds the barrier's own latency).
+
+        >>> run.waits().groupby("rank")[["predicted", "measured"]].sum()  # doctest: +SKIP
+        """
+        w = self.spans[(self.spans["name"] == name) & (self.spans["cat"] == "idle")]
+        w = w[["rank", "step", "start", "dur"]].rename(columns={"start": "arrival", "dur": "measured"})
+        w["last_arrival"] = w.groupby("step")["arrival"].transform("max")
+        w["predicted"] = w["last_arrival"] - w["arrival"]
+        return w.reset_index(drop=True)
+
+    def comm(self) -> pd.DataFrame:
+        """Every all-reduce span with its algorithm and bus bandwidth (bytes/s).
+
+        algbw = bytes / time; busbw = algbw x 2(p-1)/p, nccl-tests' all-reduce factor
+        (github.com/NVIDIA/nccl-tests/blob/master/doc/PERFORMANCE.md): the bytes each
+        rank's link carries in a ring, comparable with the link's speed.
+        """
+        c = self.spans[(self.spans["cat"] == "comm") & self.spans["bytes"].notna()
+                       & self.spans["name"].str.contains("all_reduce")].copy()
+        p = self.world_size
+        c["algbw"] = c["bytes"].astype(float) / c["dur"]
+        c["busbw"] = c["algbw"] * 2 * (p - 1) / p
+        return c[["rank", "lane", "step", "name", "bytes", "dur", "algbw", "busbw"]].reset_index(drop=True)
+
     def errors(self) -> pd.DataFrame:
         """Each rank's recorded exception, earliest first (the first is the root cause)."""
         e = self.events[self.events["name"] == "error"]

@@ -1,0 +1,53 @@
+# gpuviz: every command sets itself up first (a .venv with pinned packages).
+#   make lab    set up, then open JupyterLab on Lab 00
+#   make book   set up, execute every lab and build the HTML book into book/_build/html
+#   make test   set up, then lint, unit tests, every lab through nbval, and a book build
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.gpuviz-setup
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: setup lab book test lint unit labs lock clean
+setup: $(STAMP)
+
+# torch 2.13.0: the CUDA build from PyPI where nvidia-smi sees a GPU; otherwise the CPU
+# build (a local wheel if pip's find-links has one, else PyTorch's CPU index, else PyPI's,
+# which on macOS is the CPU build).
+$(STAMP): pyproject.toml requirements/lock.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  $(PIP) install torch==2.13.0; \
+	else \
+	  $(PIP) install "torch==2.13.0+cpu" || \
+	  $(PIP) install "torch==2.13.0+cpu" --index-url https://download.pytorch.org/whl/cpu || \
+	  $(PIP) install torch==2.13.0; \
+	fi
+	$(PIP) install -c requirements/lock.txt -e ".[lab,book,dev]"
+	touch $@
+
+lab: setup
+	$(VENV)/bin/jupyter lab labs/00_meet_your_cluster.ipynb
+
+book: setup
+	VENV=$(VENV) bash book/build.sh
+
+lint: setup
+	$(VENV)/bin/ruff check gpuviz tests benchmarks
+
+unit: setup
+	$(PY) -m pytest tests -q
+
+labs: setup
+	$(PY) -m pytest --nbval-lax labs -q
+
+test: lint unit labs
+
+# Refresh the pins after changing pyproject.toml (review the diff before committing).
+lock: setup
+	{ sed -n '1,2p' requirements/lock.txt; $(PIP) freeze --exclude-editable | grep -v -e '^torch==' -e '^gpuviz'; } > requirements/lock.new
+	mv requirements/lock.new requirements/lock.txt
+
+clean:
+	rm -rf book/_build book/labs runs labs/runs .pytest_cache

@@ -1,0 +1,301 @@
+"""How much does gpuviz's tracer slow a training step? And torch.profiler, for comparison.
+
+Goal: the tracer costs at most 1% of step time on the reference workload (the MLP of
+``gpuviz.workloads.mlp:train`` with ``ddp=True``: spans, the DDP comm hook, a flush to
+disk at every step).
+
+One real multi-process job (``gpuviz.launch``, torchrun, gloo on CPU) runs, in the same
+processes, interleaved blocks of training steps in four modes:
+
+    untraced    no tracer (``trace._tracer`` is None: spans are no-ops); DDP's default
+                (C++) all-reduce hook. This is the baseline.
+    untraced-2  the same as untraced, on a second copy: its ratio to untraced is the
+                noise floor of this measurement (an A/A test).
+    hook only   no tracer, but DDP runs ``trace.ddp_comm_hook`` (its no-tracer path):
+                checks that the hook costs what DDP's default hook costs.
+    traced      the tracer on: 4 spans per step on the main lane, one span per gradient
+                bucket from ``trace.ddp_comm_hook``, ``trace.step()`` writing the step's
+                events to ``rank{R}.jsonl``.
+    profiler    no tracer; the same steps under ``torch.profiler.profile(activities=[CPU])``
+                with a ``record_function`` per phase, as a user would instrument them.
+
+The modes rotate every round (ABCDE, BCDEA, ...) so that drift on a noisy machine falls on
+all of them alike. The benchmark times every step itself (``time.perf_counter`` around
+the whole step on every rank, then the max over ranks), never with the tracer. Each
+mode has its own DDP copy of the same model (a comm hook can be registered only once
+per DDP instance), with the same initial weights and the same data.
+
+Run::
+
+    .venv/bin/python benchmarks/trace_overhead.py            # about a minute on 2 cores
+    .venv/bin/python benchmarks/trace_overhead.py --hidden 256 --batch 256   # mlp.train's defaults
+
+It always exits 0: it is a measurement; read the verdict line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULT_FILE = "trace_overhead.json"
+MODES = ("untraced", "untraced-2", "hook only", "traced", "profiler")
+GOAL = 1.01
+
+
+# -- the worker (runs on every rank, started by gpuviz.launch) ---------------------------
+
+def worker(steps: int = 2, rounds: int = 40, warmup: int = 3, batch: int = 512, dim: int = 64,
+           hidden: int = 512, layers: int = 4, lr: float = 0.01, bucket_cap_mb: float = 25.0,
+           n_batches: int = 16, seed: int = 0) -> None:
+    """Run ``rounds`` rounds of ``steps`` steps per mode; rank 0 writes the timings as JSON."""
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from gpuviz import trace
+    from gpuviz.workloads.mlp import make_mlp, synthetic_regression
+
+    tracer = trace.get_tracer()
+    if tracer is None:
+        raise RuntimeError("run this under gpuviz.launch: the traced mode needs the worker's tracer")
+    world, rank = dist.get_world_size(), dist.get_rank()
+    local = batch // world
+    x_all, y_all = synthetic_regression(batch * n_batches, dim, seed)
+
+    def ddp_model(hooked: bool):
+        m = nn.parallel.DistributedDataParallel(make_mlp(dim, hidden, layers, seed),
+                                                bucket_cap_mb=bucket_cap_mb)
+        if hooked:
+            m.register_comm_hook(state=None, hook=trace.ddp_comm_hook)
+        return m, torch.optim.SGD(m.parameters(), lr=lr)
+
+    models = {"untraced": ddp_model(False), "untraced-2": ddp_model(False),
+              "hook only": ddp_model(True), "traced": ddp_model(True), "profiler": ddp_model(False)}
+    null = contextlib.nullcontext()
+    counter = {"i": 0}
+
+    def train_step(model, opt, profiling: bool) -> None:
+        # The loop body of gpuviz.workloads.mlp:train (ddp=True), plus a record_function
+        # per phase when torch.profiler is the instrument.
+        rf = record_function if profiling else (lambda name: null)
+        i = counter["i"] % n_batches
+        counter["i"] += 1
+        with trace.span("load batch", cat="data"), rf("load batch"):
+            lo = i * batch + rank * local
+            x, y = x_all[lo:lo + local], y_all[lo:lo + local]
+        with trace.span("forward"), rf("forward"):
+            loss = nn.functional.mse_loss(model(x), y)
+        with trace.span("backward"), rf("backward"):
+            loss.backward()
+        with trace.span("optimizer step", cat="optimizer"), rf("optimizer step"):
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        value = loss.item()
+        trace.step(loss=value)
+
+    def block(mode: str, n: int) -> dict:
+        model, opt = models[mode]
+        times = []
+        profiling = mode == "profiler"
+        trace._tracer = tracer if mode == "traced" else None
+        try:
+            ctx = profile(activities=[ProfilerActivity.CPU]) if profiling else null
+            t_enter = time.perf_counter()
+            with ctx as prof:
+                t_in = time.perf_counter()
+                for _ in range(n):
+                    t0 = time.perf_counter()
+                    train_step(model, opt, profiling)
+                    times.append(time.perf_counter() - t0)
+                t_last = time.perf_counter()
+            t_exit = time.perf_counter()
+        finally:
+            trace._tracer = tracer
+        # Everything below is outside the timed steps.
+        n_events = len(prof.events()) if profiling else 0
+        t = torch.tensor(times + [(t_in - t_enter) + (t_exit - t_last)], dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)  # a step lasts as long as its slowest rank
+        return {"times": t[:-1].tolist(), "start_stop": float(t[-1]), "events": n_events}
+
+    for mode in MODES:  # warm-up: DDP's bucket rebuild, the profiler's first start, caches
+        block(mode, warmup)
+    dist.barrier()
+    results = {m: {"times": [], "round_medians": [], "start_stop": [], "events": 0} for m in MODES}
+    for r in range(rounds):
+        order = MODES[r % len(MODES):] + MODES[:r % len(MODES)]
+        for mode in order:
+            b = block(mode, steps)
+            res = results[mode]
+            res["times"] += b["times"]
+            res["round_medians"].append(statistics.median(b["times"]))
+            res["start_stop"].append(b["start_stop"])
+            res["events"] += b["events"]
+    if rank == 0:
+        n_params = sum(p.numel() for p in models["untraced"][0].parameters())
+        out = {"world": world, "params": n_params,
+               "threads": torch.get_num_threads(), "torch": torch.__version__, "modes": results,
+               "config": {"steps": steps, "rounds": rounds, "warmup": warmup, "batch": batch,
+                          "dim": dim, "hidden": hidden, "layers": layers,
+                          "bucket_cap_mb": bucket_cap_mb}}
+        (tracer.run_dir / RESULT_FILE).write_text(json.dumps(out), encoding="utf-8")
+    dist.barrier()
+
+
+# -- microbenchmark (in this process) ----------------------------------------------------
+
+def microbench(n: int = 20000, repeats: int = 7) -> dict:
+    """Cost of one ``with trace.span(...)`` (traced and no-op) and of ``trace.step()``, in µs."""
+    from gpuviz import trace
+
+    def best(fn, k: int) -> float:
+        """The least time per call over ``repeats`` runs of ``k`` calls (µs)."""
+        out = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn(k)
+            out.append((time.perf_counter() - t0) / k * 1e6)
+        return min(out)
+
+    def spans(k: int) -> None:
+        span = trace.span
+        for _ in range(k):
+            with span("forward"):
+                pass
+
+    def steps(k: int) -> None:  # one step as the workload makes it: 4 spans + 1 bucket + step
+        span, t = trace.span, trace._tracer
+        for _ in range(k):
+            for name in ("load batch", "forward", "backward", "optimizer step"):
+                with span(name):
+                    pass
+            t.complete("all_reduce bucket 0", "comm", t.now(), 12.5, lane=1, step=t.step_index,
+                       bytes=3276804, bucket=0)
+            trace.step(loss=0.123)
+
+    def empty(k: int) -> None:
+        for _ in range(k):
+            pass
+
+    saved = trace._tracer
+    tmp = tempfile.mkdtemp(prefix="gpuviz-microbench-")
+    try:
+        trace._tracer = None
+        loop = best(empty, n)
+        noop = best(spans, n) - loop
+        trace._tracer = trace.Tracer(tmp, 0, 1)
+        traced = best(spans, n) - loop
+        trace._tracer._events.clear()
+        step = best(steps, n // 20)
+        trace._tracer.close()
+    finally:
+        trace._tracer = saved
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"noop": noop, "traced": traced, "step": step}
+
+
+# -- the launcher side ---------------------------------------------------------------------
+
+def _spans_per_step(path: Path) -> float:
+    """Complete (``X``) events per ``step_end`` in one rank's trace file."""
+    spans = steps = 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            e = json.loads(line)
+            if e.get("ph") == "X":
+                spans += 1
+            elif e.get("name") == "step_end":
+                steps += 1
+    return spans / steps if steps else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--nproc", type=int, default=2, help="ranks (default 2)")
+    p.add_argument("--steps", type=int, default=2, help="steps per mode per round (default 2)")
+    p.add_argument("--rounds", type=int, default=40, help="rounds of all modes (default 40)")
+    p.add_argument("--warmup", type=int, default=3, help="warm-up steps per mode (default 3)")
+    p.add_argument("--batch", type=int, default=512, help="global batch (default 512)")
+    p.add_argument("--dim", type=int, default=64, help="input features (default 64)")
+    p.add_argument("--hidden", type=int, default=512, help="hidden width (default 512)")
+    p.add_argument("--layers", type=int, default=4, help="hidden layers (default 4)")
+    p.add_argument("--bucket-cap-mb", type=float, default=25.0, help="DDP bucket size (default 25)")
+    p.add_argument("--run-dir", default=None, help="keep the job's run directory here "
+                   "(default: a temporary directory, removed afterwards)")
+    a = p.parse_args(argv)
+
+    import gpuviz
+
+    # The workers import this file as ``benchmarks.trace_overhead`` from the repository root.
+    sys.path.insert(0, str(REPO))
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    run_dir = Path(a.run_dir) if a.run_dir else Path(tempfile.mkdtemp(prefix="gpuviz-trace-overhead-"))
+    args = {"steps": a.steps, "rounds": a.rounds, "warmup": a.warmup, "batch": a.batch, "dim": a.dim,
+            "hidden": a.hidden, "layers": a.layers, "bucket_cap_mb": a.bucket_cap_mb}
+    t0 = time.perf_counter()
+    try:
+        gpuviz.launch("benchmarks.trace_overhead:worker", nproc=a.nproc, backend="gloo", args=args,
+                      run_dir=run_dir, progress=False, stream=False)
+        res = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+        spans_per_step = _spans_per_step(run_dir / "rank0.jsonl")
+    finally:
+        if not a.run_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    job_s = time.perf_counter() - t0
+    micro = microbench()
+
+    c, modes = res["config"], res["modes"]
+    med = {m: statistics.median(modes[m]["times"]) * 1e3 for m in MODES}
+    base = med["untraced"]
+    n_steps = len(modes["untraced"]["times"])
+    print(f"workload: the step of gpuviz.workloads.mlp:train, ddp=True: MLP {c['dim']} -> "
+          f"{c['hidden']} x {c['layers']} -> 1 ({res['params'] / 1e6:.2f} M params, "
+          f"{res['params'] * 4 / 2**20:.1f} MiB of gradients all-reduced per step), "
+          f"global batch {c['batch']}")
+    print(f"job: {res['world']} ranks, gloo, CPU, {res['threads']} thread(s) per rank, torch "
+          f"{res['torch']}; {c['rounds']} rounds x {c['steps']} steps per mode, interleaved "
+          f"({n_steps} timed steps per mode; the job took {job_s:.0f} s)")
+    print()
+    print(f"{'mode':<11} {'median step (ms)':>16} {'vs untraced':>12} {'per-round ratio p25..p75':>25}"
+          f" {'spans/step':>11}")
+    for m in MODES:
+        rr = [x / u for x, u in zip(modes[m]["round_medians"], modes["untraced"]["round_medians"])]
+        q = statistics.quantiles(rr, n=4) if len(rr) > 1 else [rr[0]] * 3
+        if m == "traced":
+            spans = f"{spans_per_step:.0f}"
+        elif m == "profiler":
+            spans = f"{modes[m]['events'] / n_steps:.0f} events"
+        else:
+            spans = "0"
+        print(f"{m:<11} {med[m]:>16.2f} {med[m] / base:>12.3f} {f'{q[0]:.3f}..{q[2]:.3f}':>25}"
+              f" {spans:>11}")
+    ss = statistics.median(modes["profiler"]["start_stop"]) * 1e3
+    print(f"(torch.profiler also takes {ss:.0f} ms to start and stop around each block of "
+          f"{c['steps']} steps, not counted above)")
+    print()
+    print(f"microbenchmark (this process, no training): one `with trace.span(...)` costs "
+          f"{micro['traced']:.2f} us traced, {micro['noop']:.2f} us as a no-op; one step's "
+          f"tracing (4 spans, 1 bucket span, trace.step() writing them) {micro['step']:.1f} us "
+          f"= {micro['step'] / 1e3 / base:.2%} of the untraced step")
+    ratio = med["traced"] / base
+    noise = med["untraced-2"] / base
+    print(f"noise floor: untraced-2/untraced = {noise:.3f} (the same steps twice; a ratio "
+          f"closer to 1 than this is not resolved)")
+    print(f"tracer overhead: traced/untraced = {ratio:.3f} (goal <= {GOAL:.2f})"
+          f"{'' if ratio <= GOAL else '  -- ABOVE GOAL'}")
+    print(f"torch.profiler: profiled/untraced = {med['profiler'] / base:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
