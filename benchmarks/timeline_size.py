@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,11 @@ from gpuviz import plot
 from gpuviz.runs import Run, _build
 
 SPANS_PER_STEP = 10
+
+
+def _span(ev, rank, name, cat, ts, dur, lane=0, step=0, **args):
+    ev.append({"ph": "X", "name": name, "cat": cat, "ts": ts, "dur": dur, "pid": rank, "tid": lane,
+               "args": {"step": step, **args}})
 
 
 def synthetic_run(ranks: int = 64, spans: int = 10_000, seed: int = 0) -> Run:
@@ -32,11 +38,7 @@ def synthetic_run(ranks: int = 64, spans: int = 10_000, seed: int = 0) -> Run:
         ev: list[dict] = [{"ph": "M", "name": "gpuviz_meta", "pid": r,
                            "args": {"world_size": ranks, "backend": "synthetic"}}]
         t = 0.0
-
-        def x(name, cat, ts, dur, lane=0, step=0, **args):
-            ev.append({"ph": "X", "name": name, "cat": cat, "ts": ts, "dur": dur, "pid": r,
-                       "tid": lane, "args": {"step": step, **args}})
-
+        x = partial(_span, ev, r)
         for s in range(steps):
             fwd = rng.uniform(1800, 2200) * (1.3 if r == slow else 1.0)
             x("load batch", "data", t, 40, step=s)

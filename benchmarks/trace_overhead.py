@@ -2,33 +2,38 @@
 
 Goal: the tracer costs at most 1% of step time on the reference workload (the MLP of
 ``gpuviz.workloads.mlp:train`` with ``ddp=True``: spans, the DDP comm hook, a flush to
-disk at every step).
+disk at every step), read as the traced/untraced ratio of one run of this script.
 
-One real multi-process job (``gpuviz.launch``, torchrun, gloo on CPU) runs, in the same
-processes, interleaved blocks of training steps in four modes:
+One real multi-process job (``gpuviz.launch``: torchrun, gloo, CPU) runs, in the same
+processes, interleaved blocks of training steps in five modes:
 
-    untraced    no tracer (``trace._tracer`` is None: spans are no-ops); DDP's default
-                (C++) all-reduce hook. This is the baseline.
-    untraced-2  the same as untraced, on a second copy: its ratio to untraced is the
-                noise floor of this measurement (an A/A test).
-    hook only   no tracer, but DDP runs ``trace.ddp_comm_hook`` (its no-tracer path):
-                checks that the hook costs what DDP's default hook costs.
+    untraced    no tracer (``trace._tracer`` is None: spans are no-ops) and DDP's built-in
+                all-reduce (no comm hook). The baseline: training without gpuviz.
+    untraced-2  untraced again: its ratio to untraced is the noise floor (an A/A test).
+    hook only   no tracer, but DDP calls ``trace.ddp_comm_hook`` (its no-tracer path, the
+                same work as torch's own ``default_hooks.allreduce_hook``).
     traced      the tracer on: 4 spans per step on the main lane, one span per gradient
                 bucket from ``trace.ddp_comm_hook``, ``trace.step()`` writing the step's
                 events to ``rank{R}.jsonl``.
     profiler    no tracer; the same steps under ``torch.profiler.profile(activities=[CPU])``
                 with a ``record_function`` per phase, as a user would instrument them.
 
-The modes rotate every round (ABCDE, BCDEA, ...) so that drift on a noisy machine falls on
-all of them alike. The benchmark times every step itself (``time.perf_counter`` around
-the whole step on every rank, then the max over ranks), never with the tracer. Each
-mode has its own DDP copy of the same model (a comm hook can be registered only once
-per DDP instance), with the same initial weights and the same data.
+A comm hook can be registered only once per DDP instance, so there are two DDP copies of
+the same model (same weights, same data): untraced, untraced-2 and profiler share one,
+hook only and traced the other (so traced/hook only is the tracer alone, same copy).
+
+Each round runs every mode for ``--steps`` steps, in a new random order (the same on every
+rank). The benchmark times every step itself, never with the tracer: ``perf_counter``
+around the whole step on every rank, then the slowest rank; CPU time (``process_time``,
+all threads) as well, which the other jobs of a shared machine disturb much less.
+Ratios are paired by round (median over rounds of mode/untraced in the same round, with
+a bootstrap 95% interval), which cancels the machine's drift over seconds.
 
 Run::
 
-    .venv/bin/python benchmarks/trace_overhead.py            # about a minute on 2 cores
-    .venv/bin/python benchmarks/trace_overhead.py --hidden 256 --batch 256   # mlp.train's defaults
+    .venv/bin/python benchmarks/trace_overhead.py            # under a minute on 2 cores
+    .venv/bin/python benchmarks/trace_overhead.py --rounds 150   # tighter intervals
+    .venv/bin/python benchmarks/trace_overhead.py --hidden 256 --batch 256   # mlp.train's size
 
 It always exits 0: it is a measurement; read the verdict line.
 """
@@ -39,6 +44,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -80,12 +86,15 @@ def worker(steps: int = 2, rounds: int = 40, warmup: int = 3, batch: int = 512, 
             m.register_comm_hook(state=None, hook=trace.ddp_comm_hook)
         return m, torch.optim.SGD(m.parameters(), lr=lr)
 
-    models = {"untraced": ddp_model(False), "untraced-2": ddp_model(False),
-              "hook only": ddp_model(True), "traced": ddp_model(True), "profiler": ddp_model(False)}
+    # One DDP copy per kind of hook: untraced, untraced-2 and profiler run the same copy,
+    # hook only and traced the other, so traced/hook only is free of any copy-to-copy bias.
+    plain, hooked = ddp_model(False), ddp_model(True)
+    models = {"untraced": plain, "untraced-2": plain, "hook only": hooked, "traced": hooked,
+              "profiler": plain}
     null = contextlib.nullcontext()
     counter = {"i": 0}
 
-    def train_step(model, opt, profiling: bool) -> None:
+    def train_step(model, opt, profiling: bool) -> float:
         # The loop body of gpuviz.workloads.mlp:train (ddp=True), plus a record_function
         # per phase when torch.profiler is the instrument.
         rf = record_function if profiling else (lambda name: null)
@@ -102,11 +111,13 @@ def worker(steps: int = 2, rounds: int = 40, warmup: int = 3, batch: int = 512, 
             opt.step()
             opt.zero_grad(set_to_none=True)
         value = loss.item()
+        t0 = time.perf_counter()
         trace.step(loss=value)
+        return time.perf_counter() - t0
 
     def block(mode: str, n: int) -> dict:
         model, opt = models[mode]
-        times = []
+        times, cpu, flush = [], [], []
         profiling = mode == "profiler"
         trace._tracer = tracer if mode == "traced" else None
         try:
@@ -115,9 +126,10 @@ def worker(steps: int = 2, rounds: int = 40, warmup: int = 3, batch: int = 512, 
             with ctx as prof:
                 t_in = time.perf_counter()
                 for _ in range(n):
-                    t0 = time.perf_counter()
-                    train_step(model, opt, profiling)
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    flush.append(train_step(model, opt, profiling))
                     times.append(time.perf_counter() - t0)
+                    cpu.append(time.process_time() - c0)
                 t_last = time.perf_counter()
             t_exit = time.perf_counter()
         finally:
@@ -126,19 +138,25 @@ def worker(steps: int = 2, rounds: int = 40, warmup: int = 3, batch: int = 512, 
         n_events = len(prof.events()) if profiling else 0
         t = torch.tensor(times + [(t_in - t_enter) + (t_exit - t_last)], dtype=torch.float64)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)  # a step lasts as long as its slowest rank
-        return {"times": t[:-1].tolist(), "start_stop": float(t[-1]), "events": n_events}
+        c = torch.tensor(cpu, dtype=torch.float64)
+        dist.all_reduce(c)  # CPU seconds of all ranks' processes (every thread)
+        return {"times": t[:-1].tolist(), "cpu": (c / world).tolist(), "start_stop": float(t[-1]),
+                "events": n_events, "flush": flush}
 
     for mode in MODES:  # warm-up: DDP's bucket rebuild, the profiler's first start, caches
         block(mode, warmup)
     dist.barrier()
-    results = {m: {"times": [], "round_medians": [], "start_stop": [], "events": 0} for m in MODES}
-    for r in range(rounds):
-        order = MODES[r % len(MODES):] + MODES[:r % len(MODES)]
+    results = {m: {"times": [], "cpu": [], "flush": [], "start_stop": [], "events": 0} for m in MODES}
+    rng = random.Random(seed)  # the same seed on every rank: the same order everywhere
+    for _ in range(rounds):
+        order = list(MODES)
+        rng.shuffle(order)  # a new order each round: no mode always follows the same one
         for mode in order:
             b = block(mode, steps)
             res = results[mode]
             res["times"] += b["times"]
-            res["round_medians"].append(statistics.median(b["times"]))
+            res["cpu"] += b["cpu"]
+            res["flush"] += b["flush"]  # rank 0's own time in trace.step()
             res["start_stop"].append(b["start_stop"])
             res["events"] += b["events"]
     if rank == 0:
@@ -219,6 +237,26 @@ def _spans_per_step(path: Path) -> float:
     return spans / steps if steps else 0.0
 
 
+def paired_ratio(times: list[float], base: list[float], steps: int, n_boot: int = 2000,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """Median over rounds of (this mode's mean step / the untraced mean step in the same
+    round), with a 95% bootstrap interval over rounds. Pairing by round cancels the drift
+    of a shared machine (its other jobs come and go over seconds)."""
+    import numpy as np
+
+    t = np.asarray(times).reshape(-1, steps).mean(axis=1)
+    b = np.asarray(base).reshape(-1, steps).mean(axis=1)
+    r = t / b
+    rng = np.random.default_rng(seed)
+    boot = np.median(r[rng.integers(0, len(r), size=(n_boot, len(r)))], axis=1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return float(np.median(r)), float(lo), float(hi)
+
+
+def _fmt(r: tuple[float, float, float]) -> str:
+    return f"{r[0]:.3f} [{r[1]:.3f}..{r[2]:.3f}]"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--nproc", type=int, default=2, help="ranks (default 2)")
@@ -255,45 +293,57 @@ def main(argv: list[str] | None = None) -> int:
     micro = microbench()
 
     c, modes = res["config"], res["modes"]
-    med = {m: statistics.median(modes[m]["times"]) * 1e3 for m in MODES}
-    base = med["untraced"]
     n_steps = len(modes["untraced"]["times"])
+    med = {m: statistics.median(modes[m]["times"]) * 1e3 for m in MODES}
+    cpu = {m: statistics.median(modes[m]["cpu"]) * 1e3 for m in MODES}
+    wall_r = {m: paired_ratio(modes[m]["times"], modes["untraced"]["times"], c["steps"]) for m in MODES}
+    cpu_r = {m: paired_ratio(modes[m]["cpu"], modes["untraced"]["cpu"], c["steps"]) for m in MODES}
+    alone = paired_ratio(modes["traced"]["times"], modes["hook only"]["times"], c["steps"])
+    alone_cpu = paired_ratio(modes["traced"]["cpu"], modes["hook only"]["cpu"], c["steps"])
+    flush_us = statistics.median(modes["traced"]["flush"]) * 1e6
     print(f"workload: the step of gpuviz.workloads.mlp:train, ddp=True: MLP {c['dim']} -> "
           f"{c['hidden']} x {c['layers']} -> 1 ({res['params'] / 1e6:.2f} M params, "
           f"{res['params'] * 4 / 2**20:.1f} MiB of gradients all-reduced per step), "
           f"global batch {c['batch']}")
     print(f"job: {res['world']} ranks, gloo, CPU, {res['threads']} thread(s) per rank, torch "
-          f"{res['torch']}; {c['rounds']} rounds x {c['steps']} steps per mode, interleaved "
-          f"({n_steps} timed steps per mode; the job took {job_s:.0f} s)")
+          f"{res['torch']}; {c['rounds']} rounds x {c['steps']} steps per mode, in a new random "
+          f"order each round ({n_steps} timed steps per mode; the job took {job_s:.0f} s)")
+    print("ratios: median over rounds of mode/untraced in the same round [95% bootstrap interval]")
     print()
-    print(f"{'mode':<11} {'median step (ms)':>16} {'vs untraced':>12} {'per-round ratio p25..p75':>25}"
-          f" {'spans/step':>11}")
+    print(f"{'mode':<11} {'median step':>11} {'step time vs untraced':>22} {'CPU/step/rank':>14} "
+          f"{'CPU time vs untraced':>21} {'spans/step':>11}")
     for m in MODES:
-        rr = [x / u for x, u in zip(modes[m]["round_medians"], modes["untraced"]["round_medians"])]
-        q = statistics.quantiles(rr, n=4) if len(rr) > 1 else [rr[0]] * 3
         if m == "traced":
             spans = f"{spans_per_step:.0f}"
         elif m == "profiler":
             spans = f"{modes[m]['events'] / n_steps:.0f} events"
         else:
             spans = "0"
-        print(f"{m:<11} {med[m]:>16.2f} {med[m] / base:>12.3f} {f'{q[0]:.3f}..{q[2]:.3f}':>25}"
-              f" {spans:>11}")
+        print(f"{m:<11} {med[m]:>8.2f} ms {_fmt(wall_r[m]):>22} {cpu[m]:>11.2f} ms "
+              f"{_fmt(cpu_r[m]):>21} {spans:>11}")
     ss = statistics.median(modes["profiler"]["start_stop"]) * 1e3
     print(f"(torch.profiler also takes {ss:.0f} ms to start and stop around each block of "
           f"{c['steps']} steps, not counted above)")
     print()
+    print(f"tracer alone (traced/hook only, same DDP copy): {_fmt(alone)} in step time, "
+          f"{_fmt(alone_cpu)} in CPU time")
+    print(f"in the job, trace.step() (encode and write the step's events) took {flush_us:.0f} us "
+          f"per traced step (median, rank 0) = {flush_us / 1e3 / med['traced']:.2%} of the step")
     print(f"microbenchmark (this process, no training): one `with trace.span(...)` costs "
           f"{micro['traced']:.2f} us traced, {micro['noop']:.2f} us as a no-op; one step's "
-          f"tracing (4 spans, 1 bucket span, trace.step() writing them) {micro['step']:.1f} us "
-          f"= {micro['step'] / 1e3 / base:.2%} of the untraced step")
-    ratio = med["traced"] / base
-    noise = med["untraced-2"] / base
-    print(f"noise floor: untraced-2/untraced = {noise:.3f} (the same steps twice; a ratio "
-          f"closer to 1 than this is not resolved)")
-    print(f"tracer overhead: traced/untraced = {ratio:.3f} (goal <= {GOAL:.2f})"
-          f"{'' if ratio <= GOAL else '  -- ABOVE GOAL'}")
-    print(f"torch.profiler: profiled/untraced = {med['profiler'] / base:.2f}x")
+          f"tracing (4 spans, 1 bucket span, trace.step()) {micro['step']:.0f} us")
+    aa, ratio = wall_r["untraced-2"], wall_r["traced"]
+    print(f"noise floor: untraced-2/untraced = {_fmt(aa)} in step time, "
+          f"{_fmt(cpu_r['untraced-2'])} in CPU time (the same steps twice)")
+    if ratio[2] <= GOAL:
+        verdict = "within the goal"
+    elif ratio[1] > GOAL:
+        verdict = "ABOVE the goal"
+    else:
+        verdict = "not resolved: the interval straddles the goal (more --rounds narrow it)"
+    print(f"tracer overhead: traced/untraced = {ratio[0]:.3f} (95% interval {ratio[1]:.3f}.."
+          f"{ratio[2]:.3f}; goal <= {GOAL:.2f}): {verdict}")
+    print(f"torch.profiler: profiled/untraced = {wall_r['profiler'][0]:.2f}x")
     return 0
 
 

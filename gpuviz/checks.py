@@ -26,8 +26,12 @@ class Result:
     def __repr__(self) -> str:
         return ("Correct! " if self.ok else "Not yet. ") + self.message
 
-    def _repr_markdown_(self) -> str:
-        return ("✅ **Correct!** " if self.ok else "❌ **Not yet.** ") + self.message
+    def _repr_html_(self) -> str:
+        import html
+
+        colour, word = ("#2E7D32", "Correct!") if self.ok else ("#C62828", "Not yet.")
+        return (f'<div style="border-left:4px solid {colour};padding:2px 8px">'
+                f'<b style="color:{colour}">{word}</b> {html.escape(self.message)}</div>')
 
 
 def _value(answer: Any, *args) -> Any:

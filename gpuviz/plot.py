@@ -18,16 +18,19 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.io.base_renderers import MimetypeRenderer
 
 from gpuviz.categories import CATEGORIES, COLORS
 
-__all__ = ["timeline", "breakdown"]
+__all__ = ["timeline", "breakdown", "setup_notebook"]
 
 _UNTRACED = "#E4E4E4"        # light neutral: time inside no span
 _RED = "#D62728"             # interrupted spans and errors
 _MAIN_H, _COMM_TOP = 0.5, 0.3  # row geometry in rank units: main bar, then the comm band below it
 _GL_ABOVE = 4000             # more segments than this: WebGL lines instead of SVG bars
 _PIXELS = 3000               # merging resolution: spans shorter than wall / _PIXELS
+_LEGEND = dict(title="category", itemsizing="constant", tracegroupgap=2)
 _EPS = 1e-9                  # 1 ns: spans closer than this touch, they do not overlap
 
 
@@ -40,9 +43,10 @@ def timeline(run, *, ranks=None, steps=None, max_spans: int = 20000, title: str 
     spans (a rank stopped mid-span) are hatched red; recorded errors are red crosses.
 
     ``ranks`` (int or list) and ``steps`` (int or list/range) pick what to draw. Above
-    ``max_spans`` spans, spans shorter than about a pixel are merged per rank and lane
-    into segments (coloured by the category that fills most of them; hover says how many
-    were merged and their mix); the subtitle says so. Large figures use WebGL.
+    ``max_spans`` spans, spans shorter than about a pixel are merged into one bin per pixel
+    of each rank and lane (coarser while more than ``max_spans`` are left), drawn as its
+    categories' times side by side; hover says how many spans were merged and their mix,
+    and the subtitle says so. Large figures are drawn with WebGL.
 
     >>> fig = timeline(run, steps=range(5, 10))                   # doctest: +SKIP
     >>> fig = timeline(run, ranks=[0, 3], title="two ranks")      # doctest: +SKIP
@@ -69,7 +73,7 @@ def timeline(run, *, ranks=None, steps=None, max_spans: int = 20000, title: str 
     sp, lane, depth = sp.iloc[order], lane[order], depth[order]
     row, comm = lane // 2, lane % 2 == 1
     start, end = sp["start"].to_numpy(float), sp["end"].to_numpy(float)
-    present = set(sp["cat"])
+    present = set(sp["cat"].unique())
     cats = [c for c in CATEGORIES if c in present] + sorted(present - set(CATEGORIES))
     cat = sp["cat"].map({c: i for i, c in enumerate(cats)}).to_numpy()
     stopped = sp["interrupted"].to_numpy(bool)
@@ -87,7 +91,7 @@ def timeline(run, *, ranks=None, steps=None, max_spans: int = 20000, title: str 
     level = np.where(comm, 0, depth)                           # nested spans drawn later, on top
 
     row_px = int(np.clip(520 / len(rows), 13, 34 + 10 * ntrack))
-    height = 150 + row_px * len(rows)
+    height = max(380, 140 + 18 * bool(note) + row_px * len(rows))
     fig = go.Figure()
     draw = _draw_bars if len(idx) <= _GL_ABOVE else _draw_gl
     draw(fig, start, end, y, h, cat, level, stopped, hover, cats, px_per_unit=row_px, wall=wall)
@@ -100,8 +104,7 @@ def timeline(run, *, ranks=None, steps=None, max_spans: int = 20000, title: str 
     name = title or f"Timeline of {run.path.name}: every rank's time"
     fig.update_layout(title=dict(text=name, subtitle=dict(text="<br>".join(sub))), height=height,
                       template="plotly_white", barmode="overlay", hovermode="closest",
-                      margin=dict(t=90 + 18 * len(sub), b=50, l=80, r=20),
-                      legend=dict(title="category", itemsizing="constant"))
+                      margin=dict(t=80 + 18 * len(sub), b=50, l=80, r=20), legend=_LEGEND)
     fig.update_xaxes(title="time (s) from the aligned start", showline=True, linecolor="#888")
     labels = [f"rank {r}" + ("" if r in set(run.ranks) else " (no trace)") for r in rows]
     fig.update_yaxes(tickvals=list(range(len(rows))), ticktext=labels, showgrid=False, zeroline=False,
@@ -114,50 +117,50 @@ def breakdown(run, *, normalize: bool = False, title: str | None = None) -> go.F
 
     The thick bar is each rank's main thread: its categories and ``untraced`` (time in no
     span) add up to the rank's wall time. Communication running beside it (DDP buckets on
-    the comm lane) is the thin hatched bar below; the two ``comm`` parts add up to
-    ``summary()["comm"]``. ``normalize=True`` shows fractions of each rank's wall time.
+    the comm lane, ``summary()["comm_lane"]``) is the thin hatched bar below. ``normalize=True`` shows fractions of each rank's wall time.
 
     >>> fig = breakdown(run)                       # doctest: +SKIP
     >>> fig = breakdown(run, normalize=True)       # doctest: +SKIP
     """
     _spans(run)
     s = run.summary()
-    main = s[list(CATEGORIES) + ["untraced"]].copy()
-    beside = (main.sum(axis=1) - s["wall"]).clip(lower=0.0)   # comm-lane time outside main comm
-    main["comm"] = s["comm"] - beside
     wall = s["wall"].to_numpy()
+    main = s[list(CATEGORIES) + ["untraced"]].copy()
+    beside = s["comm_lane"].to_numpy()
     scale = np.where(wall > 0, wall, 1.0) if normalize else np.ones(len(s))
-    y = np.arange(len(s), dtype=float)
-    fig, base = go.Figure(), np.zeros(len(s))
-    for col in list(CATEGORIES) + ["untraced"]:
+    y, base, fig = np.arange(len(s), dtype=float), np.zeros(len(s)), go.Figure()
+
+    def hover(label, v, more=None):
+        more = more or [""] * len(s)
+        return [f"<b>{label}</b>, rank {r}<br>{x:.6f} s = {x / w:.1%} of wall time {w:.6f} s{m}"
+                for r, x, w, m in zip(s.index, v, np.where(wall > 0, wall, np.inf), more, strict=True)]
+
+    for i, col in enumerate([*CATEGORIES, "untraced"]):
         v = main[col].to_numpy()
-        if not v.any():
+        if not (v > 1e-12).any():
             continue
         label = "untraced (no span)" if col == "untraced" else col
+        marker = (dict(color=COLORS[col], line=dict(width=0.5, color="white")) if col in COLORS else
+                  dict(color=_UNTRACED, line=dict(width=0.5, color="#aaa"),
+                       pattern=dict(shape=".", fgcolor="#aaa", size=5)))
         fig.add_bar(y=y, x=v / scale, base=base / scale, orientation="h", width=0.6, name=label,
-                    marker=dict(color=COLORS.get(col, _UNTRACED), line=dict(width=0.5, color="#bbb"
-                                if col == "untraced" else "white")),
-                    legendgroup=col, hoverinfo="text",
-                    hovertext=[f"<b>{label}</b>, rank {r}<br>{x:.6f} s = {x / w:.1%} of wall {w:.6f} s"
-                               for r, x, w in zip(s.index, v, np.where(wall > 0, wall, np.inf), strict=True)])
+                    marker=marker, legendgroup=col, legendrank=100 + i, hoverinfo="text",
+                    hovertext=hover(label, v))
         base = base + v
-    if beside.to_numpy().any():
-        b = beside.to_numpy()
-        fig.add_bar(y=y + 0.42, x=b / scale, orientation="h", width=0.16, name="comm beside main thread",
-                    legendgroup="comm", marker=dict(color=COLORS["comm"], pattern=dict(shape="/")),
-                    hoverinfo="text", hovertext=[
-                        f"<b>comm beside the main thread</b> (comm lane), rank {r}<br>{x:.6f} s = "
-                        f"{x / w:.1%} of wall; {o:.0%} of comm-lane time hidden behind compute"
-                        for r, x, w, o in zip(s.index, b, np.where(wall > 0, wall, np.inf),
-                                              s["overlap"], strict=True)])
-    unit = "fraction of each rank's wall time" if normalize else "time (s)"
+    if beside.any():
+        fig.add_bar(y=y + 0.42, x=beside / scale, orientation="h", width=0.16, legendrank=101,
+                    name="comm beside it (DDP)", legendgroup="comm",
+                    marker=dict(color=COLORS["comm"], pattern=dict(shape="/")), hoverinfo="text",
+                    hovertext=hover("comm beside the main thread", beside,
+                                    [f"<br>{o:.0%} of it hidden behind compute" for o in s["overlap"]]))
+    sub = "thick bar: each rank's main thread; it adds up to the rank's wall time"
+    sub += "; thin hatched bar: communication running beside it, at the same time" if beside.any() else ""
     fig.update_layout(title=dict(text=title or f"Where the time goes on each rank: {run.path.name}",
-                                 subtitle=dict(text="thick bar: main thread, adds up to wall time"
-                                               + ("; thin hatched bar: comm running beside it"
-                                                  if beside.any() else ""))),
-                      template="plotly_white", barmode="overlay", height=160 + 34 * len(s),
-                      legend=dict(title="category"), margin=dict(t=100, b=50, l=80, r=20))
-    fig.update_xaxes(title=unit, tickformat=".0%" if normalize else None)
+                                 subtitle=dict(text=sub)),
+                      template="plotly_white", barmode="overlay", height=max(380, 160 + 36 * len(s)),
+                      legend=_LEGEND, margin=dict(t=100, b=50, l=80, r=20))
+    fig.update_xaxes(title="fraction of each rank's wall time" if normalize else "time (s)",
+                     tickformat=".0%" if normalize else None)
     fig.update_yaxes(tickvals=list(y), ticktext=[f"rank {r}" for r in s.index], showgrid=False,
                      zeroline=False, range=[len(s) - 0.3, -0.5])
     return fig
@@ -165,15 +168,16 @@ def breakdown(run, *, normalize: bool = False, title: str | None = None) -> go.F
 
 # -- drawing ---------------------------------------------------------------------------------
 
-def _draw_bars(fig, start, end, y, h, cat, level, stopped, hover, cats, **_):
+def _draw_bars(fig, start, end, y, h, cat, level, stopped, hover, cats, *, wall, **_):
     """SVG bars: hover works anywhere on a span. One trace per (nesting level, category)."""
+    edge = np.where(end - start > wall / 300, 0.6, 0.0)       # white edges, not on the thinnest
     for lv in np.unique(level):
         for i, c in enumerate(cats):
             m = (level == lv) & (cat == i)
             if m.any():
                 fig.add_bar(y=y[m], x=end[m] - start[m], base=start[m], width=h[m], orientation="h",
                             name=c, legendgroup=c, showlegend=bool(lv == level.min()), legendrank=100 + i,
-                            marker=dict(color=COLORS.get(c, "#777"), line=dict(width=0.5, color="white")),
+                            marker=dict(color=COLORS.get(c, "#777"), line=dict(width=edge[m], color="white")),
                             hoverinfo="text", hovertext=hover[m])
     if stopped.any():
         m = stopped
@@ -250,8 +254,9 @@ def _merged(sp, lane, depth, cat, cats, max_spans, wall):
     steps = sp["step"].to_numpy(float, na_value=np.nan)
     lo, hi = np.fmin.reduceat(steps, first), np.fmax.reduceat(steps, first)
     rank, comm = sp["rank"].to_numpy()[first], lane[first] % 2 == 1
+    share = comp / np.maximum(comp.sum(axis=1, keepdims=True), 1e-300)
     for k in np.flatnonzero(count > 1):
-        hover[k] = _merged_hover(rank[k], comm[k], count[k], lo[k], hi[k], g0[k], g1[k], comp[k], cats, px)
+        hover[k] = _merged_hover(rank[k], comm[k], count[k], lo[k], hi[k], g0[k], g1[k], share[k], cats, px)
     note = (f"⚠ {len(sp):,} spans: those shorter than {_dur(px)} merged, per rank and {_dur(px)} bin, "
             f"into {len(group):,} parts (hover says how many); choose ranks= or steps= to see every span")
     return (first[group], np.r_[g0[one], p0], np.r_[g1[one], p0 + w], np.r_[cat[first[one]], ci],
@@ -302,7 +307,7 @@ def _spans(run) -> pd.DataFrame:
     if sp is None or sp.empty:
         raise ValueError(f"run={getattr(run, 'path', run)!s}: it holds no spans to draw; did the "
                          "workload call gpuviz.trace.span (or was it stopped before its first step)?")
-    return sp.sort_values(["rank", "lane", "start"], kind="stable")
+    return sp
 
 
 def _pick_ranks(run, ranks) -> list[int]:
@@ -341,9 +346,8 @@ def _span_hover(sp: pd.DataFrame) -> np.ndarray:
                 sp["bytes"], sp["args"], sp["interrupted"], strict=True)], dtype=object)
 
 
-def _merged_hover(rank, comm, n, lo, hi, t0, t1, comp, cats, px) -> str:
-    mix = ", ".join(f"{c} {x / comp.sum():.0%}" for c, x in zip(cats, comp, strict=True)
-                    if x >= 0.005 * comp.sum())
+def _merged_hover(rank, comm, n, lo, hi, t0, t1, share, cats, px) -> str:
+    mix = ", ".join(f"{c} {x:.0%}" for c, x in zip(cats, share.tolist(), strict=True) if x >= 0.005)
     steps = "no step" if np.isnan(lo) else f"step {lo:.0f}" if lo == hi else f"steps {lo:.0f}–{hi:.0f}"
     return (f"<b>{n:,} spans merged</b> (each shorter than {_dur(px)})<br>rank {rank}"
             f"{', comm lane' if comm else ''}, {steps}<br>{t0:.4f}–{t1:.4f} s<br>{mix}")
@@ -351,8 +355,9 @@ def _merged_hover(rank, comm, n, lo, hi, t0, t1, comp, cats, px) -> str:
 
 def _dur(seconds: float) -> str:
     """Duration with 3 significant digits: 5.19 ms, 1.23 s."""
-    ms = seconds * 1e3
-    return f"{ms:.3g} ms" if ms < 1000 else f"{seconds:.3g} s" if seconds < 1000 else f"{seconds:,.0f} s"
+    if seconds < 0.9995:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s" if seconds < 999.5 else f"{seconds:,.0f} s"
 
 
 def _bytes(n) -> str:
@@ -361,7 +366,31 @@ def _bytes(n) -> str:
         return "—"
     n = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
+        if abs(n) < 1000 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
         n /= 1024
     return ""
+
+
+# -- notebooks and the book ------------------------------------------------------------------
+
+def setup_notebook() -> None:
+    """Draw figures in JupyterLab and in the built book, with no network.
+
+    Each figure is output twice: plotly's JSON, which JupyterLab draws, and an HTML copy
+    that calls ``Plotly.newPlot`` with no ``<script>`` of plotly.js or MathJax from a CDN;
+    the book serves plotly.js from its own ``_static`` folder. Call it in a lab's first cell.
+
+    >>> setup_notebook()
+    """
+    pio.renderers["gpuviz"] = _OfflineHtmlRenderer()
+    pio.renderers.default = "plotly_mimetype+gpuviz"
+
+
+class _OfflineHtmlRenderer(MimetypeRenderer):
+    """text/html holding the figure's JSON and a Plotly.newPlot call, and no script from a CDN."""
+
+    def to_mimebundle(self, fig_dict):
+        return {"text/html": pio.to_html(fig_dict, include_plotlyjs=False, include_mathjax=False,
+                                         full_html=False, default_width="100%",
+                                         default_height=525, validate=False)}

@@ -70,9 +70,10 @@ class Run:
     def summary(self) -> pd.DataFrame:
         """Seconds per rank in each category, untraced time, wall time and overlap.
 
-        Main-lane time is counted once (a nested span's time belongs to the innermost
-        span). ``comm`` adds the comm lane (DDP buckets) and ``overlap`` is the fraction
-        of that communication hidden behind compute on the main lane.
+        ``compute`` ... ``io`` and ``untraced`` (time in no span) split the rank's main
+        thread and add up to ``wall``; a nested span's time belongs to the innermost
+        span. ``comm_lane`` is communication running beside the main thread (DDP's
+        gradient buckets) and ``overlap`` the fraction of it hidden behind compute.
 
         >>> run.summary()[["compute", "comm", "idle", "overlap"]]   # doctest: +SKIP
         """
@@ -88,17 +89,16 @@ class Run:
             compute_iv = _union(main.loc[main["cat"] == "compute", ["start", "end"]].to_numpy())
             side_total = _length(side_iv)
             hidden = _length(_intersect(side_iv, compute_iv))
-            row["comm"] += side_total - _length(_intersect(
-                side_iv, _union(main.loc[main["cat"] == "comm", ["start", "end"]].to_numpy())))
             if len(s):
                 wall = float(s["end"].max() - min(0.0, s["start"].min()))
             else:
                 wall = 0.0
             row["untraced"] = max(0.0, wall - float(own.sum()) if len(main) else wall)
             row["wall"] = wall
+            row["comm_lane"] = side_total
             row["overlap"] = hidden / side_total if side_total > 0 else 0.0
             rows.append(row)
-        cols = ["rank", *CATEGORIES, "untraced", "wall", "overlap"]
+        cols = ["rank", *CATEGORIES, "untraced", "wall", "comm_lane", "overlap"]
         return pd.DataFrame(rows, columns=cols).set_index("rank")
 
     def waits(self, name: str = "wait for others") -> pd.DataFrame:
@@ -333,6 +333,9 @@ def _merge_meta(path: Path, by_rank: dict[int, dict]) -> dict:
     first = by_rank[min(by_rank)] if by_rank else {}
     meta = {k: first.get(k) for k in ("world_size", "backend", "versions", "clock", "timing",
                                       "target", "command")}
+    # The clock of the least certain rank describes the run (ping-pong on other hosts).
+    worst = max(by_rank.values(), key=lambda m: m.get("clock_error_us") or 0.0, default={})
+    meta["clock"], meta["clock_error_us"] = worst.get("clock"), worst.get("clock_error_us")
     meta["start_time"] = min((m.get("start_time") or 0 for m in by_rank.values()), default=None)
     meta["devices"] = {r: m.get("device_name") or m.get("device") for r, m in sorted(by_rank.items())}
     meta["hosts"] = sorted({m.get("host") for m in by_rank.values() if m.get("host")})

@@ -4,8 +4,7 @@ Each rank appends Chrome-trace events (``ph``, ``name``, ``cat``, ``ts``/``dur``
 microseconds, ``pid`` = rank, ``tid`` = lane) to ``rank{R}.jsonl`` in the run directory.
 Events are kept in memory and written at every :func:`step`, so a crash keeps all
 steps before it; on SIGTERM (torchrun stopping the job) the open spans are written
-too, marked ``interrupted``. Clocks are aligned across ranks by leaving a barrier
-together: time 0 is the moment every rank left it. On CUDA, spans are timed with
+too, marked ``interrupted``. Time 0 is one instant on every rank (:mod:`gpuviz.clock`). On CUDA, spans are timed with
 CUDA events on the current stream, not by when the host launched the work.
 
 Lanes: ``tid`` 0 is the rank's main thread (compute, data, optimizer, waiting);
@@ -77,6 +76,7 @@ class Tracer:
         self.start_time = time.time()
         self.step_index = 0
         self.cuda = cuda
+        self.clock_info: dict = {"clock": "not aligned"}
         self._cuda_ref = None
         self._cuda_ref_us = 0.0
         self.closed = False
@@ -112,14 +112,11 @@ class Tracer:
 
     # -- clocks ----------------------------------------------------------------------
     def align_clock(self) -> None:
-        """Set time 0 to the moment every rank leaves a barrier (needs a process group)."""
-        import torch.distributed as dist
+        """Set time 0 to the same instant on every rank (see :mod:`gpuviz.clock`)."""
+        from gpuviz import clock
 
-        if dist.is_available() and dist.is_initialized():
-            for _ in range(3):  # the first barriers absorb connection set-up
-                dist.barrier()
-        self.origin_ns = time.perf_counter_ns()
-        self.start_time = time.time()
+        self.origin_ns, self.clock_info = clock.align()
+        self.start_time = self.clock_info["start_time"]
         if self.cuda:
             import torch
 
@@ -319,7 +316,8 @@ def collect_meta(t: Tracer, total_steps: int | None = None) -> dict:
             "host": socket.gethostname(), "pid": os.getpid(), "backend": backend,
             "device": device, "device_name": device_name, "cpu_count": os.cpu_count(),
             "timing": "cuda-events" if t.cuda else "host perf_counter",
-            "clock": "aligned at a barrier", "start_time": t.start_time,
+            "clock": t.clock_info["clock"], "clock_error_us": t.clock_info.get("clock_error_us"),
+            "start_time": t.start_time,
             "total_steps": total_steps, "versions": {
                 "python": platform.python_version(), "torch": torch.__version__,
                 "gpuviz": __version__}}

@@ -172,3 +172,40 @@ def test_two_nodes_on_one_machine(tmp_path):
     run = gpuviz.load_run(tmp_path / "run")
     assert run.world_size == 4 and run.ranks == [0, 1, 2, 3]
     assert run.steps() == 3
+
+
+def test_interrupting_the_cell_stops_every_worker(tmp_path):
+    """A notebook interrupt is a KeyboardInterrupt in the kernel's main thread."""
+    import _thread
+    import time
+
+    run_dir = tmp_path / "r"
+
+    def interrupt_when_running():
+        deadline = time.monotonic() + 120
+        rank0 = run_dir / "rank0.jsonl"
+        while time.monotonic() < deadline:
+            if rank0.exists() and rank0.read_text().count('"step_end"') >= 3:
+                break
+            time.sleep(0.1)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_when_running, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        gpuviz.launch("tests/scripts/slow_steps.py", nproc=2, run_dir=run_dir, progress=False)
+    run = gpuviz.load_run(run_dir)
+    assert run.meta["status"] == "interrupted" and run.steps() >= 3
+    assert run.spans["interrupted"].any()  # the span each rank was in is kept, cut at the stop
+    assert_all_gone(worker_pids(run))
+
+
+def test_ping_pong_clock_alignment(tmp_path, monkeypatch):
+    """The clock sync used across hosts, forced on one host: collectives still line up."""
+    monkeypatch.setenv("GPUVIZ_CLOCK", "pingpong")
+    run = gpuviz.launch("gpuviz.workloads.mlp:train", nproc=4, args={"steps": 4},
+                        run_dir=tmp_path / "r", progress=False, stream=False)
+    assert run.meta["clock"].startswith("offset to rank 0 by ping-pong")
+    assert 0 < run.meta["clock_error_us"] < 20_000
+    comm = run.spans[run.spans["name"] == "all_reduce grads"]
+    for _, same_step in comm.groupby("step"):
+        assert same_step["start"].max() < same_step["end"].min()

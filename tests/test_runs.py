@@ -48,7 +48,7 @@ def test_summary_counts_nested_spans_once():
     s = _build(__import__("pathlib").Path("."), {0: ev}, []).summary().loc[0]
     assert s["compute"] == pytest.approx(50e-6)  # 100 minus the 30 and 20 inside it
     assert s["idle"] == pytest.approx(30e-6)
-    assert s["comm"] == pytest.approx(20e-6 + 40e-6)
+    assert s["comm"] == pytest.approx(20e-6) and s["comm_lane"] == pytest.approx(40e-6)
     assert s["overlap"] == pytest.approx(20 / 40)  # bucket 80-120 overlaps compute 80-100
 
 

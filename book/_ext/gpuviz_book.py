@@ -8,7 +8,8 @@ draws itself). This extension supplies the rest:
 - copies ``plotly.min.js`` from the installed ``plotly`` package, the one the kernel
   also imports, into ``_build/html/_static/`` (nothing is downloaded or committed);
 - loads it only on pages that hold a figure, before the figures' inline scripts;
-- replaces ipywidgets views, which cannot run without a kernel, by a short note;
+- drops progress bars (tqdm's widgets) and replaces other ipywidgets views, which
+  cannot run without a kernel, by a short note;
 - warns (an error under ``--warningiserror``) for each figure that the book cannot
   draw: an output with the plotly JSON and no ``text/html``, which is what plotly's own
   default renderer in a kernel (``plotly_mimetype``) gives when gpuviz's is not set.
@@ -28,13 +29,16 @@ logger = logging.getLogger(__name__)
 
 PLOTLY_JS = "plotly.min.js"
 
+WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
 _WIDGET_VIEW = re.compile(
-    r'<script type="application/vnd\.jupyter\.widget-view\+json">.*?</script>', re.S
+    r'<script type="application/vnd\.jupyter\.widget-view\+json">(.*?)</script>', re.S
 )
 _WIDGET_NOTE = (
-    '<p class="gpuviz-widget-note">Interactive control: it works when you run this '
-    "notebook in JupyterLab. The figures on this page are interactive as they are.</p>"
+    '<p class="gpuviz-widget-note">This control needs a running notebook: open the lab '
+    "in JupyterLab to use it. The figures on this page are interactive as they are.</p>"
 )
+_PROGRESS_MODELS = {"FloatProgressModel", "IntProgressModel"}
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 
@@ -55,15 +59,46 @@ def _on_page(app: Sphinx, pagename: str, templatename: str, context: dict, doctr
     if "plotly-graph-div" in body:
         # Plain <script src> in <head>: loaded before the figures' inline scripts run.
         app.add_js_file(PLOTLY_JS, priority=200)
-    if "application/vnd.jupyter.widget-view+json" in body:
-        context["body"] = body = _WIDGET_VIEW.sub(_WIDGET_NOTE, body)
+    if WIDGET_VIEW_MIME in body:
+        progress = _progress_bars(_executed(app, pagename))
+        context["body"] = _WIDGET_VIEW.sub(lambda m: _widget_html(m, progress), body)
+
+
+def _executed(app: Sphinx, docname: str) -> Path:
+    """Where myst-nb wrote the executed notebook of ``docname``."""
+    return Path(app.outdir).parent / "jupyter_execute" / f"{docname}.ipynb"
+
+
+def _progress_bars(executed: Path) -> set[str]:
+    """Ids of the saved widgets that are, or hold, a progress bar."""
+    if not executed.is_file():
+        return set()
+    meta = json.loads(executed.read_text(encoding="utf-8")).get("metadata", {})
+    state = meta.get("widgets", {}).get(WIDGET_STATE_MIME, {}).get("state", {})
+
+    def is_progress(model_id: str, depth: int = 0) -> bool:
+        model = state.get(model_id, {})
+        if model.get("model_name") in _PROGRESS_MODELS:
+            return True
+        children = model.get("state", {}).get("children", [])
+        return depth < 8 and any(is_progress(c.removeprefix("IPY_MODEL_"), depth + 1)
+                                 for c in children if isinstance(c, str))
+
+    return {model_id for model_id in state if is_progress(model_id)}
+
+
+def _widget_html(match: re.Match, progress: set[str]) -> str:
+    try:
+        model_id = json.loads(match.group(1)).get("model_id")
+    except ValueError:
+        model_id = None
+    return "" if model_id in progress else _WIDGET_NOTE
 
 
 def _check_figures(app: Sphinx, doctree) -> None:
     """Warn for each figure output of an executed notebook that has no text/html."""
     docname = app.env.docname
-    # myst-nb writes each executed notebook here (_build/jupyter_execute/<docname>.ipynb).
-    executed = Path(app.outdir).parent / "jupyter_execute" / f"{docname}.ipynb"
+    executed = _executed(app, docname)
     if not str(app.env.doc2path(docname)).endswith(".ipynb") or not executed.is_file():
         return
     cells = json.loads(executed.read_text(encoding="utf-8")).get("cells", [])

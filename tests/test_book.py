@@ -1,0 +1,151 @@
+"""The book: it builds with every lab executed, reads offline, and draws its figures.
+
+Each build runs ``book/build.sh`` on a copy of ``book/`` in a temporary directory, so
+the tests never touch ``book/_build`` or ``book/labs`` in the working tree.
+The browser test needs Chromium (Debian: ``apt-get install -y chromium``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LABS = ROOT / "labs"
+LAB_00 = "00_meet_your_cluster"
+BUILD_TIMEOUT = 1800  # seconds: every lab runs in at most 3 minutes on 2 cores
+
+# Anything that would make a reader's browser fetch plotly, MathJax or widgets from outside.
+CDN = re.compile(r"cdn\.plot\.ly|cdn\.jsdelivr|cdnjs\.cloudflare|unpkg\.com|"
+                 r"<script[^>]*\bsrc=[\"']?(?:https?:)?//", re.I)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(BUILD_TIMEOUT)]
+
+
+def build_book(tmp: Path, labs: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    """Copy book/ into ``tmp`` and build it there from the notebooks in ``labs``."""
+    book = tmp / "book"
+    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "labs"))
+    env = dict(os.environ, VENV=sys.prefix, LABS=str(labs))
+    proc = subprocess.run(["bash", str(book / "build.sh")], env=env, capture_output=True,
+                          text=True, timeout=BUILD_TIMEOUT)
+    return proc, book / "_build" / "html"
+
+
+def tail(proc: subprocess.CompletedProcess, n: int = 40) -> str:
+    """The end of the build's output, and the failing cell's traceback if a lab failed."""
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr).splitlines()
+    cell = next((i for i, line in enumerate(lines)
+                 if "An error occurred while executing the following cell" in line), None)
+    head = lines[cell:cell + 40] + ["..."] if cell is not None else []
+    return "\n".join(head + lines[-n:])
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory) -> Path:
+    """The book built from the repository's labs/."""
+    assert (LABS / f"{LAB_00}.ipynb").is_file(), \
+        f"book/_toc.yml lists labs/{LAB_00}, which does not exist"
+    proc, out = build_book(tmp_path_factory.mktemp("book"), LABS)
+    assert proc.returncode == 0, f"book/build.sh failed:\n{tail(proc)}"
+    return out
+
+
+def test_pages_exist(html):
+    for page in ["index.html", "intro.html", "why_together_is_hard.html",
+                 f"labs/{LAB_00}.html"]:
+        assert (html / page).is_file(), f"{page} was not built"
+
+
+def test_no_page_loads_from_a_cdn(html):
+    pages = sorted(html.rglob("*.html"))
+    assert pages
+    bad = [f"{p.relative_to(html)}: {m.group(0)}" for p in pages
+           for m in CDN.finditer(p.read_text(encoding="utf-8"))]
+    assert not bad, "pages reference a CDN:\n" + "\n".join(bad)
+
+
+def test_plotly_js_is_served_by_the_book(html):
+    import plotly
+
+    shipped = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    served = html / "_static" / "plotly.min.js"
+    assert served.is_file()
+    assert served.read_bytes() == shipped.read_bytes(), "plotly.js differs from the package's"
+    lab = (html / "labs" / f"{LAB_00}.html").read_text(encoding="utf-8")
+    assert '<script src="../_static/plotly.min.js' in lab
+    # Prose pages without figures do not load 4.8 MB of plotly.js.
+    assert "plotly.min.js" not in (html / "intro.html").read_text(encoding="utf-8")
+
+
+def test_lab_page_holds_interactive_figures(html):
+    lab = (html / "labs" / f"{LAB_00}.html").read_text(encoding="utf-8")
+    divs = lab.count('class="plotly-graph-div"')
+    assert divs >= 1, "the lab page holds no plotly figure"
+    assert lab.count("Plotly.newPlot(") == divs
+
+
+def test_math_renders_offline(html):
+    chapter = (html / "why_together_is_hard.html").read_text(encoding="utf-8")
+    assert 'src="_static/mathjax/tex-chtml.js"' in chapter
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+def dump_dom(page: Path, profile: Path) -> str:
+    """The DOM of ``page`` after its scripts ran, in headless Chromium with no network."""
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("Chromium is not installed (Debian/Ubuntu: apt-get install -y chromium)")
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--no-first-run", f"--user-data-dir={profile}",
+           "--host-resolver-rules=MAP * ~NOTFOUND",  # any request to the network fails
+           "--virtual-time-budget=15000", "--dump-dom", page.as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_figures_draw_in_a_browser_offline(html, tmp_path):
+    page = html / "labs" / f"{LAB_00}.html"
+    divs = page.read_text(encoding="utf-8").count('class="plotly-graph-div"')
+    dom = dump_dom(page, tmp_path / "profile")
+    # plotly.js marks each figure it drew and adds its SVG layers.
+    assert dom.count("plotly-graph-div js-plotly-plot") == divs, "a figure was not drawn"
+    assert dom.count('class="main-svg"') >= divs
+
+
+def test_math_draws_in_a_browser_offline(html, tmp_path):
+    dom = dump_dom(html / "why_together_is_hard.html", tmp_path / "profile")
+    assert "<mjx-container" in dom, "MathJax did not typeset the chapter"
+
+
+def test_figure_the_book_cannot_draw_fails_the_build(tmp_path):
+    """A figure drawn with plotly's own default renderer (JSON only) stops the build."""
+    labs = tmp_path / "labs"
+    labs.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# A lab that forgot the renderer"),
+        nbformat.v4.new_code_cell("import plotly.graph_objects as go\n"
+                                  "go.Figure(go.Bar(x=['a', 'b'], y=[1, 2]))"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, labs / f"{LAB_00}.ipynb")
+    proc, _ = build_book(tmp_path, labs)
+    assert proc.returncode != 0, "the build passed with a figure it cannot draw"
+    assert "no text/html output" in proc.stdout + proc.stderr, tail(proc)
