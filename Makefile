@@ -9,7 +9,7 @@ STAMP := $(VENV)/.gpuviz-setup
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup lab book test lint unit labs lock clean
+.PHONY: setup lab book test lint unit labs browser lock clean
 setup: $(STAMP)
 
 # torch 2.13.0: the CUDA build from PyPI where nvidia-smi sees a GPU; otherwise the CPU
@@ -42,7 +42,15 @@ unit: setup
 labs: setup
 	$(PY) -m pytest --nbval-lax labs -q
 
-test: lint unit labs
+test: lint browser unit labs
+
+# The book's browser test draws every figure in headless Chromium. As root with apt (CI,
+# containers) it is installed here; elsewhere that test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	echo "make: no Chromium (apt-get install chromium): the book's browser test will be skipped"
 
 # Refresh the pins after changing pyproject.toml (review the diff before committing).
 lock: setup
