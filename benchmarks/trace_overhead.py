@@ -60,7 +60,7 @@ GOAL = 1.01
 
 # -- the worker (runs on every rank, started by gpuviz.launch) ---------------------------
 
-def worker(steps: int = 2, rounds: int = 40, warmup: int = 3, batch: int = 512, dim: int = 64,
+def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, dim: int = 64,
            hidden: int = 512, layers: int = 4, lr: float = 0.01, bucket_cap_mb: float = 25.0,
            n_batches: int = 16, seed: int = 0) -> None:
     """Run ``rounds`` rounds of ``steps`` steps per mode; rank 0 writes the timings as JSON."""
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--nproc", type=int, default=2, help="ranks (default 2)")
     p.add_argument("--steps", type=int, default=2, help="steps per mode per round (default 2)")
-    p.add_argument("--rounds", type=int, default=40, help="rounds of all modes (default 40)")
+    p.add_argument("--rounds", type=int, default=60, help="rounds of all modes (default 60)")
     p.add_argument("--warmup", type=int, default=3, help="warm-up steps per mode (default 3)")
     p.add_argument("--batch", type=int, default=512, help="global batch (default 512)")
     p.add_argument("--dim", type=int, default=64, help="input features (default 64)")
@@ -301,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     alone = paired_ratio(modes["traced"]["times"], modes["hook only"]["times"], c["steps"])
     alone_cpu = paired_ratio(modes["traced"]["cpu"], modes["hook only"]["cpu"], c["steps"])
     flush_us = statistics.median(modes["traced"]["flush"]) * 1e6
+    flush_mean = statistics.fmean(modes["traced"]["flush"]) * 1e6
     print(f"workload: the step of gpuviz.workloads.mlp:train, ddp=True: MLP {c['dim']} -> "
           f"{c['hidden']} x {c['layers']} -> 1 ({res['params'] / 1e6:.2f} M params, "
           f"{res['params'] * 4 / 2**20:.1f} MiB of gradients all-reduced per step), "
@@ -328,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tracer alone (traced/hook only, same DDP copy): {_fmt(alone)} in step time, "
           f"{_fmt(alone_cpu)} in CPU time")
     print(f"in the job, trace.step() (encode and write the step's events) took {flush_us:.0f} us "
-          f"per traced step (median, rank 0) = {flush_us / 1e3 / med['traced']:.2%} of the step")
+          f"median, {flush_mean:.0f} us mean per traced step on rank 0 = "
+          f"{flush_mean / 1e3 / med['traced']:.2%} of the median step")
     print(f"microbenchmark (this process, no training): one `with trace.span(...)` costs "
           f"{micro['traced']:.2f} us traced, {micro['noop']:.2f} us as a no-op; one step's "
           f"tracing (4 spans, 1 bucket span, trace.step()) {micro['step']:.0f} us")
