@@ -53,6 +53,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def wait_for_steps(run_dir: Path, steps: int, timeout: float = 120.0) -> bool:
+    """Wait until rank 0 of a running job has finished ``steps`` steps; False on timeout."""
+    deadline = time.monotonic() + timeout
+    rank0 = Path(run_dir) / "rank0.jsonl"
+    while time.monotonic() < deadline:
+        if rank0.exists() and rank0.read_text().count('"step_end"') >= steps:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def worker_pids(run: gpuviz.Run) -> list[int]:
     pids = [p for p in run.meta["pids"].values() if p]
     assert pids, "the run recorded no worker pids"

@@ -7,13 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import gpuviz
-from tests.conftest import ROOT, assert_all_gone, worker_pids
+from tests.conftest import ROOT, assert_all_gone, wait_for_steps, worker_pids
 
 pytestmark = pytest.mark.slow
 GPUVIZ = str(Path(sys.executable).with_name("gpuviz"))
@@ -47,13 +46,7 @@ def test_interrupt_stops_every_worker_and_keeps_the_trace(tmp_path):
                              "--nproc", "2", "--run-dir", str(run_dir), "--no-progress"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 120
-    rank0 = run_dir / "rank0.jsonl"
-    while time.monotonic() < deadline:
-        if rank0.exists() and rank0.read_text().count('"step_end"') >= 3:
-            break
-        time.sleep(0.2)
-    else:
+    if not wait_for_steps(run_dir, 3):
         proc.kill()
         pytest.fail("the job did not start")
     proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal does

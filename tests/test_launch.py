@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import gpuviz
-from tests.conftest import assert_all_gone, worker_pids
+from tests.conftest import assert_all_gone, wait_for_steps, worker_pids
 
 pytestmark = pytest.mark.slow
 
@@ -177,17 +177,11 @@ def test_two_nodes_on_one_machine(tmp_path):
 def test_interrupting_the_cell_stops_every_worker(tmp_path):
     """A notebook interrupt is a KeyboardInterrupt in the kernel's main thread."""
     import _thread
-    import time
 
     run_dir = tmp_path / "r"
 
     def interrupt_when_running():
-        deadline = time.monotonic() + 120
-        rank0 = run_dir / "rank0.jsonl"
-        while time.monotonic() < deadline:
-            if rank0.exists() and rank0.read_text().count('"step_end"') >= 3:
-                break
-            time.sleep(0.1)
+        wait_for_steps(run_dir, 3)
         _thread.interrupt_main()
 
     threading.Thread(target=interrupt_when_running, daemon=True).start()
