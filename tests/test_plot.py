@@ -11,6 +11,7 @@ import pytest
 
 from gpuviz import plot
 from gpuviz.categories import CATEGORIES
+from gpuviz.plot import spans as plot_spans
 from gpuviz.runs import _build
 
 _spec = importlib.util.spec_from_file_location(
@@ -145,7 +146,7 @@ def test_64_ranks_by_10000_spans_is_merged_and_bounded():
 
 
 def test_units():
-    assert plot._bytes(857092) == "837 KiB"
-    assert plot._bytes(None) == "—" and plot._bytes(12) == "12 B"
-    assert plot._bytes(3 * 2**30) == "3 GiB"
-    assert plot._dur(0.00519) == "5.19 ms" and plot._dur(2.5) == "2.5 s"
+    assert plot_spans._bytes(857092) == "837 KiB"
+    assert plot_spans._bytes(None) == "—" and plot_spans._bytes(12) == "12 B"
+    assert plot_spans._bytes(3 * 2**30) == "3 GiB"
+    assert plot_spans._dur(0.00519) == "5.19 ms" and plot_spans._dur(2.5) == "2.5 s"

@@ -1,4 +1,4 @@
-"""Figures of a :class:`~gpuviz.runs.Run`: one function per figure, each returns a ``go.Figure``.
+"""Figures of a :class:`~gpuviz.runs.Run`'s time: the timeline and the breakdown per rank.
 
 Like plotly.express: the run comes first, roles are keywords, nothing is shown for you.
 Colours are :data:`gpuviz.categories.COLORS`, the same in every figure.
@@ -18,12 +18,10 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import plotly.io as pio
-from plotly.io.base_renderers import MimetypeRenderer
 
 from gpuviz.categories import CATEGORIES, COLORS
 
-__all__ = ["timeline", "breakdown", "setup_notebook"]
+__all__ = ["timeline", "breakdown"]
 
 _UNTRACED = "#E4E4E4"        # light neutral: time inside no span
 _RED = "#D62728"             # interrupted spans and errors
@@ -370,27 +368,3 @@ def _bytes(n) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
         n /= 1024
     return ""
-
-
-# -- notebooks and the book ------------------------------------------------------------------
-
-def setup_notebook() -> None:
-    """Draw figures in JupyterLab and in the built book, with no network.
-
-    Each figure is output twice: plotly's JSON, which JupyterLab draws, and an HTML copy
-    that calls ``Plotly.newPlot`` with no ``<script>`` of plotly.js or MathJax from a CDN;
-    the book serves plotly.js from its own ``_static`` folder. Call it in a lab's first cell.
-
-    >>> setup_notebook()
-    """
-    pio.renderers["gpuviz"] = _OfflineHtmlRenderer()
-    pio.renderers.default = "plotly_mimetype+gpuviz"
-
-
-class _OfflineHtmlRenderer(MimetypeRenderer):
-    """text/html holding the figure's JSON and a Plotly.newPlot call, and no script from a CDN."""
-
-    def to_mimebundle(self, fig_dict):
-        return {"text/html": pio.to_html(fig_dict, include_plotlyjs=False, include_mathjax=False,
-                                         full_html=False, default_width="100%",
-                                         default_height=525, validate=False)}

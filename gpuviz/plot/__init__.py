@@ -1,0 +1,16 @@
+"""Figures: one function per figure, each returns a ``go.Figure`` and never shows it.
+
+Like plotly.express: the data comes first, roles are keywords. Colours are
+:data:`gpuviz.categories.COLORS`, the same in every figure; measured and estimated values
+look different and the legend says which.
+
+>>> import gpuviz
+>>> run = gpuviz.launch("gpuviz.workloads.mlp:train", nproc=4)   # doctest: +SKIP
+>>> gpuviz.plot.timeline(run)                                     # doctest: +SKIP
+>>> gpuviz.plot.breakdown(run, normalize=True)                    # doctest: +SKIP
+"""
+
+from gpuviz.plot.notebook import setup_notebook
+from gpuviz.plot.spans import breakdown, timeline
+
+__all__ = ["timeline", "breakdown", "setup_notebook"]
