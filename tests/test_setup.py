@@ -6,8 +6,10 @@ import json
 import re
 from pathlib import Path
 
-import tomllib
+import pytest
 import yaml
+
+tomllib = pytest.importorskip("tomllib", reason="tomllib is in Python 3.11+")
 
 ROOT = Path(__file__).resolve().parents[1]
 
