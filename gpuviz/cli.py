@@ -5,6 +5,7 @@
     gpuviz run my_train.py --nproc 8 --nnodes 2 --node-rank 0 --rdzv-endpoint node0:29500
     gpuviz summary runs/20261122-101500-train
     gpuviz perfetto runs/20261122-101500-train trace.json  # open in ui.perfetto.dev
+    gpuviz bench collectives --ops all_reduce,all_gather --nproc 2,4 --csv bench.csv
 """
 
 from __future__ import annotations
@@ -48,7 +49,49 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("perfetto", help="write one merged Chrome trace JSON for Perfetto")
     f.add_argument("run_dir")
     f.add_argument("out")
+
+    b = sub.add_parser("bench", help="benchmarks: `gpuviz bench collectives --help`")
+    bsub = b.add_subparsers(dest="bench_command", required=True)
+    c = bsub.add_parser("collectives", help="time collectives on N ranks; algbw and busbw as "
+                        "nccl-tests; prints a table and saves CSV")
+    c.add_argument("--ops", default=None, help="comma-separated, e.g. all_reduce,all_gather "
+                   "(default: all_reduce,all_gather,reduce_scatter,broadcast,all_to_all)")
+    c.add_argument("--sizes", default=None, help="comma-separated S in bytes, e.g. 1K,64K,1M "
+                   "(K, M, G = powers of 1024); default 1K to 16M in steps of 4x")
+    c.add_argument("--min", default=None, help="smallest S of a sweep (instead of --sizes)")
+    c.add_argument("--max", default=None, help="largest S of a sweep (instead of --sizes)")
+    c.add_argument("--factor", type=int, default=4, help="step between sizes of a sweep (default 4)")
+    c.add_argument("--nproc", default="4", help="ranks, or a list like 2,4 (one job, subgroups)")
+    c.add_argument("--backend", default="auto", help="auto (NCCL with GPUs, else gloo), gloo or nccl")
+    c.add_argument("--iters", type=int, default=10, help="timed iterations per size (default 10)")
+    c.add_argument("--warmup", type=int, default=3, help="untimed iterations first (default 3)")
+    c.add_argument("--dtype", default="float32", help="element type (default float32)")
+    c.add_argument("--csv", default=None, help="save the table here")
+    c.add_argument("--run-dir", default=None, help="where the job's traces go")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def _bench(a) -> None:
+    from gpuviz import bench
+
+    if a.sizes and (a.min or a.max):
+        raise ValueError("--sizes or --min/--max: give one, not both")
+    sizes = (a.sizes.split(",") if a.sizes else
+             bench.size_range(a.min or "1K", a.max or "16M", a.factor) if a.min or a.max else None)
+    try:
+        nproc = [int(n) for n in a.nproc.split(",")]
+    except ValueError:
+        raise ValueError(f"--nproc {a.nproc!r}: give a rank count or a list like 2,4") from None
+    df = bench.collectives(ops=a.ops or bench.DEFAULT_OPS, sizes=sizes,
+                           nproc=nproc[0] if len(nproc) == 1 else nproc, backend=a.backend,
+                           warmup=a.warmup, iters=a.iters, run_dir=a.run_dir, dtype=a.dtype,
+                           progress=not a.no_progress)
+    print(bench.format_table(df))
+    if a.csv:
+        df.to_csv(a.csv, index=False)
+        print(f"# saved {a.csv}")
+    print(f"# traces in {df.attrs['run'].path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             print(gpuviz.load_run(a.run_dir).summary().round(4).to_string())
         elif a.command == "perfetto":
             print(gpuviz.load_run(a.run_dir).to_perfetto(a.out))
+        elif a.command == "bench":
+            _bench(a)
     except (ValueError, gpuviz.LaunchError) as e:
         print(f"gpuviz {a.command}: {e}", file=sys.stderr)
         return 2 if isinstance(e, ValueError) else 1

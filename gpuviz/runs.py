@@ -81,19 +81,20 @@ class Run:
         for rank in self.ranks:
             s = self.spans[self.spans["rank"] == rank]
             main, side = s[s["lane"] == "main"], s[(s["lane"] == "comm") & (s["cat"] == "comm")]
-            own = _self_times(main)
-            row = {"rank": rank}
-            for cat in CATEGORIES:
-                row[cat] = float(own[main["cat"].to_numpy() == cat].sum()) if len(main) else 0.0
+            pieces = _innermost(main)
+            row = {"rank": rank, **{cat: 0.0 for cat in CATEGORIES}}
+            for a, b, cat in pieces:
+                row[cat] = row.get(cat, 0.0) + (b - a)
             side_iv = _union(side[["start", "end"]].to_numpy())
-            compute_iv = _union(main.loc[main["cat"] == "compute", ["start", "end"]].to_numpy())
+            compute_iv = _union(np.asarray([(a, b) for a, b, c in pieces if c == "compute"],
+                                           dtype=float).reshape(-1, 2))
             side_total = _length(side_iv)
             hidden = _length(_intersect(side_iv, compute_iv))
             if len(s):
                 wall = float(s["end"].max() - min(0.0, s["start"].min()))
             else:
                 wall = 0.0
-            row["untraced"] = max(0.0, wall - float(own.sum()) if len(main) else wall)
+            row["untraced"] = max(0.0, wall - sum(b - a for a, b, _ in pieces))
             row["wall"] = wall
             row["comm_lane"] = side_total
             row["overlap"] = hidden / side_total if side_total > 0 else 0.0
@@ -198,21 +199,33 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-def _self_times(main: pd.DataFrame) -> np.ndarray:
-    """Each span's duration minus that of the spans nested directly inside it."""
+def _innermost(main: pd.DataFrame) -> list[tuple[float, float, str]]:
+    """Split a lane's time into pieces, each labelled with the innermost span's category."""
     if main.empty:
-        return np.zeros(0)
-    start, end = main["start"].to_numpy(), main["end"].to_numpy()
-    order = np.lexsort((-end, start))
-    own = main["dur"].to_numpy().astype(float).copy()
+        return []
+    start, end = main["start"].to_numpy(float), main["end"].to_numpy(float)
+    cats = main["cat"].to_numpy()
+    out: list[tuple[float, float, str]] = []
     stack: list[int] = []
-    for i in order:
-        while stack and end[stack[-1]] <= start[i] + 1e-12:
+    cursor = -np.inf
+
+    def emit(until: float) -> None:
+        nonlocal cursor
+        if stack and until > cursor:
+            out.append((cursor, until, cats[stack[-1]]))
+        cursor = max(cursor, until)
+
+    for i in np.lexsort((-end, start)):
+        while stack and end[stack[-1]] <= start[i]:
+            emit(end[stack[-1]])
             stack.pop()
-        if stack and end[i] <= end[stack[-1]] + 1e-9:
-            own[stack[-1]] -= end[i] - start[i]
+        emit(start[i])
+        cursor = start[i]
         stack.append(i)
-    return np.maximum(own, 0.0)
+    while stack:
+        emit(end[stack[-1]])
+        stack.pop()
+    return out
 
 
 def _union(iv: np.ndarray) -> np.ndarray:

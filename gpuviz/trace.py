@@ -433,6 +433,41 @@ def all_reduce_grads(model, wait: bool = True) -> None:
         offset += g.numel()
 
 
+def backward(loss, model=None, **args: Any) -> None:
+    """``loss.backward()``, traced; under DDP split into compute and the wait for buckets.
+
+    DDP's backward returns only once every gradient bucket is all-reduced, so one span
+    around it would count that wait as compute. Given the DDP ``model``, this records
+    ``backward`` (compute) until the last gradient is ready, then ``wait for gradient
+    buckets`` (comm): the communication the step did not hide. With CUDA timing, or
+    without ``model``, it is one ``backward`` span::
+
+        trace.backward(loss, model)
+    """
+    t = _tracer
+    if t is None or t.cuda or model is None:
+        with span("backward", **args):
+            loss.backward()
+        return
+    ready = getattr(model, "_gpuviz_grad_ready", None)
+    if ready is None:  # once per model: note when each gradient is accumulated
+        ready = model._gpuviz_grad_ready = [0.0]
+
+        def mark(_param) -> None:
+            ready[0] = t.now()
+
+        for p in model.parameters():
+            if p.requires_grad:
+                p.register_post_accumulate_grad_hook(mark)
+    t0 = t.now()
+    loss.backward()
+    done = t.now()
+    last = ready[0] if t0 < ready[0] <= done else done
+    t.complete("backward", "compute", t0, last - t0, **args)
+    if done > last:
+        t.complete("wait for gradient buckets", "comm", last, done - last, **args)
+
+
 def ddp_comm_hook(state, bucket):
     """A DDP communication hook that traces each gradient bucket's all-reduce.
 

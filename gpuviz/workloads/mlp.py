@@ -80,8 +80,7 @@ def train(steps: int = 20, batch: int = 256, dim: int = 64, hidden: int = 256, l
             x, y = x_all[lo:lo + local], y_all[lo:lo + local]
         with trace.span("forward"):
             loss = nn.functional.mse_loss(model(x), y)
-        with trace.span("backward"):
-            loss.backward()
+        trace.backward(loss, model if ddp else None)
         if not ddp:
             trace.all_reduce_grads(model)
         with trace.span("optimizer step", cat="optimizer"):
