@@ -10,6 +10,7 @@ look different and the legend says which.
 >>> gpuviz.plot.breakdown(run, normalize=True)                    # doctest: +SKIP
 """
 
+from gpuviz.plot.bench import alpha_beta, collectives
 from gpuviz.plot.bucketing import bucket_sweep
 from gpuviz.plot.hardware import hardware_ladder, topology
 from gpuviz.plot.notebook import setup_notebook
@@ -17,4 +18,4 @@ from gpuviz.plot.ring import ring_allreduce
 from gpuviz.plot.spans import breakdown, timeline
 
 __all__ = ["timeline", "breakdown", "setup_notebook", "ring_allreduce", "hardware_ladder",
-           "topology", "bucket_sweep"]
+           "topology", "bucket_sweep", "collectives", "alpha_beta"]

@@ -171,7 +171,7 @@ def alpha_beta(df: pd.DataFrame, fit: pd.DataFrame, *, ring_from: str | None = "
         last_in_col = k + cols >= len(ops)
         _size_axis(fig, df["bytes"], row=r, col=c, tickangle=-45,
                    title="message size S" if last_in_col else None)
-        fig.update_yaxes(type="log", showline=True, linecolor="#888", row=r, col=c,
+        fig.update_yaxes(type="log", showline=True, linecolor="#888", row=r, col=c, dtick="D2",
                          title="time (ms)" if c == 1 else None)
     sub = "measured: median of iterations (solid); fit: t = α + β·S per op and world (dashed)"
     if link is not None:

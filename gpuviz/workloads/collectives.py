@@ -143,6 +143,8 @@ def bench(plan: list[dict], warmup: int = 3, iters: int = 10, dtype: str = "floa
     dt = getattr(torch, dtype)
     tracer = trace.get_tracer()
     out_dir = tracer.run_dir if tracer is not None else None
+    if rank == 0 and out_dir is not None:  # a run directory used before holds no stale verdict
+        (out_dir / UNSUPPORTED_FILE).unlink(missing_ok=True)
     bad = _unsupported(sorted({b["op"] for b in plan}), dt, device)
     if bad:
         if rank == 0 and out_dir is not None:
@@ -154,7 +156,7 @@ def bench(plan: list[dict], warmup: int = 3, iters: int = 10, dtype: str = "floa
     # Every rank must create every group, in the same order, member or not.
     groups = {w: None if w == size else dist.new_group(ranks=list(range(w))) for w in worlds}
     trace.set_total_steps(len(plan))
-    results = open(out_dir / RESULT_FILE, "a", encoding="utf-8") if rank == 0 and out_dir else None  # noqa: SIM115
+    results = open(out_dir / RESULT_FILE, "w", encoding="utf-8") if rank == 0 and out_dir else None  # noqa: SIM115
     try:
         for w in worlds:
             if rank < w:
