@@ -122,11 +122,13 @@ class Run:
 
         algbw = bytes / time; busbw = algbw x 2(p-1)/p, nccl-tests' all-reduce factor
         (github.com/NVIDIA/nccl-tests/blob/master/doc/PERFORMANCE.md): the bytes each
-        rank's link carries in a ring, comparable with the link's speed.
+        rank's link carries in a ring, comparable with the link's speed. p is the span's
+        ``world`` argument where it has one, else the run's world size.
         """
         c = self.spans[(self.spans["cat"] == "comm") & self.spans["bytes"].notna()
                        & self.spans["name"].str.contains("all_reduce")].copy()
-        p = self.world_size
+        # A span from a subgroup (gpuviz.bench) names its own world size.
+        p = np.array([a.get("world", self.world_size) for a in c["args"]], dtype=float)
         c["algbw"] = c["bytes"].astype(float) / c["dur"]
         c["busbw"] = c["algbw"] * 2 * (p - 1) / p
         return c[["rank", "lane", "step", "name", "bytes", "dur", "algbw", "busbw"]].reset_index(drop=True)
