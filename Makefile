@@ -27,8 +27,9 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	$(PIP) install -c requirements/lock.txt -e ".[lab,book,dev]"
 	touch $@
 
+# As root (containers, some hubs) JupyterLab asks for --allow-root.
 lab: setup
-	$(VENV)/bin/jupyter lab labs/00_meet_your_cluster.ipynb
+	$(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) labs/00_meet_your_cluster.ipynb
 
 book: setup
 	VENV=$(VENV) bash book/build.sh
