@@ -214,12 +214,12 @@ def collectives(ops=DEFAULT_OPS, sizes=None, nproc=4, backend: str = "auto", war
     >>> df = collectives(["all_reduce"], sizes=["4K", "1M"], nproc=[2, 4])  # doctest: +SKIP
     >>> df[["op", "world", "bytes", "busbw"]]                                # doctest: +SKIP
     """
-    from gpuviz.launch import _check_backend, _check_nproc, launch
+    from gpuviz.launch import check_backend, check_nproc, launch
     from gpuviz.workloads.collectives import RESULT_FILE, UNSUPPORTED_FILE
 
     ops, sizes, worlds = _check(ops, sizes, nproc, warmup, iters, dtype)
-    backend = _check_backend(backend)
-    _check_nproc(max(worlds), backend)
+    backend = check_backend(backend)
+    check_nproc(max(worlds), backend)
     if backend == "gloo" and dtype.startswith("float8"):
         raise ValueError(f"dtype={dtype!r}: backend 'gloo' has no float8 type, so it cannot run "
                          f"{ops[0]} (or any collective) on it; use float16/bfloat16, or NCCL")

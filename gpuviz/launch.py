@@ -58,7 +58,8 @@ class RankHung(LaunchError, TimeoutError):
     """The job ran past its timeout: the message says where each rank was."""
 
 
-def _check_nproc(nproc: Any, backend: str) -> int:
+def check_nproc(nproc: Any, backend: str) -> int:
+    """``nproc`` as an int (default: 4 on CPU, one per GPU with NCCL), or a clear ValueError."""
     import torch
 
     if nproc is None:
@@ -71,7 +72,8 @@ def _check_nproc(nproc: Any, backend: str) -> int:
     return nproc
 
 
-def _check_backend(backend: str) -> str:
+def check_backend(backend: str) -> str:
+    """``backend`` resolved ("auto" -> "nccl" with GPUs, else "gloo"), or a clear ValueError."""
     import torch
 
     if backend not in BACKENDS:
@@ -309,8 +311,8 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
 
     >>> run = launch("gpuviz.workloads.mlp:train", nproc=2, args={"steps": 3})  # doctest: +SKIP
     """
-    backend = _check_backend(backend)
-    nproc = _check_nproc(nproc, backend)
+    backend = check_backend(backend)
+    nproc = check_nproc(nproc, backend)
     kind, _ = resolve_target(target)
     if kind == "function":
         if args is not None and not isinstance(args, dict):

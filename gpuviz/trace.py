@@ -126,6 +126,14 @@ class Tracer:
             self._cuda_ref.synchronize()
             self._cuda_ref_us = self.now()
 
+    def start(self, **info: Any) -> None:
+        """Align the clock, answer hang reports, and record this rank's facts (``info`` too)."""
+        self.align_clock()
+        start_watchdog(self)
+        total = info.pop("total_steps", None)
+        self.meta(**collect_meta(self, total_steps=total), **info)
+        self._write_now()
+
     # -- CUDA timing -----------------------------------------------------------------
     def cuda_event(self):
         import torch
@@ -289,10 +297,7 @@ def init(run_dir: str | os.PathLike | None = None, *, cuda: bool | None = None,
     if _tracer is not None and not _tracer.closed:
         _tracer.close()
     _tracer = t = Tracer(run_dir, rank, world, cuda=cuda)
-    t.align_clock()
-    start_watchdog(t)
-    t.meta(**collect_meta(t, total_steps=total_steps), **info)
-    t._write_now()
+    t.start(total_steps=total_steps, **info)
     return t
 
 

@@ -79,11 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
         dist.init_process_group(backend, **kw)
         tracer.cuda = backend == "nccl"
-        tracer.align_clock()
-        trace.start_watchdog(tracer)
-        tracer.meta(**trace.collect_meta(tracer), target=a.target,
-                    command=[sys.executable, "-m", "gpuviz.worker", *argv])
-        tracer._write_now()
+        tracer.start(target=a.target, command=[sys.executable, "-m", "gpuviz.worker", *argv])
         if kind == "function":
             fn(**json.loads(a.kwargs))
         else:

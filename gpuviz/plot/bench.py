@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gpuviz.bench import OPS, link_alpha_beta, ring_seconds
+from gpuviz.plot.units import binary_bytes
 
 __all__ = ["collectives", "alpha_beta"]
 
@@ -35,26 +36,17 @@ _HOVER = ("<b>%{customdata[0]}</b>, %{customdata[1]} ranks<br>S = %{customdata[2
           "GB/s<br>%{customdata[8]}<extra></extra>")
 
 
-def human_bytes(n: float) -> str:
-    """``1536`` -> ``"1.5 KiB"``; powers of 1024, as the sizes are chosen."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
-
-
 def _size_axis(fig: go.Figure, sizes, **where) -> None:
     """Log x axis with ticks at powers of 4 (or 2 over a short range), labelled in KiB/MiB."""
     lo, hi = math.log2(max(min(sizes), 1)), math.log2(max(sizes))
     step = 2 if hi - lo > 6 else 1
     ticks = [2.0**k for k in range(int(math.floor(lo)), int(math.ceil(hi)) + 1) if k % step == 0]
-    fig.update_xaxes(type="log", tickvals=ticks, ticktext=[human_bytes(t) for t in ticks],
+    fig.update_xaxes(type="log", tickvals=ticks, ticktext=[binary_bytes(t) for t in ticks],
                      showline=True, linecolor="#888", **where)
 
 
 def _custom(d: pd.DataFrame) -> np.ndarray:
-    return np.column_stack([d["op"], d["world"], [human_bytes(b) for b in d["bytes"]],
+    return np.column_stack([d["op"], d["world"], [binary_bytes(b) for b in d["bytes"]],
                             d["time"] * 1e6, d["time_min"] * 1e6, d["time_max"] * 1e6,
                             d["algbw"] / 1e9, d["busbw"] / 1e9,
                             d["note"].fillna("") if "note" in d else [""] * len(d)])

@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 
 from gpuviz import hardware
 from gpuviz.model import ring_allreduce_seconds
+from gpuviz.plot.units import duration
 
 __all__ = ["hardware_ladder", "topology"]
 
@@ -112,12 +113,12 @@ def _time_bars(fig, df, ylab, grad_bytes, world):
                      if ok else np.nan for bw, lat, ok in zip(df["bytes_per_s"], df["latency_s"].astype(float),
                                                                links, strict=True)])
     hover = [f"<b>{html.escape(n)}</b><br>ring all-reduce of {_bytes(grad_bytes)} on {world} ranks: "
-             f"{_secs(s)} (estimate)" for n, s in zip(df["name"], secs, strict=True)]
+             f"{duration(s)} (estimate)" for n, s in zip(df["name"], secs, strict=True)]
     fig.add_bar(x=secs[links], y=np.array(ylab)[links], orientation="h", row=1, col=2,
                 name="all-reduce time, ring estimate", legendrank=300,
                 marker=dict(color=[KIND_COLORS[k] for k in df["kind"][links]], opacity=0.55,
                             line=dict(width=1, color="#555"), pattern=dict(shape="/", size=6)),
-                text=[_secs(s) for s in secs[links]], textposition="outside", cliponaxis=False,
+                text=[duration(s) for s in secs[links]], textposition="outside", cliponaxis=False,
                 textfont=dict(size=11), hoverinfo="text", hovertext=np.array(hover)[links])
     mem = ~links
     if mem.any():
@@ -127,7 +128,7 @@ def _time_bars(fig, df, ylab, grad_bytes, world):
                         row=1, col=2)
     lo, hi = np.log10(np.nanmin(secs)), np.log10(np.nanmax(secs))
     fig.update_xaxes(type="log", title="seconds per all-reduce (ring estimate, log scale)",
-                     range=[lo - 0.3, hi + 0.6], row=1, col=2, **_decades(lo - 0.3, hi + 0.6, _secs))
+                     range=[lo - 0.3, hi + 0.6], row=1, col=2, **_decades(lo - 0.3, hi + 0.6, duration))
 
 
 def topology(matrix, *, title: str | None = None, source: str | None = None) -> go.Figure:
@@ -198,9 +199,3 @@ def _decades(lo: float, hi: float, fmt) -> dict:
 
 def _bytes(n: float) -> str:
     return f"{n / 1e9:.3g} GB" if n >= 1e9 else f"{n / 1e6:.3g} MB" if n >= 1e6 else f"{n:,.0f} bytes"
-
-
-def _secs(s: float) -> str:
-    if np.isnan(s):
-        return "—"
-    return f"{s * 1e6:.3g} µs" if s < 1e-3 else f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"

@@ -20,6 +20,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from gpuviz.categories import CATEGORIES, COLORS
+from gpuviz.plot.units import binary_bytes as _bytes
+from gpuviz.plot.units import duration as _dur
 
 __all__ = ["timeline", "breakdown"]
 
@@ -349,22 +351,3 @@ def _merged_hover(rank, comm, n, lo, hi, t0, t1, share, cats, px) -> str:
     steps = "no step" if np.isnan(lo) else f"step {lo:.0f}" if lo == hi else f"steps {lo:.0f}–{hi:.0f}"
     return (f"<b>{n:,} spans merged</b> (each shorter than {_dur(px)})<br>rank {rank}"
             f"{', comm lane' if comm else ''}, {steps}<br>{t0:.4f}–{t1:.4f} s<br>{mix}")
-
-
-def _dur(seconds: float) -> str:
-    """Duration with 3 significant digits: 5.19 ms, 1.23 s."""
-    if seconds < 0.9995:
-        return f"{seconds * 1e3:.3g} ms"
-    return f"{seconds:.3g} s" if seconds < 999.5 else f"{seconds:,.0f} s"
-
-
-def _bytes(n) -> str:
-    """Human-readable bytes, binary units: 837 KiB; '—' when there are none."""
-    if n is None or pd.isna(n):
-        return "—"
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1000 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
-        n /= 1024
-    return ""
