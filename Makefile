@@ -38,7 +38,7 @@ lint: setup
 	$(VENV)/bin/ruff check gpuviz tests benchmarks
 
 unit: setup
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests gpuviz --doctest-modules -q
 
 labs: setup
 	$(PY) -m pytest --nbval-lax labs -q
