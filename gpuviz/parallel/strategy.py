@@ -67,6 +67,22 @@ def optimizer_bytes(opt: torch.optim.Optimizer) -> int:
                         if isinstance(v, torch.Tensor))
 
 
+def local_batch(x: torch.Tensor, y: torch.Tensor, rank: int, world: int,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's equal slice of the global batch (data parallelism splits the batch).
+
+    >>> xs, ys = local_batch(torch.arange(8), torch.arange(8), rank=1, world=4)
+    >>> xs.tolist()
+    [2, 3]
+    """
+    n = x.shape[0]
+    if n < world or n % world:
+        raise ValueError(f"batch={n} cannot be split evenly over {world} ranks: give a global "
+                         f"batch that is a multiple of the world size (e.g. {world * max(1, n // world)})")
+    per = n // world
+    return x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per]
+
+
 class ActivationMeter:
     """Counts the bytes autograd saves for backward inside the ``with`` block.
 
