@@ -14,6 +14,9 @@ import gpuviz
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "tests" / "scripts"
 
+# Scripts that jobs run (targets, not tests): never imported by the collector.
+collect_ignore_glob = ["scripts/*"]
+
 
 @pytest.fixture(autouse=True)
 def _repo_cwd(monkeypatch):
