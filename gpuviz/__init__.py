@@ -21,7 +21,7 @@ from gpuviz.launch import LaunchError, RankFailed, RankHung, launch  # noqa: E40
 _NAMES = {"load_run": "gpuviz.runs", "Run": "gpuviz.runs", "TraceError": "gpuviz.runs",
           "TraceWarning": "gpuviz.runs"}
 _MODULES = {"plot", "checks", "hardware", "model", "trace", "runs", "bench", "bucketing",
-            "parallel"}
+            "parallel", "scaling"}
 
 __all__ = ["launch", "LaunchError", "RankFailed", "RankHung", *_NAMES, *sorted(_MODULES),
            "__version__"]

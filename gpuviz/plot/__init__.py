@@ -14,8 +14,10 @@ from gpuviz.plot.bench import alpha_beta, collectives
 from gpuviz.plot.bucketing import bucket_sweep
 from gpuviz.plot.hardware import hardware_ladder, topology
 from gpuviz.plot.notebook import setup_notebook
+from gpuviz.plot.parallel import memory, pipeline_bubble, pipeline_schedule, scaling, timelines
 from gpuviz.plot.ring import ring_allreduce
 from gpuviz.plot.spans import breakdown, timeline
 
 __all__ = ["timeline", "breakdown", "setup_notebook", "ring_allreduce", "hardware_ladder",
-           "topology", "bucket_sweep", "collectives", "alpha_beta"]
+           "topology", "bucket_sweep", "collectives", "alpha_beta", "scaling", "memory",
+           "pipeline_schedule", "pipeline_bubble", "timelines"]
