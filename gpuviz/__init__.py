@@ -16,14 +16,14 @@ __version__ = "0.1.0"
 
 # Imported here, not lazily: importing the submodule gpuviz.launch would otherwise
 # replace the package's ``launch`` attribute (the function) with the module.
-from gpuviz.launch import LaunchError, RankFailed, RankHung, launch  # noqa: E402
+from gpuviz.launch import InjectionError, LaunchError, RankFailed, RankHung, launch  # noqa: E402
 
 _NAMES = {"load_run": "gpuviz.runs", "Run": "gpuviz.runs", "TraceError": "gpuviz.runs",
           "TraceWarning": "gpuviz.runs"}
 _MODULES = {"plot", "checks", "hardware", "model", "trace", "runs", "bench", "bucketing",
-            "parallel", "scaling"}
+            "parallel", "scaling", "inject", "checkpoint", "stragglers", "relaxed"}
 
-__all__ = ["launch", "LaunchError", "RankFailed", "RankHung", *_NAMES, *sorted(_MODULES),
+__all__ = ["launch", "LaunchError", "RankFailed", "RankHung", "InjectionError", *_NAMES, *sorted(_MODULES),
            "__version__"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -219,17 +220,39 @@ def zero_bytes(answer: float | Callable, n_params: float, world: int, stage: int
                          "gradient, 8 of Adam state; divide by the ranks what the stage shards.")
 
 
-def gradient_sync(path: str, nproc: int = 2, timeout: float = 120.0) -> Result:
-    """Run the learner's ``sync_gradients(model)`` from the file ``path`` on ``nproc`` real
-    ranks inside data-parallel training, and compare with one process on the whole batch.
+def gradient_sync(answer: str | Callable, nproc: int = 2, timeout: float = 120.0) -> Result:
+    """Run the learner's ``sync_gradients(model)`` on ``nproc`` real ranks inside data-parallel
+    training, and compare with one process training on the whole batch.
 
-    Correct means: after it, every rank's gradients are the average over the ranks, so the
-    trained parameters equal the single-process ones.
+    ``answer`` is the function itself (defined in a notebook cell; its source, after
+    ``import torch`` and ``import torch.distributed as dist``, is what the ranks run) or
+    the path of a Python file that defines it. Correct means: after it, every rank's
+    gradients are the average over the ranks, so the trained parameters equal the
+    single-process ones.
     """
+    import inspect
     import json
+    import tempfile
+    import textwrap
 
     import gpuviz
 
+    if callable(answer):
+        try:
+            source = textwrap.dedent(inspect.getsource(answer))
+        except (OSError, TypeError):
+            return Result(False, "Cannot read your function's source; define it with `def` in a cell.")
+        if answer.__name__ != "sync_gradients":
+            source += f"\n\nsync_gradients = {answer.__name__}\n"
+        folder = Path(tempfile.mkdtemp(prefix="gpuviz-exercise-"))
+        path = folder / "sync_gradients.py"
+        path.write_text("import torch\nimport torch.distributed as dist\n\n" + source, encoding="utf-8")
+    elif isinstance(answer, (str, Path)):
+        path = Path(answer)
+        if not path.is_file():
+            return Result(False, f"There is no file {str(answer)!r}; pass your function, or a file that defines it.")
+    else:
+        return Result(False, "Pass your function sync_gradients (or the path of a file that defines it).")
     try:
         run = gpuviz.launch("gpuviz.workloads.exercises:gradient_sync", nproc=nproc,
                             args={"path": str(path)}, timeout=timeout, progress=False, stream=False)

@@ -3,6 +3,9 @@
     gpuviz run gpuviz.workloads.mlp:train --nproc 4 --arg steps=20
     gpuviz run my_train.py --nproc 2 -- --lr 3e-4          # a script and its own arguments
     gpuviz run my_train.py --nproc 8 --nnodes 2 --node-rank 0 --rdzv-endpoint node0:29500
+    gpuviz run gpuviz.workloads.mlp:train --nproc 4 --inject slow:rank=1,delay_s=0.05
+    gpuviz run gpuviz.workloads.mlp:train --nproc 4 --arg checkpoint_every=2 \
+        --max-restarts 1 --inject fail:rank=2,step=5
     gpuviz summary runs/20261122-101500-train
     gpuviz perfetto runs/20261122-101500-train trace.json  # open in ui.perfetto.dev
     gpuviz bench collectives --ops all_reduce,all_gather --nproc 2,4 --csv bench.csv
@@ -25,6 +28,15 @@ def _kv(text: str) -> tuple[str, object]:
         return key, value  # a plain string
 
 
+def _injection(text: str) -> dict:
+    from gpuviz.inject import parse
+
+    try:
+        return parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gpuviz", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -41,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--node-rank", type=int, default=None)
     r.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT of node 0's rendezvous")
     r.add_argument("--max-restarts", type=int, default=0)
+    r.add_argument("--inject", type=_injection, action="append", default=[], metavar="KIND:KEY=VALUE,...",
+                   help="inject a delay, failure or hang (gpuviz.inject), e.g. slow:rank=1,delay_s=0.05, "
+                   "jitter:dist=exponential,mean_s=0.02, fail:rank=2,step=5, hang:rank=1,step=3")
+    r.add_argument("--collective-timeout", type=float, default=None,
+                   help="seconds a rank may wait in a collective before the job ends (a hang)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("summary", help="print each rank's time per category for a run directory")
@@ -110,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             run = gpuviz.launch(a.target, nproc=a.nproc, backend=a.backend, args=args,
                                 run_dir=a.run_dir, timeout=a.timeout, nnodes=a.nnodes,
                                 node_rank=a.node_rank, rdzv_endpoint=a.rdzv_endpoint,
-                                max_restarts=a.max_restarts, progress=not a.no_progress)
+                                max_restarts=a.max_restarts, progress=not a.no_progress,
+                                inject=a.inject or None, collective_timeout=a.collective_timeout)
+            if run.meta.get("restarts"):
+                print(f"\nrestarted {run.meta['restarts']} time(s) after a failure; "
+                      "run.errors() has what failed")
             print(f"\n{run}\ntraces in {run.path}\n")
             print(run.summary().round(4).to_string())
         elif a.command == "summary":

@@ -11,6 +11,15 @@ The same from a terminal, and on many nodes (run on each node)::
 Workers run in their own sessions under torchrun; an interrupt, an error or a timeout
 stops torchrun, which stops its workers, and any worker still alive after a grace
 period is killed. Every rank's trace is kept in the run directory either way.
+
+Faults on purpose (:mod:`gpuviz.inject`): a slow rank, a failure that an elastic restart
+recovers from a checkpoint, a hang that the collective timeout ends::
+
+    from gpuviz.inject import slow_rank, fail_at, hang_at
+    launch("gpuviz.workloads.mlp:train", 4, inject=[slow_rank(1, 0.05)])
+    launch("gpuviz.workloads.mlp:train", 4, args={"checkpoint_every": 2},
+           max_restarts=1, inject=[fail_at(2, 5)])
+    launch("gpuviz.workloads.mlp:train", 4, inject=[hang_at(1, 3)], collective_timeout=10)
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from gpuviz import inject as _inject
 from gpuviz.target import resolve_target
 from gpuviz.trace import DUMP_REQUEST
 
@@ -55,7 +65,14 @@ class RankFailed(LaunchError):
 
 
 class RankHung(LaunchError, TimeoutError):
-    """The job ran past its timeout: the message says where each rank was."""
+    """The job hung: it ran past its timeout, or ranks waited in a collective longer than
+    the collective timeout for a rank that never joined. The message says where each
+    rank was and which rank the others waited for."""
+
+
+class InjectionError(RankFailed, ValueError):
+    """An injection the workload's own length rules out (a failure or hang at a step
+    beyond its last), found by every rank once the workload said how many steps it runs."""
 
 
 def check_nproc(nproc: Any, backend: str) -> int:
@@ -288,7 +305,8 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
            args: dict | list | None = None, run_dir: str | os.PathLike | None = None,
            timeout: float | None = None, *, nnodes: int = 1, node_rank: int | None = None,
            rdzv_endpoint: str | None = None, max_restarts: int = 0, progress: bool = True,
-           stream: bool = True, torchrun_args: list[str] | tuple = ()) -> Run:
+           stream: bool = True, torchrun_args: list[str] | tuple = (),
+           inject: list[dict] | None = None, collective_timeout: float | None = None) -> Run:
     """Run ``target`` as ``nproc`` real processes under torchrun and return its :class:`Run`.
 
     Args:
@@ -300,14 +318,24 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
         run_dir: where ``rank{R}.jsonl`` go; default ``runs/<time>-<name>``.
         timeout: seconds before a job is stopped and each rank's position reported.
         nnodes, node_rank, rdzv_endpoint: many nodes, passed to torchrun as they are.
-        max_restarts: torchrun's elastic restarts after a failure.
+        max_restarts: torchrun's elastic restarts after a failure: every worker is
+            stopped and started again (attempt 1, 2...); a workload that saves
+            checkpoints resumes from the last (:mod:`gpuviz.checkpoint`). The run is
+            returned if an attempt finishes; ``run.meta["restarts"]`` says how many it took.
         progress: show a tqdm bar of rank 0's steps; stream: echo rank 0's output.
         torchrun_args: any further torchrun options.
+        inject: delays, failures and hangs to inject (:mod:`gpuviz.inject`), recorded in
+            ``run.meta["inject"]``.
+        collective_timeout: seconds a rank may wait in a collective before the process
+            group gives up (default: 30 min, torch's; or twice ``timeout``, at least 60 s).
+            A hung rank then ends the job by itself, as :class:`RankHung`.
 
     Raises:
         ValueError: bad arguments (the message names the argument and what is allowed).
         RankFailed: a rank raised; ``.run`` holds every rank's trace so far.
-        RankHung: ``timeout`` passed; the message says which rank was in which span.
+        RankHung: ``timeout`` passed, or ``collective_timeout`` ended ranks waiting for one
+            that never joined; the message says which rank was in which span.
+        InjectionError: a failure or hang injected at a step the workload never reaches.
 
     >>> run = launch("gpuviz.workloads.mlp:train", nproc=2, args={"steps": 3})  # doctest: +SKIP
     """
@@ -335,17 +363,26 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
         raise ValueError(f"node_rank={node_rank!r}: must be an integer in [0, nnodes={nnodes})")
     if rdzv_endpoint is not None:
         _check_endpoint(rdzv_endpoint, node_rank)
+    specs = _inject.validate(inject, nproc * nnodes)
+    if collective_timeout is not None and (
+            isinstance(collective_timeout, bool) or not isinstance(collective_timeout, (int, float))
+            or not collective_timeout > 0):
+        raise ValueError(f"collective_timeout={collective_timeout!r}: give a number of seconds > 0, "
+                         "or None for the default")
 
     run_dir = Path(run_dir) if run_dir is not None else _default_run_dir(target)
     run_dir.mkdir(parents=True, exist_ok=True)
     # A collective that waits longer than this is abandoned by the process group; with a
     # timeout, keep it longer than the job's so the launcher reports the hang first.
     pg_timeout = None if timeout is None else max(60.0, 2.0 * timeout)
+    if collective_timeout is not None:
+        pg_timeout = float(collective_timeout)
     cmd = torchrun_command(target, run_dir, nproc, backend, kwargs_json, script_args, nnodes,
                            node_rank, rdzv_endpoint, max_restarts, pg_timeout, torchrun_args)
     info = {"target": target, "args": args, "nproc_per_node": nproc, "nnodes": nnodes,
             "node_rank": node_rank, "backend": backend, "command": cmd, "timeout": timeout,
-            "launched_at": time.time(), "status": "running"}
+            "launched_at": time.time(), "status": "running", "inject": specs,
+            "max_restarts": max_restarts, "collective_timeout": collective_timeout}
     # On many nodes sharing one run directory, node 0 writes run.json and the others their own.
     suffix = f"-node{node_rank}" if nnodes > 1 and node_rank else ""
     info_path = run_dir / f"run{suffix}.json"
@@ -354,6 +391,14 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
     env = {**os.environ, "GPUVIZ_RUN_DIR": str(run_dir.resolve()), "PYTHONUNBUFFERED": "1"}
     if backend == "gloo":
         env.setdefault("OMP_NUM_THREADS", "1")
+    if max_restarts:
+        # torchrun shares its rendezvous store with the workers, and a restarted attempt can
+        # read the previous attempt's addresses from it and fail to connect ("Connection
+        # refused"); a store of their own per attempt avoids that (pytorch/pytorch#135712).
+        env.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
+    env.pop(_inject.ENV, None)
+    if specs:
+        env[_inject.ENV] = json.dumps(specs)
     job = _Job(cmd, run_dir, stream=stream, progress=progress, env=env, suffix=suffix)
     status, rc = "interrupted", None
     try:
@@ -376,8 +421,83 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
         raise RankHung(f"timeout={timeout} s passed and the job was stopped.\n"
                        + run.where_report(), run=run)
     if status == "failed":
-        raise RankFailed(_failure_message(run, rc, list(job.tail)), run=run)
+        raise _job_error(run, rc, list(job.tail), pg_timeout)
     return run
+
+
+def _job_error(run: Run, rc: int | None = None, tail: list[str] | tuple = (),
+              collective_timeout: float | None = None) -> LaunchError:
+    """The exception that says why a failed job failed: :class:`RankHung` when ranks timed
+    out in a collective waiting for one that never joined it, :class:`InjectionError` for
+    an injection beyond the run, else :class:`RankFailed` naming the first rank that raised."""
+    hang = _collective_hang(run, collective_timeout)
+    if hang:
+        return RankHung(hang, run=run)
+    errors = run.errors()
+    bad_injection = len(errors) and errors["error"].iloc[0].startswith("ValueError: inject[")
+    cls = InjectionError if bad_injection else RankFailed
+    return cls(_failure_message(run, rc, list(tail)), run=run)
+
+
+def _collective_hang(run: Run, pg_timeout: float | None) -> str | None:
+    """Say who hung, if the job ended because ranks timed out waiting in a collective for a
+    rank that never joined it; None if it failed in another way.
+
+    A rank's position is its innermost open span: from its error event, or, for a rank
+    torchrun stopped, from the spans its SIGTERM handler cut (``interrupted``).
+    """
+    last = run.meta.get("restarts", 0)
+    ev, sp = run.events[run.events["attempt"] == last], run.spans[run.spans["attempt"] == last]
+    errors = ev[ev["name"] == "error"]
+
+    def timed_out(args: dict) -> bool:
+        text = str(args.get("error", "")).lower()
+        return "timed out" in text or "timeout" in text
+
+    if errors.empty or not any(timed_out(a) for a in errors["args"]):
+        return None
+    waiting, absent = {}, {}
+    for rank in range(run.world_size):
+        err = errors[errors["rank"] == rank]
+        if len(err):
+            a = err.iloc[0]["args"]
+            opened = a.get("open_spans") or []
+            inner = opened[-1] if opened else None
+            if inner is None and timed_out(a):  # e.g. the worker's last barrier
+                inner = {"name": "an untraced collective", "cat": "comm", "since_s": None}
+            if inner is None or inner["cat"] not in ("comm", "idle"):
+                return None  # an error outside a collective: a failure, not a hang
+            first = re.sub(r"\[[^\]]*\.cc:\d+\] ", "", (a.get("error") or "").splitlines()[0])[:160]
+            since = "" if inner["since_s"] is None else f" for {inner['since_s']:.1f} s"
+            waiting[rank] = (f"rank {rank}: step {a.get('step')}, waited in {inner['name']!r} "
+                             f"({inner['cat']}){since}, then: {first}", inner["name"], a.get("step"))
+            continue
+        cut = sp[(sp["rank"] == rank) & sp["interrupted"] & (sp["lane"] == "main")]
+        if rank not in run.raw:
+            absent[rank] = f"rank {rank}: wrote no trace at all"
+        elif cut.empty:
+            absent[rank] = f"rank {rank}: in no span when it was stopped (see its log)"
+        else:
+            c = cut.sort_values("start").iloc[-1]  # the innermost span open when stopped
+            where = (f"rank {rank}: step {c['step']}, in span {c['name']!r} ({c['cat']}) for "
+                     f"{c['dur']:.1f} s when it was stopped")
+            if c["cat"] in ("comm", "idle"):
+                waiting[rank] = (where, c["name"], c["step"])
+            else:
+                absent[rank] = where + "  <- not in a collective: the others waited for it"
+    if not waiting or not absent:
+        return None
+    names = sorted({str(w[1]) for w in waiting.values()})
+    steps = sorted({str(w[2]) for w in waiting.values()})
+    limit = f"collective_timeout={pg_timeout:g} s" if pg_timeout else "the collective timeout"
+    head = (f"rank{'s' if len(absent) > 1 else ''} {', '.join(map(str, absent))} never joined the "
+            f"collective that rank{'s' if len(waiting) > 1 else ''} {', '.join(map(str, waiting))} "
+            f"waited in ({' / '.join(repr(n) for n in names)}, step {', '.join(steps)}); after "
+            f"{limit} the process group gave up and the job ended.")
+    lines = [head, "Where each rank was:"]
+    lines += [waiting[r][0] if r in waiting else absent[r] for r in sorted({*waiting, *absent})]
+    lines.append(f"Every rank's trace is in {run.path}")
+    return "\n".join(lines)
 
 
 def _failure_message(run: Run | None, rc: int, tail: list[str]) -> str:

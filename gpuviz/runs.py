@@ -36,7 +36,9 @@ class TraceWarning(UserWarning):
 class Run:
     """One job's traces: every rank's spans, counters and events, and its metadata.
 
-    Times are seconds from the aligned start (every rank left a barrier at 0).
+    Times are seconds from the aligned start (every rank left a barrier at 0). After an
+    elastic restart, each attempt's times are shifted by its wall-clock start, so every
+    attempt lies on one axis; ``attempt`` (in spans, events, counters) says which it was.
     """
 
     path: Path
@@ -61,11 +63,11 @@ class Run:
                 f"steps={self.steps()}, status={self.meta.get('status', 'unknown')!r})")
 
     def steps(self) -> int:
-        """Number of steps rank 0 (or the lowest rank present) finished."""
+        """Number of distinct steps rank 0 (or the lowest rank present) finished."""
         ends = self.events[self.events["name"] == "step_end"]
         if ends.empty:
             return 0
-        return int((ends["rank"] == ends["rank"].min()).sum())
+        return int(ends.loc[ends["rank"] == ends["rank"].min(), "step"].nunique())
 
     def summary(self) -> pd.DataFrame:
         """Seconds per rank in each category, untraced time, wall time and overlap.
@@ -112,8 +114,9 @@ class Run:
         >>> run.waits().groupby("rank")[["predicted", "measured"]].sum()  # doctest: +SKIP
         """
         w = self.spans[(self.spans["name"] == name) & (self.spans["cat"] == "idle")]
-        w = w[["rank", "step", "start", "dur"]].rename(columns={"start": "arrival", "dur": "measured"})
-        w["last_arrival"] = w.groupby("step")["arrival"].transform("max")
+        w = w[["rank", "step", "start", "dur", "attempt"]].rename(
+            columns={"start": "arrival", "dur": "measured"})
+        w["last_arrival"] = w.groupby(["attempt", "step"])["arrival"].transform("max")
         w["predicted"] = w["last_arrival"] - w["arrival"]
         return w.reset_index(drop=True)
 
@@ -138,6 +141,7 @@ class Run:
         e = self.events[self.events["name"] == "error"]
         out = pd.DataFrame({
             "rank": e["rank"].to_numpy(), "step": e["step"].to_numpy(), "time": e["time"].to_numpy(),
+            "attempt": e["attempt"].to_numpy(),
             "error": [a.get("error", "") for a in e["args"]],
             "traceback": [a.get("traceback", "") for a in e["args"]],
         })
@@ -174,6 +178,24 @@ class Run:
                          + ("" if waiting else "  <- not in a collective: the others wait for it"))
         return "\n".join(lines)
 
+    def waiting(self) -> pd.DataFrame:
+        """Each rank's waiting time per step and collective (see :func:`gpuviz.stragglers.waiting`)."""
+        from gpuviz.stragglers import waiting
+
+        return waiting(self)
+
+    def stragglers(self) -> pd.DataFrame:
+        """The slowest rank of each step (see :func:`gpuviz.stragglers.stragglers`)."""
+        from gpuviz.stragglers import stragglers
+
+        return stragglers(self)
+
+    def straggler_scores(self) -> pd.DataFrame:
+        """Per rank: how often it was the slowest and how long the others waited for it."""
+        from gpuviz.stragglers import straggler_scores
+
+        return straggler_scores(self)
+
     def to_perfetto(self, path: str | os.PathLike) -> Path:
         """Write one merged Chrome trace JSON (pid = rank) for Perfetto or chrome://tracing."""
         out = []
@@ -182,7 +204,13 @@ class Run:
             out.append({"ph": "M", "name": "process_sort_index", "pid": rank, "args": {"sort_index": rank}})
             out.append({"ph": "M", "name": "thread_name", "pid": rank, "tid": 0, "args": {"name": "main"}})
             out.append({"ph": "M", "name": "thread_name", "pid": rank, "tid": 1, "args": {"name": "comm"}})
-            out += [e for e in self.raw[rank] if e.get("ph") in ("X", "i", "C")]
+            offsets = {a["attempt"]: a["offset_s"] * 1e6 for a in self.meta.get("attempts") or []}
+            shift = 0.0
+            for e in self.raw[rank]:
+                if e.get("ph") == "M" and e.get("name") == "process_name":  # an attempt begins
+                    shift = offsets.get(int((e.get("args") or {}).get("attempt") or 0), 0.0)
+                elif e.get("ph") in ("X", "i", "C"):
+                    out.append({**e, "ts": round(e["ts"] + shift, 3)} if shift else e)
         path = Path(path)
         path.write_text(json.dumps({"traceEvents": out, "displayTimeUnit": "ms",
                                     "otherData": _jsonable(self.meta)}), encoding="utf-8")
@@ -314,34 +342,71 @@ def load_run(path: str | os.PathLike, strict: bool = False) -> Run:
     return _build(path, raw, problems)
 
 
+def _attempt_starts(raw: dict[int, list[dict]]) -> dict[int, float]:
+    """Wall-clock time 0 of each attempt: rank 0's, which every rank received at alignment."""
+    starts: dict[int, float] = {}
+    fallback: dict[int, float] = {}
+    for evs in raw.values():
+        attempt = 0
+        for e in evs:
+            if e.get("ph") != "M":
+                continue
+            args = e.get("args") or {}
+            if e.get("name") == "process_name":
+                attempt = int(args.get("attempt") or 0)
+                if args.get("wall_time"):
+                    fallback[attempt] = min(fallback.get(attempt, np.inf), float(args["wall_time"]))
+            elif e.get("name") == "gpuviz_meta" and args.get("start_time"):
+                starts[attempt] = min(starts.get(attempt, np.inf), float(args["start_time"]))
+    return {**fallback, **starts}
+
+
 def _build(path: Path, raw: dict[int, list[dict]], problems: list[str]) -> Run:
     spans, counters, events = [], [], []
     meta_by_rank: dict[int, dict] = {}
+    attempts: dict[int, dict] = {}
+    starts = _attempt_starts(raw)
+    base = starts[min(starts)] if starts else 0.0
     for rank, evs in raw.items():
+        attempt, shift = 0, 0.0
         for e in evs:
             ph, args = e.get("ph"), e.get("args") or {}
             if ph == "X":
-                ts, dur = float(e["ts"]) / 1e6, float(e.get("dur", 0.0)) / 1e6
+                ts, dur = float(e["ts"]) / 1e6 + shift, float(e.get("dur", 0.0)) / 1e6
                 spans.append((rank, "comm" if e.get("tid") == 1 else "main", args.get("step"),
                               e.get("name", "?"), e.get("cat", "compute"), ts, ts + dur, dur,
-                              args.get("bytes"), args))
+                              args.get("bytes"), args, attempt))
             elif ph == "C":
                 for k, v in args.items():
-                    counters.append((rank, k, float(e["ts"]) / 1e6, float(v)))
+                    counters.append((rank, k, float(e["ts"]) / 1e6 + shift, float(v), attempt))
             elif ph == "i":
-                events.append((rank, e.get("name"), args.get("step"), float(e["ts"]) / 1e6, args))
+                events.append((rank, e.get("name"), args.get("step"), float(e["ts"]) / 1e6 + shift,
+                               args, attempt))
+            elif ph == "M" and e.get("name") == "process_name":
+                # Each process (each elastic attempt) opens its part of the file with this event.
+                attempt = int(args.get("attempt") or 0)
+                shift = starts.get(attempt, base) - base
+                attempts.setdefault(attempt, {"attempt": attempt, "offset_s": shift,
+                                              "start_time": starts.get(attempt), "pids": {}})
             elif ph == "M" and e.get("name") == "gpuviz_meta":
                 meta_by_rank.setdefault(rank, {}).update(args)
-    sp = pd.DataFrame(spans, columns=SPAN_COLUMNS)
+                if "pid" in args and attempt in attempts:
+                    attempts[attempt]["pids"][rank] = args["pid"]
+    sp = pd.DataFrame(spans, columns=[*SPAN_COLUMNS, "attempt"])
     sp["step"] = pd.array(sp["step"], dtype="Int64")
     sp["bytes"] = pd.array([None if b is None or pd.isna(b) else int(b) for b in sp["bytes"]],
                            dtype="Int64")
     sp["interrupted"] = [bool(a.get("interrupted")) for a in sp["args"]]
+    sp["attempt"] = sp.pop("attempt")  # after "interrupted": the documented columns come first
     sp = sp.sort_values(["rank", "start"], kind="stable").reset_index(drop=True)
-    ct = pd.DataFrame(counters, columns=["rank", "name", "time", "value"])
-    ev = pd.DataFrame(events, columns=["rank", "name", "step", "time", "args"])
-    return Run(path=path, spans=sp, counters=ct, events=ev,
-               meta=_merge_meta(path, meta_by_rank), problems=problems, raw=raw)
+    ct = pd.DataFrame(counters, columns=["rank", "name", "time", "value", "attempt"])
+    ev = pd.DataFrame(events, columns=["rank", "name", "step", "time", "args", "attempt"])
+    meta = _merge_meta(path, meta_by_rank)
+    meta["start_time"] = base or meta["start_time"]
+    meta["attempts"] = [attempts[k] for k in sorted(attempts)] or [
+        {"attempt": 0, "offset_s": 0.0, "start_time": meta["start_time"], "pids": meta["pids"]}]
+    meta["restarts"] = max(a["attempt"] for a in meta["attempts"])
+    return Run(path=path, spans=sp, counters=ct, events=ev, meta=meta, problems=problems, raw=raw)
 
 
 def _merge_meta(path: Path, by_rank: dict[int, dict]) -> dict:
@@ -356,12 +421,15 @@ def _merge_meta(path: Path, by_rank: dict[int, dict]) -> dict:
     meta["hosts"] = sorted({m.get("host") for m in by_rank.values() if m.get("host")})
     meta["pids"] = {r: m.get("pid") for r, m in sorted(by_rank.items())}
     meta["total_steps"] = next((m["total_steps"] for m in by_rank.values() if m.get("total_steps")), None)
+    meta["inject"] = first.get("inject") or []
     launcher = path / "run.json"
     if launcher.exists():
         try:
             info = json.loads(launcher.read_text(encoding="utf-8"))
             meta.update({k: info.get(k) for k in ("status", "returncode", "nproc_per_node", "nnodes",
                                                   "timeout", "launched_at", "finished_at", "args")})
+            meta.update({k: info[k] for k in ("inject", "max_restarts", "collective_timeout")
+                         if k in info})
             meta["command"] = info.get("command") or meta["command"]
         except ValueError:
             pass

@@ -10,6 +10,12 @@ CUDA events on the current stream, not by when the host launched the work.
 Lanes: ``tid`` 0 is the rank's main thread (compute, data, optimizer, waiting);
 ``tid`` 1 is communication that runs beside it (DDP's gradient buckets).
 
+A step starts at the tracer's start and after each :func:`step`; there the tracer applies
+the job's injected delays, failures and hangs (:mod:`gpuviz.inject`). After an elastic
+restart (torchrun's ``--max-restarts``) the new attempt appends to the same rank file,
+its events marked with the attempt number, and :func:`resume` continues the step count
+from a checkpoint.
+
 Used from a workload (``gpuviz.launch`` starts the tracer for you)::
 
     from gpuviz import trace
@@ -67,20 +73,30 @@ class Tracer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.rank, self.world_size = rank, world_size
         self.path = self.run_dir / f"rank{rank}.jsonl"
+        #: torchrun's restart count: 0 on the first attempt, then 1, 2... (same rank file)
+        self.attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0) or 0)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        if self._file.tell() > 0 and not _ends_with_newline(self.path):
+            self._file.write("\n")  # an earlier attempt killed mid-line: keep ours readable
         self._lock = threading.Lock()
         self._events: list[dict] = []
         self._pending_cuda: list[tuple[Any, Any, dict]] = []
         self._open: dict[int, list[tuple[str, str, float]]] = {}  # thread id -> open spans
+        self._unwinding: tuple[BaseException | None, list[dict]] = (None, [])  # see span.__exit__
         self.origin_ns = time.perf_counter_ns()
         self.start_time = time.time()
         self.step_index = 0
+        self.total_steps: int | None = None
+        self.injector = None  # gpuviz.inject.Injector when the job has injections
         self.cuda = cuda
         self.clock_info: dict = {"clock": "not aligned"}
         self._cuda_ref = None
         self._cuda_ref_us = 0.0
         self.closed = False
-        self._emit({"ph": "M", "name": "process_name", "pid": rank, "args": {"name": f"rank {rank}"}})
+        # Opens this process's part of the file: later events belong to this attempt.
+        self._emit({"ph": "M", "name": "process_name", "pid": rank,
+                    "args": {"name": f"rank {rank}", "attempt": self.attempt,
+                             "wall_time": self.start_time}})
         self._write_now()
 
     # -- recording -----------------------------------------------------------------
@@ -127,12 +143,48 @@ class Tracer:
             self._cuda_ref_us = self.now()
 
     def start(self, **info: Any) -> None:
-        """Align the clock, answer hang reports, and record this rank's facts (``info`` too)."""
+        """Align the clock, answer hang reports, and record this rank's facts (``info`` too);
+        then step 0 starts (with the injections of ``$GPUVIZ_INJECT``, if any)."""
+        from gpuviz.inject import Injector
+
         self.align_clock()
         start_watchdog(self)
         total = info.pop("total_steps", None)
+        self.injector = Injector.from_env(self.rank, self.world_size, self.attempt)
+        if self.injector is not None:
+            info["inject"] = self.injector.specs
         self.meta(**collect_meta(self, total_steps=total), **info)
         self._write_now()
+        if total:
+            self.set_total_steps(total)
+        self._begin_step()
+
+    def _begin_step(self) -> None:
+        """A step starts: apply this rank's injections for it (sleep, raise or hang)."""
+        if self.injector is None or (self.total_steps is not None
+                                     and self.step_index >= self.total_steps):
+            return
+        self.injector.at_step(self.step_index)
+
+    def set_total_steps(self, total: int) -> None:
+        """Record the job's step count; a failure or hang injected beyond it is a ValueError."""
+        total = int(total)
+        if self.injector is not None:
+            self.injector.check_steps(total)
+        self.total_steps = total
+        self.meta(total_steps=total)
+
+    def resume(self, step: int) -> None:
+        """Continue the step count at ``step`` (the first step after a checkpoint), which
+        then starts (its injections apply)."""
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"step={step!r}: the step to resume at is an integer >= 0")
+        if step == self.step_index:
+            return
+        self.instant("resumed", step=step, from_step=self.step_index, attempt=self.attempt)
+        self.step_index = step
+        self._write_now()
+        self._begin_step()
 
     # -- CUDA timing -----------------------------------------------------------------
     def cuda_event(self):
@@ -174,6 +226,7 @@ class Tracer:
                     "pid": self.rank, "tid": MAIN_LANE, "args": {"step": self.step_index, **args}})
         self.step_index += 1
         self._write_now()
+        self._begin_step()
 
     def open_spans(self) -> list[dict]:
         """The spans open right now in every thread, outermost first."""
@@ -209,10 +262,12 @@ class Tracer:
     def error(self, exc: BaseException) -> None:
         """Record an exception with its traceback, and the spans it interrupted."""
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        # The spans the exception left on its way out, else those still open.
+        left = self._unwinding[1] if self._unwinding[0] is exc else []
         self._emit({"ph": "i", "s": "p", "name": "error", "cat": "event", "ts": round(self.now(), 3),
                     "pid": self.rank, "tid": MAIN_LANE,
                     "args": {"step": self.step_index, "error": f"{type(exc).__name__}: {exc}",
-                             "traceback": tb, "open_spans": self.open_spans()}})
+                             "traceback": tb, "open_spans": self.open_spans() or left}})
         self.write_open_spans("error")
 
     def close(self) -> None:
@@ -220,6 +275,12 @@ class Tracer:
         with self._lock:
             self.closed = True
             self._file.close()
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 class span:  # noqa: N801 - used like a function: ``with trace.span("forward"):``
@@ -250,10 +311,12 @@ class span:  # noqa: N801 - used like a function: ``with trace.span("forward"):`
         t._open.setdefault(self._tid, []).append((self.name, self.cat, self._t))
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         t = _tracer
         if t is None or not hasattr(self, "_t"):
             return False
+        if exc is not None and t._unwinding[0] is not exc:
+            t._unwinding = (exc, t.open_spans())  # where it was raised: for Tracer.error
         stack = t._open.get(self._tid)
         if stack:
             stack.pop()
@@ -322,7 +385,7 @@ def collect_meta(t: Tracer, total_steps: int | None = None) -> dict:
             "device": device, "device_name": device_name, "cpu_count": os.cpu_count(),
             "timing": "cuda-events" if t.cuda else "host perf_counter",
             "clock": t.clock_info["clock"], "clock_error_us": t.clock_info.get("clock_error_us"),
-            "start_time": t.start_time,
+            "start_time": t.start_time, "attempt": t.attempt,
             "total_steps": total_steps, "versions": {
                 "python": platform.python_version(), "torch": torch.__version__,
                 "gpuviz": __version__}}
@@ -384,9 +447,17 @@ def step(**args: Any) -> None:
 
 
 def set_total_steps(total: int) -> None:
-    """Say how many steps the job will run, for the launcher's progress bar."""
+    """Say how many steps the job will run (the launcher's progress bar; no step beyond it
+    starts, and an injected failure or hang beyond it is a ValueError raised here)."""
     if _tracer is not None:
-        _tracer.meta(total_steps=int(total))
+        _tracer.set_total_steps(total)
+
+
+def resume(step: int) -> None:
+    """Continue the step count at ``step`` after loading a checkpoint, so the steps of a
+    restarted attempt keep their numbers (:func:`gpuviz.checkpoint.load_latest` calls it)."""
+    if _tracer is not None:
+        _tracer.resume(step)
 
 
 def counter(name: str, value: float) -> None:

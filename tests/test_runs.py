@@ -103,3 +103,29 @@ def test_not_a_run_directory(tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(gpuviz.TraceError, match="no rank file holds a readable event"):
             gpuviz.load_run(tmp_path)
+
+
+def test_attempts_of_a_restarted_job_share_one_time_axis(tmp_path, monkeypatch):
+    """Each elastic attempt appends to the rank file with its own clock; loading shifts each
+    by its wall-clock start. A kill mid-line in attempt 0 costs that line only."""
+    from gpuviz import trace
+
+    for attempt, start in [(0, 1000.0), (1, 1010.0)]:
+        monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", str(attempt))
+        t = trace.Tracer(tmp_path, rank=0, world_size=1)
+        t.meta(start_time=start, pid=100 + attempt)
+        t.complete("forward", "compute", ts=1e6, dur=5e5)  # 1 s after the attempt's time 0
+        t.step()
+        t.close()
+        if attempt == 0:
+            with open(tmp_path / "rank0.jsonl", "a") as f:
+                f.write('{"ph": "X", "name": "cut')  # killed mid-write
+    with pytest.warns(gpuviz.TraceWarning, match="rank0.jsonl line .*: unreadable line"):
+        run = gpuviz.load_run(tmp_path)
+    assert list(run.spans["attempt"]) == [0, 1]
+    assert list(run.spans["start"]) == pytest.approx([1.0, 11.0])
+    assert list(run.events.loc[run.events["name"] == "step_end", "attempt"]) == [0, 1]
+    assert run.meta["restarts"] == 1 and run.meta["start_time"] == 1000.0
+    assert [(a["attempt"], a["offset_s"], a["pids"]) for a in run.meta["attempts"]] == [
+        (0, 0.0, {0: 100}), (1, 10.0, {0: 101})]
+    assert run.steps() == 1  # step 0, done twice

@@ -17,7 +17,9 @@ from gpuviz.plot.notebook import setup_notebook
 from gpuviz.plot.parallel import memory, pipeline_bubble, pipeline_schedule, scaling, timelines
 from gpuviz.plot.ring import ring_allreduce
 from gpuviz.plot.spans import breakdown, timeline
+from gpuviz.plot.sync import relaxed_sync, stragglers, waiting_vs_ranks
 
 __all__ = ["timeline", "breakdown", "setup_notebook", "ring_allreduce", "hardware_ladder",
            "topology", "bucket_sweep", "collectives", "alpha_beta", "scaling", "memory",
-           "pipeline_schedule", "pipeline_bubble", "timelines"]
+           "pipeline_schedule", "pipeline_bubble", "timelines", "waiting_vs_ranks", "stragglers",
+           "relaxed_sync"]

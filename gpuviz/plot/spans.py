@@ -41,6 +41,8 @@ def timeline(run, *, ranks=None, steps=None, max_spans: int = 20000, title: str 
     lane (DDP gradient buckets running beside ``backward``; concurrent buckets stacked).
     Hover a span for its name, category, rank, step, duration and bytes. Interrupted
     spans (a rank stopped mid-span) are hatched red; recorded errors are red crosses.
+    A run restarted after a failure shows every attempt on one time axis, the failure
+    and each restart marked by a labelled vertical line.
 
     ``ranks`` (int or list) and ``steps`` (int or list/range) pick what to draw. Above
     ``max_spans`` spans, spans shorter than about a pixel are merged into one bin per pixel
@@ -96,9 +98,12 @@ def timeline(run, *, ranks=None, steps=None, max_spans: int = 20000, title: str 
     draw = _draw_bars if len(idx) <= _GL_ABOVE else _draw_gl
     draw(fig, start, end, y, h, cat, level, stopped, hover, cats, px_per_unit=row_px, wall=wall)
     _draw_errors(fig, run, row_of, steps)
+    restarts = _draw_restarts(fig, run, row_of, float(start.min()), float(end.max()))
 
     sub = [f"{len(rows)} ranks; thick bar: main thread"
-           + ("; thin bars below it: comm lane (DDP buckets beside backward)" if comm.any() else "")]
+           + ("; thin bars below it: comm lane (DDP buckets beside backward)" if comm.any() else "")
+           + (f"; {restarts + 1} attempts (restarted after a failure), lines mark each" if restarts
+              else "")]
     if note:
         sub.append(note)
     name = title or f"Timeline of {run.path.name}: every rank's time"
@@ -227,6 +232,35 @@ def _draw_errors(fig, run, row_of, steps):
                     marker=dict(symbol="x", size=14, color=_RED, line=dict(width=1.5, color="white")))
 
 
+def _draw_restarts(fig, run, row_of, t0: float, t1: float) -> int:
+    """Vertical lines at each failure that ended an attempt and at each restart. Returns
+    how many restarts the run had."""
+    attempts = (getattr(run, "meta", None) or {}).get("attempts") or []
+    if len(attempts) < 2:
+        return 0
+    ev = run.events
+    for prev, att in zip(attempts, attempts[1:], strict=False):
+        err = ev[(ev["name"] == "error") & (ev["attempt"] == prev["attempt"])].sort_values("time")
+        if len(err):
+            e = err.iloc[0]
+            what = str(e["args"].get("error", "?")).split(":")[0]
+            _vline(fig, float(e["time"]), t0, t1, _RED, f"failure: rank {e['rank']} ({what}), step {e['step']}",
+                   "top right", html.escape(str(e["args"].get("error", "?")))[:300])
+        res = ev[(ev["name"] == "resumed") & (ev["attempt"] == att["attempt"])]
+        resumed = f", resumed at step {int(res['step'].iloc[0])}" if len(res) else ", from step 0"
+        _vline(fig, float(att["offset_s"]), t0, t1, "#2CA02C", f"restart {att['attempt']}{resumed}",
+               "bottom right", f"attempt {att['attempt']} started {att['offset_s']:.3f} s after the first")
+    return len(attempts) - 1
+
+
+def _vline(fig, x, t0, t1, color, label, where, hover):
+    if not t0 - 1e-9 <= x <= t1 + 1e-9:
+        return  # outside the steps drawn
+    fig.add_vline(x=x, line=dict(color=color, width=1.5, dash="dash"), annotation_text=label,
+                  annotation_position=where, annotation_font=dict(color=color, size=11),
+                  annotation_hovertext=hover)
+
+
 # -- data --------------------------------------------------------------------------------------
 
 def _merged(sp, lane, depth, cat, cats, max_spans, wall):
@@ -338,12 +372,14 @@ def _ranges(values) -> str:
 
 def _span_hover(sp: pd.DataFrame) -> np.ndarray:
     names = {n: html.escape(str(n)) for n in sp["name"].unique()}
+    attempt = sp["attempt"] if "attempt" in sp and sp["attempt"].nunique() > 1 else [None] * len(sp)
     return np.array([f"<b>{names[n]}</b> ({c})<br>rank {r}{', comm lane' if ln == 'comm' else ''}, "
-            f"step {'—' if pd.isna(st) else st}<br>{_dur(d)} from {t:.6f} s<br>bytes: {_bytes(b)}"
+            f"step {'—' if pd.isna(st) else st}" + ("" if at is None else f", attempt {at}")
+            + f"<br>{_dur(d)} from {t:.6f} s<br>bytes: {_bytes(b)}"
             + (f"<br><b>interrupted</b> ({a.get('interrupted')}): the rank stopped here" if i else "")
-            for n, c, r, ln, st, d, t, b, a, i in zip(
+            for n, c, r, ln, st, d, t, b, a, i, at in zip(
                 sp["name"], sp["cat"], sp["rank"], sp["lane"], sp["step"], sp["dur"], sp["start"],
-                sp["bytes"], sp["args"], sp["interrupted"], strict=True)], dtype=object)
+                sp["bytes"], sp["args"], sp["interrupted"], attempt, strict=True)], dtype=object)
 
 
 def _merged_hover(rank, comm, n, lo, hi, t0, t1, share, cats, px) -> str:

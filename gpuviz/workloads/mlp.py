@@ -1,13 +1,22 @@
 """A small MLP trained with data parallelism on a deterministic synthetic dataset.
 
 Every rank trains on its own shard of the same generated data and averages gradients
-with the others, traced step by step (data, forward, backward, comm, optimizer).
+with the others, traced step by step (data, forward, backward, comm, optimizer). With
+``checkpoint_every=k`` it saves model and optimizer every k steps and, started again in
+the same run directory (an elastic restart), resumes from the last save
+(:mod:`gpuviz.checkpoint`); step k's data is the same in every attempt.
 
     gpuviz run gpuviz.workloads.mlp:train --nproc 4
     torchrun --standalone --nproc-per-node 4 -m gpuviz.worker gpuviz.workloads.mlp:train --run-dir runs/mlp
 
 >>> import gpuviz
 >>> run = gpuviz.launch("gpuviz.workloads.mlp:train", nproc=2, args={"steps": 3})  # doctest: +SKIP
+>>> from gpuviz.inject import fail_at
+>>> run = gpuviz.launch("gpuviz.workloads.mlp:train", nproc=2, max_restarts=1,
+...                     args={"steps": 8, "checkpoint_every": 2},
+...                     inject=[fail_at(1, 5)])                               # doctest: +SKIP
+>>> run.meta["restarts"]                                                      # doctest: +SKIP
+1
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from gpuviz import trace
+from gpuviz import checkpoint, trace
 
 
 def synthetic_regression(n: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,25 +54,31 @@ def make_mlp(dim: int, hidden: int, layers: int, seed: int = 0) -> nn.Sequential
     return nn.Sequential(*mods)
 
 
-def _check(steps: int, batch: int, world: int) -> None:
+def _check(steps: int, batch: int, world: int, checkpoint_every: int = 0) -> None:
     if steps < 1:
         raise ValueError(f"steps={steps}: must be >= 1")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every={checkpoint_every!r}: a number of steps >= 1, or 0 for none")
     if batch < world:
         raise ValueError(f"batch={batch} is smaller than the {world} ranks: each rank needs >= 1 sample")
 
 
 def train(steps: int = 20, batch: int = 256, dim: int = 64, hidden: int = 256, layers: int = 4,
           lr: float = 0.05, ddp: bool = False, bucket_cap_mb: float = 25.0, seed: int = 0,
-          traced: bool = True) -> list[float]:
+          traced: bool = True, momentum: float = 0.0, checkpoint_every: int = 0) -> list[float]:
     """Train the MLP for ``steps`` steps on every rank; return this rank's losses.
 
     ``batch`` is the global batch, split evenly over ranks. ``ddp=False`` averages
     gradients with one flat all-reduce after backward (a wait, then the transfer);
     ``ddp=True`` uses DistributedDataParallel, whose buckets all-reduce during backward
-    (traced by :func:`gpuviz.trace.ddp_comm_hook`).
+    (traced by :func:`gpuviz.trace.ddp_comm_hook`). The optimizer is SGD with ``momentum``.
+
+    ``checkpoint_every=k`` (> 0) saves model and optimizer after every k-th step and, first
+    of all, resumes from the latest checkpoint of the run directory if there is one (then
+    only the steps from there on run, and their losses are returned).
     """
     world, rank = dist.get_world_size(), dist.get_rank()
-    _check(steps, batch, world)
+    _check(steps, batch, world, checkpoint_every)
     local = batch // world
     x_all, y_all = synthetic_regression(batch * steps, dim, seed)
     model: nn.Module = make_mlp(dim, hidden, layers, seed)
@@ -71,10 +86,13 @@ def train(steps: int = 20, batch: int = 256, dim: int = 64, hidden: int = 256, l
         model = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb)
         if traced:
             model.register_comm_hook(state=None, hook=trace.ddp_comm_hook)
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     trace.set_total_steps(steps)
+    first = 0
+    if checkpoint_every:
+        first = checkpoint.load_latest(model, opt) or 0
     losses = []
-    for step in range(steps):
+    for step in range(first, steps):
         with trace.span("load batch", cat="data"):
             lo = step * batch + rank * local
             x, y = x_all[lo:lo + local], y_all[lo:lo + local]
@@ -89,5 +107,7 @@ def train(steps: int = 20, batch: int = 256, dim: int = 64, hidden: int = 256, l
         losses.append(loss.item())
         if rank == 0 and (step % max(1, steps // 5) == 0 or step == steps - 1):
             print(f"step {step:4d}  loss {losses[-1]:.4f}")
+        if checkpoint_every and (step + 1) % checkpoint_every == 0:
+            checkpoint.save(step + 1, model, opt)  # inside the step: it is part of its time
         trace.step(loss=losses[-1])
     return losses
