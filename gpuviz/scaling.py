@@ -116,6 +116,29 @@ def config_table(run) -> pd.DataFrame:
     return out
 
 
+def loss_table(run, reference: int = 0) -> pd.DataFrame:
+    """Each configuration's loss at every training step (warm-up included), one column per
+    configuration, and the largest difference from configuration ``reference``: the check
+    that every strategy trains the same model on the same data.
+
+    Rows: step 0, 1, ... of each configuration; columns: the configurations' labels
+    (:func:`config_labels`); ``loss_table(run).attrs["max_diff"]`` holds, per label, the
+    largest absolute difference from the reference's losses.
+    """
+    st = step_table(run)
+    first = st.drop_duplicates(["config", "step"]).copy()
+    first["i"] = first.groupby("config").cumcount()
+    labels = config_labels(run)
+    wide = first.pivot(index="i", columns="config", values="loss").astype(float)
+    if reference not in wide.columns:
+        raise ValueError(f"reference={reference!r}: give a configuration index, one of {list(wide.columns)}")
+    diff = wide.sub(wide[reference], axis=0).abs().max()
+    wide.columns = [labels[(0, int(c))] for c in wide.columns]
+    wide.index.name = "step"
+    wide.attrs["max_diff"] = dict(zip(wide.columns, diff.to_numpy(), strict=True))
+    return wide
+
+
 def _cores(run) -> int | None:
     for e in run.raw.get(min(run.raw), []) if run.raw else []:
         if e.get("ph") == "M" and e.get("name") == "gpuviz_meta" and e["args"].get("cpu_count"):

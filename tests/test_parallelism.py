@@ -204,6 +204,20 @@ def test_every_strategy_trains_the_same_model(sweep_run):
 
 
 @pytest.mark.slow
+def test_loss_table_puts_every_configuration_beside_the_reference(sweep_run):
+    losses = scaling.loss_table(sweep_run)
+    assert len(losses.columns) == 14 and len(losses) >= STEPS
+    diffs = losses.attrs["max_diff"]
+    assert diffs[losses.columns[0]] == 0.0
+    same_batch = [c for c, b in zip(losses.columns, scaling.config_table(sweep_run)["batch"], strict=True)
+                  if b == 4]
+    assert max(diffs[c] for c in same_batch) < 1e-3                 # same model, same data
+    assert max(diffs.values()) > 1e-3                                # weak scaling's bigger batches differ
+    with pytest.raises(ValueError, match="reference=99"):
+        scaling.loss_table(sweep_run, reference=99)
+
+
+@pytest.mark.slow
 def test_config_table_reads_step_times_from_the_trace(sweep_run):
     ct = scaling.config_table(sweep_run)
     assert len(ct) == 8 + 6 and (ct["steps"] == STEPS).all()

@@ -177,3 +177,8 @@ def test_timelines_stack_one_step_of_each_strategy(four_run):
         pp.timelines(four_run, step=2)
     with pytest.raises(ValueError, match="give a dict of name -> Run"):
         pp.timelines([four_run])
+    # a subset of a sweep's configurations
+    picked = pp.timelines(four_run, configs=[1, 3])
+    assert [a.text.split(":")[0] for a in picked.layout.annotations] == ["<b>zero3</b>", "<b>1f1b</b>"]
+    with pytest.raises(ValueError, match="configs="):
+        pp.timelines(four_run, configs=[9])

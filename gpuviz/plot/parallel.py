@@ -221,13 +221,14 @@ def memory(df: pd.DataFrame, *, kinds=None, title: str | None = None) -> go.Figu
 
 # -- timelines -----------------------------------------------------------------------------------
 
-def timelines(runs, *, step: int = 0, title: str | None = None) -> go.Figure:
+def timelines(runs, *, step: int = 0, configs=None, title: str | None = None) -> go.Figure:
     """One training step of each strategy, stacked on one time axis (ms from the step's start).
 
     ``runs``: a dict ``{name: Run}`` of parallelism-workload runs, or one sweep run: one
     panel per configuration, labelled as by :func:`gpuviz.scaling.config_labels`. ``step`` picks which measured step (after
     warm-up) of each to draw. Each panel is :func:`gpuviz.plot.timeline` of that step,
-    moved so the step starts at 0: the same colours, hover and comm lane.
+    moved so the step starts at 0: the same colours, hover and comm lane. ``configs``: the
+    configuration indices to draw (default: all).
 
     >>> timelines({"ddp": ddp_run, "zero3": zero_run, "tp": tp_run, "1f1b": pp_run})  # doctest: +SKIP
     """
@@ -245,6 +246,8 @@ def timelines(runs, *, step: int = 0, title: str | None = None) -> go.Figure:
         st = step_table(run)
         measured = st[~st["warmup"].astype(bool)]
         for config, g in measured.groupby("config", sort=True):
+            if configs is not None and int(config) not in set(configs):
+                continue
             steps = sorted(g["step"].unique())
             label = labels[(i, int(config))]
             if step >= len(steps):
@@ -253,6 +256,8 @@ def timelines(runs, *, step: int = 0, title: str | None = None) -> go.Figure:
             rows = g[g["step"] == s]
             panels.append((label, run, int(s), sorted(rows["rank"].tolist()), float(rows["start"].min()),
                            float((rows["end"] - rows["start"].min()).max())))
+    if not panels:
+        raise ValueError(f"configs={configs!r}: no configuration of the run has that index")
     heights = [len(p[3]) + 0.8 for p in panels]
     fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.1 / len(panels),
                         row_heights=heights, subplot_titles=[
