@@ -43,8 +43,8 @@ from torch import nn
 
 from gpuviz import trace
 from gpuviz.parallel.ring import _members
-from gpuviz.parallel.strategy import LR, ActivationMeter, adam, optimizer_bytes, tensor_bytes
-from gpuviz.workloads.gpt import MLP, Attention, lm_loss
+from gpuviz.parallel.strategy import LR, SingleProcess
+from gpuviz.workloads.gpt import MLP, Attention
 
 
 def _all_reduce(x: torch.Tensor, group, name: str) -> torch.Tensor:
@@ -187,7 +187,7 @@ class TensorParallelAttention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(b, t, self.heads * self.head_dim))
 
 
-class TensorParallel:
+class TensorParallel(SingleProcess):
     """Megatron-LM tensor parallelism of the GPT over ``group`` (default: every rank).
 
     Replaces every block's ``attn`` and ``mlp`` in place with their tensor-parallel
@@ -195,7 +195,9 @@ class TensorParallel:
     whole. Those need no gradient all-reduce: every rank sees the whole global batch, and
     after ``g`` the residual stream is the same on every rank, forward and backward, so
     their gradients are already identical. Parameter names stay those of the model, so
-    :meth:`full_parameters` gathers each shard back under its own name.
+    :meth:`full_parameters` gathers each shard back under its own name. A step is then the
+    single process's step (:class:`~gpuviz.parallel.strategy.SingleProcess`): the
+    communication happens inside the parallel layers.
 
     On one rank it computes what the reference computes, up to rounding:
 
@@ -226,22 +228,7 @@ class TensorParallel:
                      TensorParallelMLP(b.mlp, self.rank, self.world, self.group)) for b in blocks]
         for block, (attn, mlp) in zip(blocks, parallel, strict=True):
             block.attn, block.mlp = attn, mlp
-        self.model = model
-        self.opt = adam(model.parameters(), lr)
-
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        with trace.span("forward"), ActivationMeter(self.model.parameters()) as meter:
-            loss = lm_loss(self.model(x), y)   # the same logits, so the same loss, on every rank
-        with trace.span("backward"):
-            loss.backward()
-        with trace.span("optimizer step", cat="optimizer"):
-            self.opt.step()
-            params = list(self.model.parameters())
-            self._memory = {"params": tensor_bytes(params),
-                            "grads": tensor_bytes(p.grad for p in params),
-                            "optimizer": optimizer_bytes(self.opt), "activations": meter.bytes}
-            self.opt.zero_grad(set_to_none=True)
-        return loss.item()
+        super().__init__(model, lr)   # the same logits, so the same loss, on every rank
 
     def sharded(self) -> dict[str, int]:
         """Name -> the dimension that parameter is split along, for every split parameter."""
@@ -265,7 +252,3 @@ class TensorParallel:
                     full[name] = p.detach().clone()
         return full
 
-    def memory(self) -> dict[str, int]:
-        """Bytes by kind on this rank in the last step (see :class:`SingleProcess`): the
-        split weights, their gradients and Adam moments are 1/world of the whole ones."""
-        return dict(self._memory)
