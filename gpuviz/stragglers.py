@@ -309,7 +309,7 @@ def injected_delays(run) -> pd.DataFrame:
     return d.groupby(["rank", "step"], as_index=False)["delay_s"].sum()
 
 
-def wait_summary(run, spec=None) -> pd.DataFrame:
+def wait_summary(run, spec=None, *, ranks: int | None = None) -> pd.DataFrame:
     """One row: the mean wait per rank per step of ``run``, beside the order statistics.
 
     Columns: nproc, steps, wait_ms (measured: idle spans, mean over ranks and steps),
@@ -321,8 +321,13 @@ def wait_summary(run, spec=None) -> pd.DataFrame:
     (waited_ms / predicted_ms), ratio_drawn (waited_ms / drawn_ms: the timing alone, free of
     the luck of the draw), dist, spec, run.
 
+    ``ranks=n`` summarises only the steps a run of ``jittered_steps(groups=[...])`` ran on
+    its first n ranks (their ``step_end`` says ``ranks=n``), as a job of n ranks.
+
     >>> wait_summary(run)[["nproc", "wait_ms", "predicted_ms", "ratio"]]   # doctest: +SKIP
     """
+    if ranks is not None:
+        run = _first_ranks(run, ranks)
     if spec is None:
         jit = [s for s in (run.meta.get("inject") or []) if s.get("kind") == "jitter"]
         if len(jit) != 1:
@@ -349,10 +354,35 @@ def wait_summary(run, spec=None) -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
-def waiting_vs_ranks(nprocs=(2, 4, 8), spec=None, steps: int = 150, **kwargs) -> pd.DataFrame:
+def _first_ranks(run, n):
+    """The part of ``run`` that ran on its first ``n`` ranks (``step_end`` with ``ranks=n``),
+    seen as a run of ``n`` ranks: spans and events of those ranks and steps only."""
+    from types import SimpleNamespace
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= n <= run.world_size:
+        raise ValueError(f"ranks={n!r}: give a rank count from 2 to the run's {run.world_size}")
+    ev = run.events
+    ends = ev[ev["name"] == "step_end"]
+    steps = {int(s) for s, a in zip(ends["step"], ends["args"], strict=True) if a.get("ranks") == n}
+    if not steps:
+        raise ValueError(f"ranks={n}: no step of run={run.path} ran on {n} ranks (a run of "
+                         "gpuviz.workloads.sync:jittered_steps with groups= tags them)")
+    sp = run.spans
+    keep_sp = (sp["rank"] < n) & sp["step"].isin(steps)
+    keep_ev = (ev["rank"] < n) & ev["step"].isin(steps)
+    return SimpleNamespace(spans=sp[keep_sp], events=ev[keep_ev], world_size=int(n),
+                           path=run.path, meta=run.meta)
+
+
+def waiting_vs_ranks(nprocs=(2, 4, 8), spec=None, steps: int = 150, *, one_job: bool = False,
+                     **kwargs) -> pd.DataFrame:
     """Measure the mean wait per rank per step on each of ``nprocs`` ranks (one real job
     each, :func:`gpuviz.workloads.sync.jittered_steps` with ``spec`` injected on every
     rank), beside :func:`expected_wait`: :func:`wait_summary`'s row per rank count.
+
+    ``one_job=True`` runs one job of ``max(nprocs)`` ranks instead, the steps once on the
+    first n ranks for each n (a process subgroup, while the others sit out): the same
+    barrier, one start-up instead of one per rank count (about 10 s each on 2 CPU cores).
 
     The default jitter (:data:`DEFAULT_JITTER`: exponential, 15 ms mean) is a sleep, which
     needs no core, and the workload's own compute is tiny, so 8 ranks on 2 cores still wait
@@ -387,6 +417,10 @@ def waiting_vs_ranks(nprocs=(2, 4, 8), spec=None, steps: int = 150, **kwargs) ->
     base = kwargs.pop("run_dir", None)
     kwargs.setdefault("progress", False)
     kwargs.setdefault("stream", False)
+    if one_job:
+        run = launch("gpuviz.workloads.sync:jittered_steps", nproc=max(nprocs),
+                     args={**args, "groups": nprocs}, inject=[spec], run_dir=base, **kwargs)
+        return pd.concat([wait_summary(run, spec, ranks=n) for n in nprocs], ignore_index=True)
     rows = []
     for n in nprocs:
         run_dir = None if base is None else Path(base) / f"nproc{n}"

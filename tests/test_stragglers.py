@@ -254,3 +254,15 @@ def test_measured_wait_follows_the_order_statistics(tmp_path):
     assert df["waited_ms"].iloc[1] > 1.5 * df["waited_ms"].iloc[0]   # 2 -> 4 ranks: x 2.17 predicted
     fig = P.waiting_vs_ranks(df)
     assert list(fig.data[0].x) == [2, 4]
+
+
+@pytest.mark.slow
+def test_one_job_measures_every_rank_count_on_a_subgroup(tmp_path):
+    df = S.waiting_vs_ranks((2, 4), steps=80, one_job=True, run_dir=tmp_path / "r")
+    assert df["nproc"].tolist() == [2, 4] and df["steps"].tolist() == [78, 78]
+    assert (df["ratio_drawn"] - 1).abs().max() < 0.2, df.drop(columns=["spec"]).to_string()
+    assert df["waited_ms"].iloc[1] > 1.5 * df["waited_ms"].iloc[0]
+    run = gpuviz.load_run(tmp_path / "r")
+    assert run.world_size == 4 and len(run.spans[run.spans["cat"] == "idle"]) == 2 * 80 + 4 * 80
+    with pytest.raises(ValueError, match="ranks=3"):
+        S.wait_summary(run, ranks=3)

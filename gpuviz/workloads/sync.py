@@ -54,26 +54,52 @@ def _int(v, name: str, low: int = 1) -> int:
     return v
 
 
-def jittered_steps(steps: int = 150, size: int = 96, warmup: int = 2, numel: int = 1024) -> None:
+def jittered_steps(steps: int = 150, size: int = 96, warmup: int = 2, numel: int = 1024,
+                   groups: list[int] | None = None) -> None:
     """Each step: a ``size`` x ``size`` matmul (``compute``), a barrier (``wait for
     others``, idle) and an all-reduce of ``numel`` floats (comm). The first ``warmup``
     steps are tagged ``warmup=True`` in their ``step_end``, for the analysis to skip.
     The delays come from the injection, not from here.
+
+    ``groups=[2, 4, 8]`` measures several rank counts in one job: the ``steps`` run once
+    per size n, on the process subgroup of ranks 0..n-1, while the other ranks sit the
+    steps out (they still count them, so step numbers agree, and still sleep their
+    injected delays, which costs no core); every ``step_end`` carries ``ranks=n`` and
+    ``member``. A barrier of every rank separates the sizes.
     """
     _int(steps, "steps")
     _int(size, "size")
     _int(warmup, "warmup", 0)
     _int(numel, "numel")
-    trace.set_total_steps(steps)
-    g = torch.Generator().manual_seed(dist.get_rank())
+    world, rank = dist.get_world_size(), dist.get_rank()
+    if groups is None:
+        sizes = [world]
+    else:
+        sizes = list(groups) if isinstance(groups, (list, tuple)) else [groups]
+        if not sizes or any(isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= world
+                            for n in sizes):
+            raise ValueError(f"groups={groups!r}: give rank counts from 2 to the job's {world} ranks")
+    # Every rank must create every subgroup, in the same order, before any is used.
+    subgroups = {n: dist.new_group(list(range(n))) for n in sorted(set(sizes)) if n < world}
+    trace.set_total_steps(steps * len(sizes))
+    g = torch.Generator().manual_seed(rank)
     a, w = torch.randn(size, size, generator=g), torch.randn(size, size, generator=g) / size**0.5
     buf = torch.ones(numel)
-    for step in range(steps):
-        with trace.span("compute"):
-            a = torch.tanh(a @ w)
-        trace.all_reduce(buf)
-        buf.fill_(1.0)
-        trace.step(warmup=step < warmup)
+    for n in sizes:
+        group, member = subgroups.get(n), rank < n
+        tags = {} if groups is None else {"ranks": n, "member": member}
+        if groups is not None:
+            dist.barrier()                          # the sizes do not overlap
+        for step in range(steps):
+            if member:
+                with trace.span("compute"):
+                    a = torch.tanh(a @ w)
+                with trace.span("wait for others", cat="idle"):
+                    dist.barrier(group=group)
+                with trace.span("all_reduce", cat="comm", bytes=numel * buf.element_size(), world=n):
+                    dist.all_reduce(buf, group=group)
+                buf.fill_(1.0)
+            trace.step(warmup=step < warmup, **tags)
 
 
 # -- relaxed synchronisation ---------------------------------------------------------------------
