@@ -48,6 +48,7 @@ from gpuviz.parallel.strategy import (
     LR,
     ActivationMeter,
     adam,
+    global_mean_loss,
     local_batch,
     optimizer_bytes,
     tensor_bytes,
@@ -97,10 +98,7 @@ class NaiveDataParallel:
 
     def _global_mean(self, loss: torch.Tensor) -> float:
         """Every rank's slice has the same size, so the global mean is the mean of means."""
-        total = loss.detach().clone()
-        with trace.span("all_reduce loss", cat="comm", bytes=tensor_bytes([total])):
-            dist.all_reduce(total, group=self.group)
-        return total.item() / self.world
+        return global_mean_loss(loss, self.group)
 
     def _measure(self, activations: int) -> dict[str, int]:
         params = list(self.model.parameters())

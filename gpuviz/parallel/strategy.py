@@ -83,6 +83,31 @@ def local_batch(x: torch.Tensor, y: torch.Tensor, rank: int, world: int,
     return x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per]
 
 
+def global_mean_loss(loss: torch.Tensor, group=None) -> float:
+    """The mean of every rank's loss (a traced all-reduce): with equal slices of the batch,
+    the loss of the whole global batch."""
+    import torch.distributed as dist
+
+    total = loss.detach().clone()
+    with trace.span("all_reduce loss", cat="comm", bytes=total.element_size()):
+        dist.all_reduce(total, group=group)
+    return total.item() / dist.get_world_size(group)
+
+
+def replica_difference(params: dict[str, torch.Tensor], group=None) -> float:
+    """Largest difference between this rank's tensors and the first rank's (a collective):
+    0.0 when every replica holds the same parameters, as data parallelism must."""
+    import torch.distributed as dist
+
+    src = dist.get_global_rank(group, 0) if group is not None else 0
+    worst = 0.0
+    for p in params.values():
+        theirs = p.detach().clone()
+        dist.broadcast(theirs, src=src, group=group)
+        worst = max(worst, float((p.detach() - theirs).abs().max()))
+    return worst
+
+
 class ActivationMeter:
     """Counts the bytes autograd saves for backward inside the ``with`` block.
 

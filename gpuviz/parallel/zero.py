@@ -64,6 +64,7 @@ from gpuviz.parallel.strategy import (
     LR,
     ActivationMeter,
     adam,
+    global_mean_loss,
     local_batch,
     optimizer_bytes,
     tensor_bytes,
@@ -309,10 +310,7 @@ class ZeRO:
             with trace.span("all_gather params", cat="comm", bytes=nbytes):
                 # a copy of the shard: the input must not be part of the output
                 _all_gather(self.flat, self.shard.detach().clone(), group=self.group)
-        total = loss.detach().clone()
-        with trace.span("all_reduce loss", cat="comm", bytes=total.element_size()):
-            dist.all_reduce(total, group=self.group)
-        return total.item() / self.world
+        return global_mean_loss(loss, self.group)
 
     def _measure(self, activations: int) -> dict[str, int]:
         shards = [self.shard] if self.stage < 3 else [u.shard for u in self.units]

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gpuviz import trace
 from gpuviz.parallel.data import BucketDataParallel, NaiveDataParallel
-from gpuviz.parallel.strategy import SingleProcess, adam, local_batch
+from gpuviz.parallel.strategy import SingleProcess, adam, local_batch, replica_difference
 from gpuviz.workloads.gpt import GPT, GPTConfig, TokenData, lm_loss
 
 
@@ -59,14 +59,6 @@ def param_diffs(a: dict, b: dict) -> dict[str, float]:
     return {n: float((a[n] - b[n]).abs().max()) for n in a}
 
 
-def replica_diff(params: dict) -> float:
-    """Largest difference from rank 0's copy: data parallel replicas must stay equal."""
-    worst = 0.0
-    for p in params.values():
-        theirs = p.clone()
-        dist.broadcast(theirs, src=0)
-        worst = max(worst, float((p - theirs).abs().max()))
-    return worst
 
 
 def run_strategies(a, dtype: torch.dtype) -> dict:
@@ -87,7 +79,7 @@ def run_strategies(a, dtype: torch.dtype) -> dict:
             trace.step(strategy=name, dtype=str(dtype), loss=res["losses"][-1])
         finals[name] = strategy.full_parameters()
         res["param_diff"] = param_diffs(finals[name], finals["single"])
-        res["replica_diff"] = replica_diff(finals[name])
+        res["replica_diff"] = replica_difference(finals[name])
         if name != "torch_ddp":
             res["memory"] = strategy.memory()
         if name == "ddp":

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from gpuviz import trace
-from gpuviz.parallel.strategy import SingleProcess, adam
+from gpuviz.parallel.strategy import SingleProcess, adam, replica_difference
 from gpuviz.parallel.tensor import TensorParallel
 from gpuviz.workloads.gpt import GPT, Attention, GPTConfig, TokenData, lm_loss
 
@@ -81,14 +81,6 @@ def max_diff(a: dict, b: dict) -> float:
     return max(float((a[n] - b[n]).abs().max()) for n in a)
 
 
-def rank_diff(params: dict) -> float:
-    """Largest difference from rank 0's full parameters: every rank must hold the same."""
-    worst = 0.0
-    for p in params.values():
-        theirs = p.clone()
-        dist.broadcast(theirs, src=0)
-        worst = max(worst, float((p - theirs).abs().max()))
-    return worst
 
 
 def refused(world: int) -> dict:
@@ -146,7 +138,7 @@ def main() -> None:
             finals[name] = strategy.full_parameters()
             r = {"first_step": first, "losses": losses,
                  "param_diff": max_diff(finals[name], finals["single"]),
-                 "rank_diff": rank_diff(finals[name])}
+                 "rank_diff": replica_difference(finals[name])}
             trace.step(strategy=name, dtype=dtype_name, phase="full_parameters")
             if name != "torch_tp":
                 r["memory"] = strategy.memory()

@@ -35,6 +35,7 @@ from gpuviz.parallel.strategy import (
     SingleProcess,
     local_batch,
     optimizer_bytes,
+    replica_difference,
     tensor_bytes,
 )
 from gpuviz.parallel.zero import ZeRO
@@ -135,14 +136,6 @@ def expected_shards(strategy: ZeRO, grads: dict) -> list:
     return out
 
 
-def replica_diff(params: dict) -> float:
-    """Largest difference from rank 0's full parameters: every rank must hold the same."""
-    worst = 0.0
-    for p in params.values():
-        theirs = p.clone()
-        dist.broadcast(theirs, src=0)
-        worst = max(worst, float((p - theirs).abs().max()))
-    return worst
 
 
 def max_diff(a: dict, b: dict) -> float:
@@ -185,7 +178,7 @@ def main() -> None:
         finals[name] = strategy.full_parameters()
         trace.step(strategy=name, check=True)
         res = {"losses": losses, "param_diff": max_diff(finals[name], finals["single"]),
-               "replica_diff": replica_diff(finals[name]), "memory": strategy.memory()}
+               "replica_diff": replica_difference(finals[name]), "memory": strategy.memory()}
         if isinstance(strategy, ZeRO):
             want = expected_shards(strategy, first_grads)
             res["grad_diff"] = max(float((g - w).abs().max()) for g, w in zip(seen, want, strict=True))
