@@ -29,7 +29,10 @@ from gpuviz import checkpoint, trace
 
 
 def synthetic_regression(n: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` inputs and targets from a fixed random teacher network (same for every seed).
+    """``n`` inputs and targets from a random teacher network, both drawn from ``seed``.
+
+    The same ``(n, dim, seed)`` always gives the same data; the teacher's weights are drawn
+    after the inputs, so a different ``n`` also gives a different teacher.
 
     >>> x, y = synthetic_regression(8, 4)
     >>> tuple(x.shape), tuple(y.shape)
