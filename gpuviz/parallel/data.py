@@ -43,7 +43,7 @@ import torch.distributed as dist
 from torch import nn
 
 from gpuviz import trace
-from gpuviz.parallel.ring import _members
+from gpuviz.parallel.ring import members
 from gpuviz.parallel.strategy import (
     LR,
     ActivationMeter,
@@ -66,7 +66,7 @@ class NaiveDataParallel:
     name = "naive_dp"
 
     def __init__(self, model: nn.Module, group=None, lr: float = LR):
-        self.group, self.rank, self.world = _members(group)
+        self.group, self.rank, self.world = members(group)
         self.model = model
         self.opt = adam(model.parameters(), lr)
         self._memory: dict[str, int] | None = None

@@ -112,7 +112,9 @@ class ActivationMeter:
     """Counts the bytes autograd saves for backward inside the ``with`` block.
 
     Uses :func:`torch.autograd.graph.saved_tensors_hooks`; every storage counts once, and
-    the storages of ``exclude`` (the parameters, which autograd saves too) not at all.
+    the storages of ``exclude`` (the parameters, which autograd saves too) not at all, nor
+    any tensor for which ``skip(tensor)`` is true (for storages that do not exist yet when
+    the meter is made, such as parameters gathered during forward).
 
     >>> lin = nn.Linear(4, 8)
     >>> with ActivationMeter(exclude=lin.parameters()) as meter:
@@ -122,13 +124,16 @@ class ActivationMeter:
     96
     """
 
-    def __init__(self, exclude: Iterable[torch.Tensor] = ()):
+    def __init__(self, exclude: Iterable[torch.Tensor] = (), skip=None):
         self._skip = {t.untyped_storage().data_ptr() for t in exclude}
+        self._skip_if = skip
         self._seen: set[int] = set()
         self.bytes = 0
 
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
         ptr = t.untyped_storage().data_ptr()
+        if self._skip_if is not None and self._skip_if(t):
+            return t
         if ptr not in self._skip and ptr not in self._seen:
             self._seen.add(ptr)
             self.bytes += t.untyped_storage().nbytes()

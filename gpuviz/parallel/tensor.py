@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gpuviz import trace
-from gpuviz.parallel.ring import _members
+from gpuviz.parallel.ring import members
 from gpuviz.parallel.strategy import LR, SingleProcess
 from gpuviz.workloads.gpt import MLP, Attention
 
@@ -222,7 +222,7 @@ class TensorParallel(SingleProcess):
         if blocks is None or not all(hasattr(b, "attn") and hasattr(b, "mlp") for b in blocks):
             raise ValueError("model: needs a `blocks` list whose blocks have `attn` and `mlp` "
                              "(gpuviz.workloads.gpt.GPT)")
-        self.group, self.rank, self.world = _members(group)
+        self.group, self.rank, self.world = members(group)
         # Build every replacement before swapping any, so bad sizes leave the model whole.
         parallel = [(TensorParallelAttention(b.attn, self.rank, self.world, self.group),
                      TensorParallelMLP(b.mlp, self.rank, self.world, self.group)) for b in blocks]

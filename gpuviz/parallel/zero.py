@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gpuviz import trace
-from gpuviz.parallel.ring import _members
+from gpuviz.parallel.ring import members
 from gpuviz.parallel.strategy import (
     LR,
     ActivationMeter,
@@ -158,19 +158,15 @@ class _Unit:
         self.full.untyped_storage().resize_(0)
 
 
-class _SkipGathered(ActivationMeter):
-    """Counts what autograd saves, except the parameters gathered at that moment (stage 3
-    gathers into fresh memory each time, so no list made in advance can name them)."""
-
-    def __init__(self, units: list[_Unit]):
-        super().__init__()
-        self.units = units
-
-    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+def _gathered_now(units: list[_Unit]):
+    """A test for :class:`ActivationMeter`'s ``skip``: is this tensor a gathered unit's
+    parameters? (Stage 3 gathers into fresh memory each time, so no list made in advance
+    can name them.)"""
+    def skip(t: torch.Tensor) -> bool:
         ptr = t.untyped_storage().data_ptr()
-        if any(u.gathered and ptr == u.full.untyped_storage().data_ptr() for u in self.units):
-            return t
-        return super()._pack(t)
+        return any(u.gathered and ptr == u.full.untyped_storage().data_ptr() for u in units)
+
+    return skip
 
 
 class ZeRO:
@@ -194,7 +190,7 @@ class ZeRO:
                              "ZeRO flattens them into one vector, so they must share one dtype")
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
             raise ValueError(f"lr={lr!r}: the learning rate must be a number > 0")
-        self.group, self.rank, self.world = _members(group)
+        self.group, self.rank, self.world = members(group)
         self.stage, self.name, self.model = stage, f"zero{stage}", model
         self._memory: dict[str, int] | None = None
         params = list(model.parameters())
@@ -286,7 +282,7 @@ class ZeRO:
             self._peak = 0
             for u in self.units:
                 u.ready = 0
-            meter = _SkipGathered(self.units)
+            meter = ActivationMeter(skip=_gathered_now(self.units))
             with trace.span("wait for others", cat="idle"):  # before the first all-gather
                 dist.barrier(group=self.group)
         else:
