@@ -21,7 +21,8 @@ from gpuviz.launch import InjectionError, LaunchError, RankFailed, RankHung, lau
 _NAMES = {"load_run": "gpuviz.runs", "Run": "gpuviz.runs", "TraceError": "gpuviz.runs",
           "TraceWarning": "gpuviz.runs"}
 _MODULES = {"plot", "checks", "hardware", "model", "trace", "runs", "bench", "bucketing",
-            "parallel", "scaling", "inject", "checkpoint", "stragglers", "relaxed"}
+            "parallel", "scaling", "inject", "checkpoint", "stragglers", "relaxed",
+            "energy", "attribution", "carbon", "at_scale"}
 
 __all__ = ["launch", "LaunchError", "RankFailed", "RankHung", "InjectionError", *_NAMES, *sorted(_MODULES),
            "__version__"]

@@ -454,3 +454,8 @@ def _span(steps: list[int]) -> str:
     if steps == list(range(steps[0], steps[-1] + 1)) and len(steps) > 2:
         return f"steps {steps[0]} to {steps[-1]}"
     return ("step " if len(steps) == 1 else "steps ") + ", ".join(map(str, steps))
+
+
+# The energy lab's checks live beside the code they check; re-exported here.
+from gpuviz.energy_checks import co2_grams, energy_per_sample, pareto_configs, waiting_joules  # noqa: E402, F401
+

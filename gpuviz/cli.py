@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "jitter:dist=exponential,mean_s=0.02, fail:rank=2,step=5, hang:rank=1,step=3")
     r.add_argument("--collective-timeout", type=float, default=None,
                    help="seconds a rank may wait in a collective before the job ends (a hang)")
+    r.add_argument("--energy", choices=("auto", "zeus", "estimate", "off"), default="auto",
+                   help="energy meter of every rank: hardware counters through Zeus, the CPU-time "
+                   "estimate, or auto (counters where readable, else the estimate)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("summary", help="print each rank's time per category for a run directory")
@@ -128,14 +131,18 @@ def main(argv: list[str] | None = None) -> int:
                                 run_dir=a.run_dir, timeout=a.timeout, nnodes=a.nnodes,
                                 node_rank=a.node_rank, rdzv_endpoint=a.rdzv_endpoint,
                                 max_restarts=a.max_restarts, progress=not a.no_progress,
-                                inject=a.inject or None, collective_timeout=a.collective_timeout)
+                                inject=a.inject or None, collective_timeout=a.collective_timeout,
+                                energy=a.energy)
             if run.meta.get("restarts"):
                 print(f"\nrestarted {run.meta['restarts']} time(s) after a failure; "
                       "run.errors() has what failed")
             print(f"\n{run}\ntraces in {run.path}\n")
             print(run.summary().round(4).to_string())
+            _print_energy(run)
         elif a.command == "summary":
-            print(gpuviz.load_run(a.run_dir).summary().round(4).to_string())
+            run = gpuviz.load_run(a.run_dir)
+            print(run.summary().round(4).to_string())
+            _print_energy(run)
         elif a.command == "perfetto":
             print(gpuviz.load_run(a.run_dir).to_perfetto(a.out))
         elif a.command == "bench":
@@ -147,6 +154,15 @@ def main(argv: list[str] | None = None) -> int:
         print("gpuviz: interrupted; every worker was stopped", file=sys.stderr)
         return 130
     return 0
+
+
+def _print_energy(run) -> None:
+    if run.counters.empty or "energy J" not in set(run.counters["name"]):
+        return
+    e = run.energy("rank")
+    kind = "estimated from CPU time" if e["estimated"].any() else "measured"
+    print(f"\nenergy ({kind}): {e['joules'].sum():.4g} J")
+    print(e.set_index("rank")[["seconds", "joules", "watts", "meter"]].round(4).to_string())
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from gpuviz import inject as _inject
+from gpuviz.energy import ENV as ENERGY_ENV
+from gpuviz.energy import check_meter
 from gpuviz.target import resolve_target
 from gpuviz.trace import DUMP_REQUEST
 
@@ -306,7 +308,8 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
            timeout: float | None = None, *, nnodes: int = 1, node_rank: int | None = None,
            rdzv_endpoint: str | None = None, max_restarts: int = 0, progress: bool = True,
            stream: bool = True, torchrun_args: list[str] | tuple = (),
-           inject: list[dict] | None = None, collective_timeout: float | None = None) -> Run:
+           inject: list[dict] | None = None, collective_timeout: float | None = None,
+           energy: str | None = "auto") -> Run:
     """Run ``target`` as ``nproc`` real processes under torchrun and return its :class:`Run`.
 
     Args:
@@ -329,6 +332,9 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
         collective_timeout: seconds a rank may wait in a collective before the process
             group gives up (default: 30 min, torch's; or twice ``timeout``, at least 60 s).
             A hung rank then ends the job by itself, as :class:`RankHung`.
+        energy: the energy meter of every rank (:mod:`gpuviz.energy`): ``"auto"`` (hardware
+            counters through Zeus where they can be read, else an estimate from CPU time,
+            labelled so), ``"zeus"``, ``"estimate"`` or ``"off"``; see ``run.energy()``.
 
     Raises:
         ValueError: bad arguments (the message names the argument and what is allowed).
@@ -364,6 +370,7 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
     if rdzv_endpoint is not None:
         _check_endpoint(rdzv_endpoint, node_rank)
     specs = _inject.validate(inject, nproc * nnodes)
+    energy = check_meter(energy)
     if collective_timeout is not None and (
             isinstance(collective_timeout, bool) or not isinstance(collective_timeout, (int, float))
             or not collective_timeout > 0):
@@ -382,7 +389,8 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
     info = {"target": target, "args": args, "nproc_per_node": nproc, "nnodes": nnodes,
             "node_rank": node_rank, "backend": backend, "command": cmd, "timeout": timeout,
             "launched_at": time.time(), "status": "running", "inject": specs,
-            "max_restarts": max_restarts, "collective_timeout": collective_timeout}
+            "max_restarts": max_restarts, "collective_timeout": collective_timeout,
+            "energy": energy}
     # On many nodes sharing one run directory, node 0 writes run.json and the others their own.
     suffix = f"-node{node_rank}" if nnodes > 1 and node_rank else ""
     info_path = run_dir / f"run{suffix}.json"
@@ -397,6 +405,7 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
         # refused"); a store of their own per attempt avoids that (pytorch/pytorch#135712).
         env.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
     env.pop(_inject.ENV, None)
+    env[ENERGY_ENV] = energy
     if specs:
         env[_inject.ENV] = json.dumps(specs)
     job = _Job(cmd, run_dir, stream=stream, progress=progress, env=env, suffix=suffix)

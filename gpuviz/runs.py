@@ -196,6 +196,22 @@ class Run:
 
         return straggler_scores(self)
 
+    def energy(self, by: str = "category") -> pd.DataFrame:
+        """Joules by ``"rank"``, ``"step"`` or ``"category"``, measured or ``estimated``
+        (:func:`gpuviz.attribution.energy`).
+
+        >>> run.energy("rank")[["rank", "joules", "watts", "estimated"]]   # doctest: +SKIP
+        """
+        from gpuviz.attribution import energy
+
+        return energy(self, by)
+
+    def power(self) -> pd.DataFrame:
+        """Each rank's power track: rank, attempt, time, watts (:func:`gpuviz.attribution.power`)."""
+        from gpuviz.attribution import power
+
+        return power(self)
+
     def to_perfetto(self, path: str | os.PathLike) -> Path:
         """Write one merged Chrome trace JSON (pid = rank) for Perfetto or chrome://tracing."""
         out = []
@@ -422,6 +438,7 @@ def _merge_meta(path: Path, by_rank: dict[int, dict]) -> dict:
     meta["pids"] = {r: m.get("pid") for r, m in sorted(by_rank.items())}
     meta["total_steps"] = next((m["total_steps"] for m in by_rank.values() if m.get("total_steps")), None)
     meta["inject"] = first.get("inject") or []
+    meta["energy"] = {r: m.get("energy") for r, m in sorted(by_rank.items()) if m.get("energy")}
     launcher = path / "run.json"
     if launcher.exists():
         try:

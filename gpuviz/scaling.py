@@ -50,7 +50,7 @@ def step_table(run) -> pd.DataFrame:
     """One row per member rank and training step of a sweep run (setup steps left out).
 
     Columns: rank, step, config, strategy, tag, ranks, batch, micro_batches, bucket_mb,
-    warmup, loss, tokens, n_params, memory (dict of bytes by kind), start (of the step's
+    precision, warmup, loss, tokens, n_params, memory (dict of bytes by kind), start (of the step's
     ``load batch``, s), end (its ``step_end``, s) and step_s = end - start.
     """
     ev = run.events[run.events["name"] == "step_end"]
@@ -67,7 +67,7 @@ def step_table(run) -> pd.DataFrame:
     st = st.merge(load, on=["rank", "step"], how="left")
     st["step_s"] = st["end"] - st["start"]
     cols = ["rank", "step", "config", "strategy", "tag", "ranks", "batch", "micro_batches",
-            "bucket_mb", "warmup", "loss", "tokens", "n_params", "memory", "start", "end", "step_s"]
+            "bucket_mb", "precision", "warmup", "loss", "tokens", "n_params", "memory", "start", "end", "step_s"]
     for c in cols:
         if c not in st:
             st[c] = None

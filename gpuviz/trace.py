@@ -88,6 +88,7 @@ class Tracer:
         self.step_index = 0
         self.total_steps: int | None = None
         self.injector = None  # gpuviz.inject.Injector when the job has injections
+        self.energy = None  # gpuviz.energy.Sampler unless $GPUVIZ_ENERGY is "off"
         self.cuda = cuda
         self.clock_info: dict = {"clock": "not aligned"}
         self._cuda_ref = None
@@ -145,6 +146,7 @@ class Tracer:
     def start(self, **info: Any) -> None:
         """Align the clock, answer hang reports, and record this rank's facts (``info`` too);
         then step 0 starts (with the injections of ``$GPUVIZ_INJECT``, if any)."""
+        from gpuviz.energy import start_sampler
         from gpuviz.inject import Injector
 
         self.align_clock()
@@ -153,6 +155,9 @@ class Tracer:
         self.injector = Injector.from_env(self.rank, self.world_size, self.attempt)
         if self.injector is not None:
             info["inject"] = self.injector.specs
+        self.energy = start_sampler(self)
+        if self.energy is not None:
+            info["energy"] = {**self.energy.meter.describe(), "period_s": self.energy.period_s}
         self.meta(**collect_meta(self, total_steps=total), **info)
         self._write_now()
         if total:
@@ -222,6 +227,8 @@ class Tracer:
 
     def step(self, **args: Any) -> None:
         """End the current step: mark it and write everything recorded so far."""
+        if self.energy is not None:
+            self.energy.sample()
         self._emit({"ph": "i", "s": "p", "name": "step_end", "cat": "step", "ts": round(self.now(), 3),
                     "pid": self.rank, "tid": MAIN_LANE, "args": {"step": self.step_index, **args}})
         self.step_index += 1
@@ -236,6 +243,8 @@ class Tracer:
 
     def write_open_spans(self, reason: str) -> None:
         """Write the open spans, cut at now and marked ``interrupted``, then flush."""
+        if self.energy is not None:
+            self.energy.sample()
         now = self.now()
         extra = []
         for tid, stack in list(self._open.items()):
@@ -271,6 +280,9 @@ class Tracer:
         self.write_open_spans("error")
 
     def close(self) -> None:
+        if self.energy is not None:
+            self.energy.stop()
+            self.energy = None
         self._write_now()
         with self._lock:
             self.closed = True

@@ -10,8 +10,10 @@ look different and the legend says which.
 >>> gpuviz.plot.breakdown(run, normalize=True)                    # doctest: +SKIP
 """
 
+from gpuviz.plot.at_scale import energy_per_token, power_cap
 from gpuviz.plot.bench import alpha_beta, collectives
 from gpuviz.plot.bucketing import bucket_sweep
+from gpuviz.plot.energy import energy_breakdown, energy_per_sample, pareto, power_timeline
 from gpuviz.plot.hardware import hardware_ladder, topology
 from gpuviz.plot.notebook import setup_notebook
 from gpuviz.plot.parallel import memory, pipeline_bubble, pipeline_schedule, scaling, timelines
@@ -22,4 +24,5 @@ from gpuviz.plot.sync import relaxed_sync, stragglers, waiting_vs_ranks
 __all__ = ["timeline", "breakdown", "setup_notebook", "ring_allreduce", "hardware_ladder",
            "topology", "bucket_sweep", "collectives", "alpha_beta", "scaling", "memory",
            "pipeline_schedule", "pipeline_bubble", "timelines", "waiting_vs_ranks", "stragglers",
-           "relaxed_sync"]
+           "relaxed_sync", "energy_breakdown", "energy_per_sample", "pareto", "power_timeline",
+           "energy_per_token", "power_cap"]

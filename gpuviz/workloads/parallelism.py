@@ -47,7 +47,12 @@ SPLITS_BATCH = ("naive_dp", "ddp", "zero1", "zero2", "zero3")
 PIPELINES = ("gpipe", "1f1b")
 #: What a configuration of :func:`sweep` may set, and its default.
 DEFAULTS = {"strategy": "ddp", "ranks": None, "steps": 8, "batch": 16, "micro_batches": 4,
-            "bucket_mb": 1.0, "warmup": 1, "tag": ""}
+            "bucket_mb": 1.0, "warmup": 1, "tag": "", "precision": "fp32"}
+#: Precisions a configuration may train in: bf16 runs forward and backward under
+#: ``torch.autocast`` (matrix products in bfloat16, weights and optimizer in float32).
+PRECISIONS = ("fp32", "bf16")
+#: Strategies that can train under bf16 autocast (the others send activations of a fixed dtype).
+AUTOCAST_STRATEGIES = ("single", *SPLITS_BATCH)
 
 
 def check_config(config: dict, world: int, model=None) -> dict:
@@ -76,6 +81,11 @@ def check_config(config: dict, world: int, model=None) -> dict:
     b = c["bucket_mb"]
     if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b <= 0:
         raise ValueError(f"bucket_mb={b!r}: give the bucket size in MiB, a number > 0")
+    if c["precision"] not in PRECISIONS:
+        raise ValueError(f"precision={c['precision']!r}: use one of {', '.join(map(repr, PRECISIONS))}")
+    if c["precision"] != "fp32" and c["strategy"] not in AUTOCAST_STRATEGIES:
+        raise ValueError(f"precision={c['precision']!r} with strategy={c['strategy']!r}: bf16 is "
+                         f"available for {', '.join(AUTOCAST_STRATEGIES)}")
     if not isinstance(c["tag"], str):
         raise ValueError(f"tag={c['tag']!r}: give a string (e.g. 'strong' or 'weak')")
     s, n = c["strategy"], c["ranks"]
@@ -175,6 +185,7 @@ def sweep(configs: list[dict], seed: int = 0, model: dict | None = None, lr: flo
     >>> gpuviz.launch("gpuviz.workloads.parallelism:sweep", nproc=2, args={"configs": [
     ...     {"strategy": "gpipe", "micro_batches": m} for m in (1, 2, 4)]})   # doctest: +SKIP
     """
+    import torch
     import torch.distributed as dist
 
     from gpuviz import trace
@@ -193,7 +204,7 @@ def sweep(configs: list[dict], seed: int = 0, model: dict | None = None, lr: flo
     out = []
     for index, c in enumerate(configs):
         tags = {"config": index, **{k: c[k] for k in ("strategy", "tag", "ranks", "batch",
-                                                       "micro_batches", "bucket_mb")}}
+                                                       "micro_batches", "bucket_mb", "precision")}}
         member = rank < c["ranks"]
         with trace.span("wait for others", cat="idle"):
             dist.barrier()
@@ -213,7 +224,9 @@ def sweep(configs: list[dict], seed: int = 0, model: dict | None = None, lr: flo
                 continue
             with trace.span("load batch", cat="data"):
                 x, y = data.batch(i, c["batch"])
-            loss = strategy.train_step(x, y)
+            with torch.autocast(x.device.type, dtype=torch.bfloat16,
+                                enabled=c["precision"] == "bf16"):
+                loss = strategy.train_step(x, y)
             losses.append(loss)
             trace.step(**tags, member=True, setup=False, warmup=i < c["warmup"], loss=loss,
                        tokens=copies * x.numel(), n_params=n_params,
