@@ -17,6 +17,10 @@ processes, interleaved blocks of training steps in five modes:
                 events to ``rank{R}.jsonl``.
     profiler    no tracer; the same steps under ``torch.profiler.profile(activities=[CPU])``
                 with a ``record_function`` per phase, as a user would instrument them.
+    energy      traced, with the energy sampler running too (what ``gpuviz.launch`` does by
+                default: a thread reading this machine's meter every 10 ms, and a reading at
+                every step's end). The job itself runs with ``energy="off"``, so the other
+                modes have no sampler; energy/traced is the sampler alone.
 
 A comm hook can be registered only once per DDP instance, so there are two DDP copies of
 the same model (same weights, same data): untraced, untraced-2 and profiler share one,
@@ -54,7 +58,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULT_FILE = "trace_overhead.json"
-MODES = ("untraced", "untraced-2", "hook only", "traced", "profiler")
+MODES = ("untraced", "untraced-2", "hook only", "traced", "profiler", "energy")
 GOAL = 1.01
 
 
@@ -90,7 +94,8 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
     # hook only and traced the other, so traced/hook only is free of any copy-to-copy bias.
     plain, hooked = ddp_model(False), ddp_model(True)
     models = {"untraced": plain, "untraced-2": plain, "hook only": hooked, "traced": hooked,
-              "profiler": plain}
+              "profiler": plain, "energy": hooked}
+    from gpuviz.energy import Sampler, make_meter
     null = contextlib.nullcontext()
     counter = {"i": 0}
 
@@ -119,7 +124,9 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
         model, opt = models[mode]
         times, cpu, flush = [], [], []
         profiling = mode == "profiler"
-        trace._tracer = tracer if mode == "traced" else None
+        trace._tracer = tracer if mode in ("traced", "energy") else None
+        # started and stopped outside the timed steps
+        tracer.energy = Sampler(tracer, make_meter("auto", warn=False, gpu_index=None)) if mode == "energy" else None
         try:
             ctx = profile(activities=[ProfilerActivity.CPU]) if profiling else null
             t_enter = time.perf_counter()
@@ -134,6 +141,9 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
             t_exit = time.perf_counter()
         finally:
             trace._tracer = tracer
+            if tracer.energy is not None:
+                tracer.energy.stop()
+                tracer.energy = None
         # Everything below is outside the timed steps.
         n_events = len(prof.events()) if profiling else 0
         t = torch.tensor(times + [(t_in - t_enter) + (t_exit - t_last)], dtype=torch.float64)
@@ -283,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         gpuviz.launch("benchmarks.trace_overhead:worker", nproc=a.nproc, backend="gloo", args=args,
-                      run_dir=run_dir, progress=False, stream=False)
+                      run_dir=run_dir, progress=False, stream=False, energy="off")
         res = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
         spans_per_step = _spans_per_step(run_dir / "rank0.jsonl")
     finally:
@@ -314,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'mode':<11} {'median step':>11} {'step time vs untraced':>22} {'CPU/step/rank':>14} "
           f"{'CPU time vs untraced':>21} {'spans/step':>11}")
     for m in MODES:
-        if m == "traced":
+        if m in ("traced", "energy"):
             spans = f"{spans_per_step:.0f}"
         elif m == "profiler":
             spans = f"{modes[m]['events'] / n_steps:.0f} events"
@@ -346,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tracer overhead: traced/untraced = {ratio[0]:.3f} (95% interval {ratio[1]:.3f}.."
           f"{ratio[2]:.3f}; goal <= {GOAL:.2f}): {verdict}")
     print(f"torch.profiler: profiled/untraced = {wall_r['profiler'][0]:.2f}x")
+    sampler = paired_ratio(modes["energy"]["times"], modes["traced"]["times"], c["steps"])
+    sampler_cpu = paired_ratio(modes["energy"]["cpu"], modes["traced"]["cpu"], c["steps"])
+    print(f"energy sampler alone (energy/traced, the default of every launch): {_fmt(sampler)} in "
+          f"step time, {_fmt(sampler_cpu)} in CPU time")
     return 0
 
 

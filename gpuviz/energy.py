@@ -181,17 +181,19 @@ class ZeusMeter(Meter):
     """Joules from hardware counters through Zeus: this rank's GPU (NVML or amdsmi), else the
     CPU packages (RAPL) shared in proportion to this process's CPU time.
 
-    Raises :class:`EnergyError` saying why when no counter can be read here.
+    ``gpu_index``: the GPU to measure; ``"auto"`` takes torch's current CUDA device if there is
+    one, None measures no GPU (a CPU job on a GPU machine). Raises :class:`EnergyError`
+    saying why when no counter can be read here.
     """
 
-    def __init__(self, gpu_index: int | None = None):
+    def __init__(self, gpu_index: int | str | None = "auto"):
         reasons: list[str] = []
         self._gpus = self._gpu = None
         self._cpus = None
         self._last: dict[str, float] = {}
         self._total = 0.0
         self._lock = threading.Lock()
-        if gpu_index is None:
+        if gpu_index == "auto":
             gpu_index = _this_rank_gpu()
         if gpu_index is None:
             reasons.append("no GPU")
@@ -305,9 +307,11 @@ def _rapl_reason(e: BaseException) -> str:
     return f"RAPL: {e}"
 
 
-def make_meter(meter: str = "auto", warn: bool = True, **kwargs) -> Meter | None:
+def make_meter(meter: str = "auto", warn: bool = True, gpu_index: int | str | None = "auto",
+               **estimate: float) -> Meter | None:
     """The meter named ``meter`` (one of :data:`METERS`); ``"auto"`` falls back to the
     estimate, whose ``note`` says why (and a warning, with ``warn``); ``"off"`` gives None.
+    ``gpu_index``: see :class:`ZeusMeter`; ``estimate``: ``watts_per_core``, ``watts_per_gb``.
 
     >>> make_meter("estimate").estimated
     True
@@ -320,9 +324,9 @@ def make_meter(meter: str = "auto", warn: bool = True, **kwargs) -> Meter | None
     if meter == "off":
         return None
     if meter == "estimate":
-        return EstimateMeter(**kwargs)
+        return EstimateMeter(**estimate)
     try:
-        return ZeusMeter(**kwargs)
+        return ZeusMeter(gpu_index)
     except EnergyError as e:
         if meter == "zeus":
             raise EnergyError(f"energy='zeus': {e}. Use energy='auto' to fall back to the "
@@ -330,7 +334,7 @@ def make_meter(meter: str = "auto", warn: bool = True, **kwargs) -> Meter | None
         note = f"estimated from CPU time and memory: {e}"
         if warn:
             warnings.warn(f"energy: {note}", stacklevel=2)
-        return EstimateMeter(note=note)
+        return EstimateMeter(note=note, **estimate)
 
 
 class Window:
@@ -430,7 +434,12 @@ def start_sampler(tracer) -> Sampler | None:
     ``$GPUVIZ_ENERGY_PERIOD`` seconds), or None when it is ``off``."""
     name = os.environ.get(ENV, "auto")
     period = float(os.environ.get(PERIOD_ENV, DEFAULT_PERIOD_S))
-    meter = make_meter(name, warn=False)
+    gpu = None
+    if tracer.cuda:   # an NCCL job: this rank's GPU; a CPU job on a GPU machine measures no GPU
+        import torch
+
+        gpu = torch.cuda.current_device()
+    meter = make_meter(name, warn=False, gpu_index=gpu)
     if meter is None:
         return None
     return Sampler(tracer, meter, max(period, meter.update_period_s))
