@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gpuviz.checks import Result, _close, _number, _value
-
 
 def energy_per_sample(answer: float | Callable, run, config: int, rtol: float = 0.01) -> Result:
     """Joules per sample of configuration ``config`` of a sweep run: the median over its
@@ -113,3 +111,8 @@ def co2_grams(answer: float | Callable, joules: float, grid: str = "world", rtol
     if _close(got, joules / 1000 * g_per_kwh, rtol) or _close(got, joules / 3600 * g_per_kwh, rtol):
         return Result(False, "1 kWh is 1000 W for 3600 s: 3.6 million J.")
     return Result(False, f"You gave {got:.4g} g. Energy in kWh (J / 3.6e6) times the grid's g/kWh.")
+
+
+# Imported last: gpuviz.checks re-exports this module's checks at its own end, so either
+# module can be imported first without a circular-import error.
+from gpuviz.checks import Result, _close, _number, _value  # noqa: E402
