@@ -22,7 +22,7 @@ _NAMES = {"load_run": "gpuviz.runs", "Run": "gpuviz.runs", "TraceError": "gpuviz
           "TraceWarning": "gpuviz.runs"}
 _MODULES = {"plot", "checks", "hardware", "model", "trace", "runs", "bench", "bucketing",
             "parallel", "scaling", "inject", "checkpoint", "stragglers", "relaxed",
-            "energy", "attribution", "carbon", "at_scale"}
+            "energy", "attribution", "carbon", "at_scale", "widgets"}
 
 __all__ = ["launch", "LaunchError", "RankFailed", "RankHung", "InjectionError", *_NAMES, *sorted(_MODULES),
            "__version__"]

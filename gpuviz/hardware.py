@@ -284,3 +284,109 @@ def recorded_topology(name: str = "dgx-a100") -> str:
         raise ValueError(f"name={name!r}: recorded topologies are {', '.join(RECORDED_TOPOLOGIES)}")
     path = Path(__file__).parent / "data" / RECORDED_TOPOLOGIES[name]["file"]
     return path.read_text(encoding="utf-8")
+
+
+# -- accelerators: published peak numbers for the cluster model (gpuviz.model) --------------------
+
+_A100_PDF = _A100
+_H200 = "NVIDIA H200 Tensor Core GPU, https://www.nvidia.com/en-us/data-center/h200/"
+_B200 = ("NVIDIA DGX B200 datasheet (8 B200 GPUs: 72 PFLOPS FP8 training, 1,440 GB HBM3e, 64 TB/s), "
+         "https://www.nvidia.com/en-us/data-center/dgx-b200/; per-GPU dense rates at 1,000 W "
+         "from NVIDIA's Blackwell datasheet as tabulated by G. Lockwood, "
+         "https://glennklockwood.com/garden/processors/B200")
+_MI300X = ("AMD Instinct MI300X data sheet, https://www.amd.com/content/dam/amd/en/documents/"
+           "instinct-tech-docs/data-sheets/amd-instinct-mi300x-data-sheet.pdf")
+
+
+def _accelerator(name, vendor, bf16_flops, fp32_flops, memory_bytes, memory_bytes_per_s, tdp_w,
+                 intra_link, source, tdp_source=None, idle_w=None, idle_source=None):
+    return {"name": name, "vendor": vendor, "bf16_flops": float(bf16_flops),
+            "fp32_flops": float(fp32_flops), "memory_bytes": float(memory_bytes),
+            "memory_bytes_per_s": float(memory_bytes_per_s), "tdp_w": float(tdp_w),
+            "tdp_source": tdp_source or source, "idle_w": idle_w, "idle_source": idle_source,
+            "intra_link": intra_link, "source": source}
+
+
+#: Accelerators by name. ``bf16_flops``: dense BF16 tensor-core peak, FLOP/s (without
+#: structured sparsity, which doubles the datasheets' headline); ``fp32_flops``: dense FP32
+#: (non-tensor) peak; ``memory_bytes``: HBM capacity; ``memory_bytes_per_s``: HBM peak
+#: bandwidth; ``tdp_w``: maximum board power (NVIDIA "max TDP", AMD "TBP") with
+#: ``tdp_source``; ``idle_w``: idle power where a source publishes one (None: none does);
+#: ``intra_link``: the key in :data:`INTERCONNECTS` of its link inside a server.
+#: Peaks, not what software achieves: :mod:`gpuviz.model` applies a fitted efficiency.
+ACCELERATORS = {a["name"]: a for a in (
+    _accelerator("A100 SXM 80GB", "NVIDIA", 312e12, 19.5e12, 80e9, 2.039e12, 400, "nvlink3",
+                 _A100_PDF + ": BF16 tensor core 312 TFLOPS (624 with sparsity), FP32 19.5 TFLOPS, "
+                 "80 GB HBM2e, 2,039 GB/s, max TDP 400 W"),
+    _accelerator("H100 SXM", "NVIDIA", 989e12, 67e12, 80e9, 3.35e12, 700, "nvlink4",
+                 _H100 + ": BF16 tensor core 1,979 TFLOPS with sparsity (989 dense), FP32 67 "
+                 "TFLOPS, 80 GB, 3.35 TB/s, max TDP up to 700 W"),
+    _accelerator("H200 SXM", "NVIDIA", 989e12, 67e12, 141e9, 4.8e12, 700, "nvlink4",
+                 _H200 + ": BF16 tensor core 1,979 TFLOPS with sparsity (989 dense), FP32 67 "
+                 "TFLOPS, 141 GB HBM3e, 4.8 TB/s, max TDP up to 700 W"),
+    _accelerator("B200", "NVIDIA", 2.25e15, 80e12, 180e9, 8e12, 1000, "nvlink5",
+                 _B200 + ": HGX B200 at 1,000 W: BF16 2,250 TFLOPS dense (4,500 sparse), FP32 80 "
+                 "TFLOPS; 180 GB and 8 TB/s per GPU (DGX B200 totals / 8)"),
+    _accelerator("MI300X", "AMD", 1307.4e12, 163.4e12, 192e9, 5.3e12, 750, "infinity-fabric",
+                 _MI300X + ": peak BF16 1,307.4 TFLOPS dense (2,614.9 with sparsity), FP32 "
+                 "163.4 TFLOPS, 192 GB HBM3, 5.3 TB/s, 750 W peak board power (TBP)"),
+)}
+
+
+def _interconnect(key, where, bytes_per_s, source, latency_s=None, latency_source=None):
+    return key, {"name": key, "where": where, "bytes_per_s": float(bytes_per_s),
+                 "latency_s": latency_s, "latency_source": latency_source, "source": source}
+
+
+def _from_ladder(key, where, rung):
+    r = link(rung)
+    return _interconnect(key, where, r["bytes_per_s"], f"{rung}: {r['published']}; {r['source']}",
+                         r["latency_s"], r["latency_source"])
+
+
+#: Links for the cluster model, by short name: ``bytes_per_s`` is per GPU and direction
+#: (inside a server: the GPU's total link bandwidth each way; between servers: one NIC
+#: port). The ladder's rows (:data:`CATALOGUE`) are reused with their sources.
+INTERCONNECTS = dict((
+    _from_ladder("nvlink3", "inside a server", "NVLink 3 (A100 SXM, per GPU)"),
+    _from_ladder("nvlink4", "inside a server", "NVLink 4 (H100 SXM, per GPU)"),
+    _from_ladder("nvlink5", "inside a server", "NVLink 5 (Blackwell, per GPU)"),
+    _interconnect("infinity-fabric", "inside a server", 448e9,
+                  _MI300X + ": 7 AMD Infinity Fabric links, 896 GB/s peak aggregate (both "
+                  "directions), so 448 GB/s each way"),
+    _from_ladder("pcie4", "inside a server", "PCIe 4.0 x16"),
+    _from_ladder("pcie5", "inside a server", "PCIe 5.0 x16"),
+    _from_ladder("ib-hdr", "between servers", "InfiniBand HDR (one 200 Gb/s port)"),
+    _from_ladder("ib-ndr", "between servers", "InfiniBand NDR (one 400 Gb/s NIC)"),
+    _from_ladder("ib-xdr", "between servers", "InfiniBand XDR (one 800 Gb/s port)"),
+    _from_ladder("eth-400g", "between servers", "400 GbE (one port)"),
+    _from_ladder("eth-100g", "between servers", "100 GbE (one port)"),
+    _interconnect("omni-path-100", "between servers", 12.5e9,
+                  "Intel Omni-Path Architecture 100 series: 100 Gb/s per port (BLOOM's Jean Zay "
+                  "nodes have 4 Omni-Path 100 Gb/s links each: Le Scao et al. 2022, 'BLOOM', "
+                  "arXiv:2211.05100)"),
+))
+
+
+def accelerator(name: str) -> dict:
+    """One accelerator of :data:`ACCELERATORS` (a copy), or a ValueError listing them.
+
+    >>> accelerator("H100 SXM")["tdp_w"]
+    700.0
+    """
+    if name not in ACCELERATORS:
+        raise ValueError(f"gpu={name!r} is not in the catalogue; known: "
+                         + ", ".join(map(repr, ACCELERATORS)))
+    return dict(ACCELERATORS[name])
+
+
+def interconnect(name: str) -> dict:
+    """One link of :data:`INTERCONNECTS` (a copy), or a ValueError listing them.
+
+    >>> interconnect("ib-ndr")["bytes_per_s"]
+    50000000000.0
+    """
+    if name not in INTERCONNECTS:
+        raise ValueError(f"link={name!r} is not in the catalogue; known: "
+                         + ", ".join(map(repr, INTERCONNECTS)))
+    return dict(INTERCONNECTS[name])

@@ -15,6 +15,7 @@ from gpuviz.plot.bench import alpha_beta, collectives
 from gpuviz.plot.bucketing import bucket_sweep
 from gpuviz.plot.energy import energy_breakdown, energy_per_sample, pareto, power_timeline
 from gpuviz.plot.hardware import hardware_ladder, topology
+from gpuviz.plot.model import layout_heatmap, model_breakdown, predicted_vs_measured
 from gpuviz.plot.notebook import setup_notebook
 from gpuviz.plot.parallel import memory, pipeline_bubble, pipeline_schedule, scaling, timelines
 from gpuviz.plot.ring import ring_allreduce
@@ -25,4 +26,4 @@ __all__ = ["timeline", "breakdown", "setup_notebook", "ring_allreduce", "hardwar
            "topology", "bucket_sweep", "collectives", "alpha_beta", "scaling", "memory",
            "pipeline_schedule", "pipeline_bubble", "timelines", "waiting_vs_ranks", "stragglers",
            "relaxed_sync", "energy_breakdown", "energy_per_sample", "pareto", "power_timeline",
-           "energy_per_token", "power_cap"]
+           "energy_per_token", "power_cap", "model_breakdown", "layout_heatmap", "predicted_vs_measured"]

@@ -1,0 +1,227 @@
+"""The cluster model: configurations, predictions, presets, search, and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gpuviz import hardware, model
+from gpuviz.model import Config, Efficiency, Transformer, predict
+from gpuviz.model_search import layouts, search
+from gpuviz.model_terms import TIME_TERMS, ring_time
+from gpuviz.parallel.zero import zero_memory
+
+L70 = dict(model="llama3-70b", gpus=64, dp=8, tp=8, pp=1, global_batch=512, zero=1,
+           recompute="selective", gpu="H100 SXM")
+
+
+# -- hardware catalogue ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(hardware.ACCELERATORS))
+def test_every_accelerator_has_sourced_positive_numbers(name):
+    a = hardware.ACCELERATORS[name]
+    for k in ("bf16_flops", "fp32_flops", "memory_bytes", "memory_bytes_per_s", "tdp_w"):
+        assert a[k] > 0 and math.isfinite(a[k]), k
+    assert "http" in a["source"] and "http" in a["tdp_source"]
+    assert a["intra_link"] in hardware.INTERCONNECTS
+    assert a["bf16_flops"] > a["fp32_flops"]
+
+
+def test_interconnects_reuse_the_ladder_and_have_sources():
+    assert {"nvlink3", "nvlink4", "nvlink5", "pcie4", "pcie5", "ib-hdr", "ib-ndr", "ib-xdr",
+            "eth-400g"} <= set(hardware.INTERCONNECTS)
+    assert hardware.interconnect("nvlink4")["bytes_per_s"] == hardware.link(
+        "NVLink 4 (H100 SXM, per GPU)")["bytes_per_s"]
+    assert all(v["source"] for v in hardware.INTERCONNECTS.values())
+
+
+def test_unknown_hardware_names_list_the_known_ones():
+    with pytest.raises(ValueError, match="gpu='V100'.*'A100 SXM 80GB', 'H100 SXM'"):
+        Config(**{**L70, "gpu": "V100"})
+    with pytest.raises(ValueError, match="inter_link='ib-qdr'.*'ib-hdr'"):
+        Config(**{**L70, "inter_link": "ib-qdr"})
+    with pytest.raises(ValueError, match="intra_link='nvlink9'.*'nvlink4'"):
+        Config(**{**L70, "intra_link": "nvlink9"})
+    with pytest.raises(ValueError, match="model='gpt5'.*'gpt3-175b'"):
+        Config(**{**L70, "model": "gpt5"})
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change, message", [
+    ({"dp": 4}, r"dp\*tp\*pp = 4\*8\*1 = 32 but gpus=64"),
+    ({"gpus": 0, "dp": 0}, "gpus=0: must be an integer >= 1"),
+    ({"global_batch": -8}, "global_batch=-8"),
+    ({"micro_batch": 0}, "micro_batch=0"),
+    ({"global_batch": 500}, "global_batch=500 does not split"),
+    ({"zero": 4}, "zero=4"),
+    ({"recompute": "some"}, "recompute='some'"),
+    ({"precision": "fp8"}, "precision='fp8'"),
+    ({"tp": 3, "dp": 1, "gpus": 3}, "tp=3 does not divide"),
+    ({"pp": 128, "tp": 1, "dp": 1, "gpus": 128}, "pp=128 is more stages than"),
+    ({"bucket_mb": 0}, "bucket_mb=0"),
+])
+def test_bad_configurations_say_what_is_wrong(change, message):
+    with pytest.raises(ValueError, match=message):
+        Config(**{**L70, **change})
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"layers": 0}, "layers=0"), ({"hidden": -1}, "hidden=-1"), ({"vocab": 2.5}, "vocab=2.5"),
+    ({"hidden": 100, "heads": 3}, "not a multiple of heads"),
+])
+def test_non_positive_model_sizes_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Transformer(**{"layers": 2, "hidden": 64, "heads": 4, "seq": 16, "vocab": 32, **kwargs})
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"compute": 0}, "compute=0"), ({"bandwidth": 1.5}, "bandwidth=1.5"),
+    ({"overlap": -0.1}, "overlap=-0.1"), ({"overhead_s": -1}, "overhead_s=-1"),
+])
+def test_bad_efficiencies_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Efficiency(**kwargs)
+
+
+def test_presets_match_their_published_parameter_counts():
+    counts = {"gpt3-175b": 175e9, "llama3-8b": 8e9, "llama3-70b": 70e9, "llama3-405b": 405e9,
+              "mt-nlg-530b": 530e9, "bloom-176b": 176e9, "megatron-1t": 1008e9}
+    for name, n in counts.items():
+        assert model.PRESETS[name].n_params == pytest.approx(n, rel=0.04), name
+        assert model.PRESETS[name].source
+
+
+def test_the_workload_gpt_matches_its_torch_parameter_count():
+    from gpuviz.workloads.gpt import GPT
+    true = GPT().num_params()            # biases and positions included there, not here
+    assert model.PRESETS["gpuviz-gpt"].n_params == pytest.approx(true, rel=0.02)
+
+
+# -- prediction -----------------------------------------------------------------------------------
+
+def test_terms_add_up_and_flops_follow_the_6n_rule():
+    p = predict(Config(**L70))
+    assert sum(p.terms[k] for k in TIME_TERMS) == pytest.approx(p.step_s)
+    assert p.table()["share"].sum() == pytest.approx(1.0)
+    assert set(p.table()["kind"]) == {model.MODELLED}
+    m = model.PRESETS["llama3-70b"]
+    L, h, s = m.layers, m.hidden, m.seq                # Kaplan et al.: 6N (the input embedding
+    n = m.n_params - m.vocab * h - 4 * h * L - 2 * h   # and LayerNorms do no matmul) + attention
+    assert p.model_flops_per_token == pytest.approx(6 * n + 12 * L * s * h)
+    assert p.hw_flops_per_token > p.model_flops_per_token          # selective recomputation
+    assert p.tokens_per_s == pytest.approx(512 * 8192 / p.step_s)
+    assert p.mfu == pytest.approx(p.model_flops_per_token * p.tokens_per_s / 64 / 989e12)
+    assert p.energy_j == pytest.approx(64 * 700 * p.step_s)
+
+
+def test_narayanan_flops_formula_with_full_recomputation():
+    """Narayanan et al. 2021 eq. 3: 96 B s l h^2 (1 + s/6h + V/16lh) per step."""
+    c = Config("gpt3-175b", gpus=8, dp=1, tp=8, global_batch=8, recompute="full")
+    p = predict(c)
+    B, s, n_layers, h, V = 8, 2048, 96, 12288, 50257
+    expected = 96 * B * s * n_layers * h**2 * (1 + s / (6 * h) + V / (16 * n_layers * h))
+    assert p.hw_flops_per_token * B * s == pytest.approx(expected, rel=0.01)
+
+
+def test_memory_follows_zero_and_korthikanti():
+    base = dict(model="gpt3-175b", gpus=64, dp=8, tp=8, pp=1, global_batch=64, precision="bf16")
+    for stage in range(4):
+        p = predict(Config(**base, zero=stage, recompute="full"))
+        n = 175e9 / 8                                                      # per tp rank, roughly
+        want = zero_memory(n, 8, stage, 2, 2, 12)
+        assert p.mem_params + p.mem_grads + p.mem_optimizer == pytest.approx(want["total"], rel=0.03)
+    s, b, h, a, t = 2048, 1, 12288, 96, 8
+    none = predict(Config(**base, recompute="none"))
+    sel = predict(Config(**base, recompute="selective"))
+    full = predict(Config(**base, recompute="full"))
+    logits = 4 * s * b * 50257 / t
+    assert none.mem_activations - logits == pytest.approx(96 * s * b * h * (34 / t + 5 * a * s / (h * t)))
+    assert sel.mem_activations - logits == pytest.approx(96 * s * b * h * 34 / t)
+    assert full.mem_activations - logits == pytest.approx(96 * 2 * s * b * h / t)
+
+
+def test_pipeline_bubble_is_p_minus_1_over_m_plus_p_minus_1():
+    c = Config("gpt3-175b", gpus=8, dp=1, tp=1, pp=8, global_batch=24, recompute="full")
+    p = predict(c)
+    pipeline = p.compute + p.tp_comm + p.pp_comm + p.zero3_comm + p.bubble
+    assert p.bubble / pipeline == pytest.approx(7 / (24 + 7))
+    inter = predict(c.replace(virtual_stages=2))
+    assert inter.bubble < p.bubble
+
+
+def test_hierarchical_ring_uses_the_slow_link_only_between_servers():
+    hw = {"intra_bytes_per_s": 100.0, "inter_bytes_per_s": 10.0, "intra_latency_s": 0.0,
+          "inter_latency_s": 0.0}
+    from gpuviz.model_terms import hierarchical_time
+    # 16 ranks, 8 per server: inside 2*7/8*n/100, between 2*1/2*(n/8)/10
+    assert hierarchical_time(800.0, 16, 8, hw) == pytest.approx(2 * 7 / 8 * 8 + 2 * 0.5 * 100 / 10)
+    assert float(ring_time(800.0, 8, 100.0, 0.0)) == pytest.approx(
+        model.ring_allreduce_seconds(800.0, 8, 100.0))
+
+
+def test_data_parallel_sync_hides_behind_backward_only_with_overlap():
+    c = Config("llama3-8b", gpus=64, dp=64, global_batch=512, micro_batch=1, gpu="A100 SXM 80GB",
+               inter_link="eth-100g", recompute="selective", zero=1)
+    hidden = predict(c.replace(efficiency=Efficiency(compute=0.6, overlap=1.0)))
+    shown = predict(c.replace(efficiency=Efficiency(compute=0.6, overlap=0.0)))
+    assert shown.dp_comm == pytest.approx(shown.dp_comm_total) and shown.dp_comm > 0
+    assert hidden.dp_comm < shown.dp_comm
+
+
+def test_bigger_model_needs_more_memory_and_time_and_faster_links_help():
+    small = predict(Config(**L70))
+    big = predict(Config(**{**L70, "model": "llama3-405b"}))
+    assert big.memory_per_gpu > small.memory_per_gpu and big.step_s > small.step_s
+    assert not big.fits and small.fits
+    slow = predict(Config(**{**L70, "tp": 8, "dp": 8, "intra_link": "pcie4"}))
+    assert slow.tp_comm > small.tp_comm
+
+
+# -- search ---------------------------------------------------------------------------------------
+
+def test_search_marks_layouts_that_do_not_fit_and_explains_the_winner():
+    t = search("llama3-70b", gpus=128, global_batch=256, gpu="H100 SXM")
+    assert t["fits"].iloc[0] and (~t["fits"]).any()              # marked, not dropped
+    fit = t[t["fits"]]
+    assert fit["tokens_per_s"].is_monotonic_decreasing
+    assert (t["dp"] * t["tp"] * t["pp"] == 128).all()
+    assert "faster than the runner-up" in t.attrs["reason"] and "(modelled)" in t.attrs["reason"]
+    best = t.attrs["best"]
+    assert predict(best).step_s == pytest.approx(t["step_s"].iloc[0])
+    assert set(t["zero"]) == {0, 1, 2, 3} and set(t["recompute"]) == {"none", "selective", "full"}
+
+
+def test_search_agrees_with_predict_row_by_row():
+    t = search("gpt3-175b", gpus=64, global_batch=128, gpu="A100 SXM 80GB", inter_link="ib-hdr")
+    for _, r in t.sample(20, random_state=0).iterrows():
+        c = Config("gpt3-175b", gpus=64, dp=int(r["dp"]), tp=int(r["tp"]), pp=int(r["pp"]),
+                   global_batch=128, micro_batch=int(r["micro_batch"]), zero=int(r["zero"]),
+                   recompute=r["recompute"], gpu="A100 SXM 80GB", inter_link="ib-hdr")
+        assert predict(c).step_s == pytest.approx(r["step_s"])
+        assert predict(c).memory_per_gpu / 1e9 == pytest.approx(r["memory_GB"])
+
+
+def test_a_model_that_fits_nowhere_is_a_clear_error():
+    with pytest.raises(ValueError, match="fits nowhere on gpus=8 x A100 SXM 80GB .* smallest layout needs"):
+        search("llama3-405b", gpus=8, global_batch=64, gpu="A100 SXM 80GB")
+
+
+def test_search_checks_its_arguments():
+    with pytest.raises(ValueError, match="gpus=0"):
+        search("llama3-8b", gpus=0, global_batch=64)
+    with pytest.raises(ValueError, match="no valid layout"):
+        search({"layers": 2, "hidden": 64, "heads": 4, "seq": 16, "vocab": 32}, gpus=3,
+               global_batch=64)
+    with pytest.raises(ValueError, match="gpu='TPU'"):
+        search("llama3-8b", gpus=8, global_batch=64, gpu="TPU")
+
+
+def test_layouts_enumerate_every_split():
+    t = layouts("gpt3-175b", gpus=16, global_batch=32, zero=(0,), recompute=("none",))
+    triples = set(map(tuple, t[["dp", "tp", "pp"]].to_numpy()))
+    assert (16, 1, 1) in triples and (1, 8, 2) in triples and (2, 8, 1) in triples
+    assert all(tp <= 8 for _, tp, _ in triples)
+    assert np.all(32 % (t["dp"] * t["micro_batch"]) == 0)

@@ -1,0 +1,62 @@
+"""The planner, headless: built, its controls changed, its figure and numbers follow."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gpuviz.model_terms import TIME_TERMS
+from gpuviz.widgets import planner
+
+
+def test_planner_updates_figure_and_numbers_in_place():
+    app = planner()
+    before = [t.y[0] for t in app.figure.data[:len(TIME_TERMS)]]
+    figure = app.figure
+    app.controls["tp"].value = 2
+    after = [t.y[0] for t in app.figure.data[:len(TIME_TERMS)]]
+    assert app.figure is figure and after != before          # the same figure, new values
+    assert "tp=2" in app.figure.layout.title.subtitle.text
+    assert "Modelled" in app.numbers.value and "tokens/s" in app.numbers.value
+    assert 0 < app.last_update_s < 5 and math.isfinite(app.last_update_s)
+    print(f"one update took {app.last_update_s * 1e3:.1f} ms")
+
+
+def test_planner_says_why_a_layout_is_impossible_or_does_not_fit():
+    app = planner()
+    app.controls["pp"].value = 128
+    assert "does not divide 64 GPUs" in app.numbers.value
+    app.controls["gpus"].value = 1024
+    app.controls["tp"].value = 1
+    assert "more stages than the model's layers=80" in app.numbers.value
+    app.controls["pp"].value = 1
+    app.controls["model"].value = "llama3-405b"
+    app.controls["gpus"].value = 8
+    assert "does NOT fit" in app.numbers.value
+
+
+def test_find_best_layout_shows_reason_and_heatmap():
+    app = planner(model="llama3-8b", gpu="A100 SXM 80GB")
+    app.controls["gpus"].value = 64
+    app.find_best()
+    assert "faster than the runner-up" in app.result.value
+    assert len(app.heatmap.data) == 1 and app.heatmap.data[0].type == "heatmap"
+    assert app.best["fits"].iloc[0]
+    assert app.controls["tp"].value == app.best["tp"].iloc[0]
+
+
+def test_find_best_reports_a_model_that_fits_nowhere():
+    app = planner(model="llama3-405b", gpu="A100 SXM 80GB")
+    app.controls["gpus"].value = 8
+    app.find_best()
+    assert "fits nowhere" in app.result.value
+
+
+@pytest.mark.parametrize("control", ["gpu", "intra", "inter", "zero", "recompute", "micro_batch"])
+def test_every_control_triggers_an_update(control):
+    app = planner()
+    old = app.numbers.value
+    c = app.controls[control]
+    c.value = [o for o in c.options if o != c.value][-1]
+    assert app.numbers.value != old or "No such layout" in app.numbers.value
