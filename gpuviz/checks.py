@@ -458,4 +458,4 @@ def _span(steps: list[int]) -> str:
 
 # The energy lab's checks live beside the code they check; re-exported here.
 from gpuviz.energy_checks import co2_grams, energy_per_sample, pareto_configs, waiting_joules  # noqa: E402, F401
-
+from gpuviz.model_checks import best_layout, dominant_term, fits_in_memory, mfu_from_throughput  # noqa: E402, F401
