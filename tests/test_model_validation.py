@@ -77,9 +77,9 @@ def test_calibration_checks_its_input():
 
 @pytest.fixture(scope="module")
 def cpu_run(tmp_path_factory):
-    """One real sweep job on 4 ranks: ddp, zero1, tp and 1f1b on 1, 2 and 4 ranks."""
-    configs = cb.calibration_configs(batches=(8, 32), ranks=(2, 4), steps=3,
-                                     strategies=("ddp", "zero1", "tp", "1f1b"))
+    """One real sweep job on 4 ranks: ddp, zero1, tp and 1f1b on 1, 2 and 4 ranks, twice each."""
+    configs = cb.calibration_configs(batches=(8, 32), ranks=(2, 4), steps=2,
+                                     strategies=("ddp", "zero1", "tp", "1f1b"), rounds=2)
     return gpuviz.launch("gpuviz.workloads.parallelism:sweep", nproc=4, args={"configs": configs},
                          run_dir=tmp_path_factory.mktemp("calibration"), progress=False,
                          stream=False, timeout=300)
@@ -94,7 +94,9 @@ def test_calibrated_model_predicts_this_machine_s_runs(cpu_run):
     held_out = cb.leave_one_out(table)
     print(fitted[["label", "measured_ms", "predicted_ms", "error"]].to_string())
     print("leave-one-out:", held_out.attrs["median_abs_error"])
-    # A shared 2-core machine makes step times noisy; the fit itself must be close.
-    assert fitted["error"].abs().median() <= 0.15
+    assert (table["repeats"] == 2).all()
+    # The goal: the calibrated model predicts this machine's runs within 10% (median). Each
+    # configuration left out of the fit is predicted less well (about 10-20% on 2 noisy cores).
+    assert fitted["error"].abs().median() <= 0.10
     assert held_out.attrs["median_abs_error"] < 0.5
     assert 1e8 < cal.flops_per_s < 1e12 and cal.bytes_per_s > 1e6
