@@ -39,12 +39,12 @@ def published_table() -> None:
         print(f"- {r.name}: {r.source}" + (f" [assumed: {r.assumed}]" if r.assumed else ""))
 
 
-def local_table(steps: int) -> None:
+def local_table(steps: int, rounds: int) -> None:
     import gpuviz
     from gpuviz import calibrate as cb
 
-    configs = cb.calibration_configs(steps=steps, strategies=("ddp", "zero1", "zero3", "tp",
-                                                              "1f1b", "gpipe"))
+    configs = cb.calibration_configs(steps=steps, rounds=rounds,
+                                     strategies=("ddp", "zero1", "zero3", "tp", "1f1b", "gpipe"))
     run = gpuviz.launch("gpuviz.workloads.parallelism:sweep", nproc=4, args={"configs": configs},
                         progress=False, stream=False)
     table = cb.measured_table(run)
@@ -67,11 +67,12 @@ def local_table(steps: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--local", action="store_true", help="also run and predict a local sweep job")
-    ap.add_argument("--steps", type=int, default=4, help="measured steps per local configuration")
+    ap.add_argument("--steps", type=int, default=2, help="measured steps per local configuration and round")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of every local configuration")
     args = ap.parse_args()
     published_table()
     if args.local:
-        local_table(args.steps)
+        local_table(args.steps, args.rounds)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ class Planner:
                                       description="GPUs"),
             "tp": w.SelectionSlider(options=[1, 2, 4, 8], value=8, description="tp"),
             "pp": w.SelectionSlider(options=[2**k for k in range(8)], value=1, description="pp"),
+            "virtual_stages": w.ToggleButtons(options=[1, 2, 4], value=1, description="virtual stages"),
             "micro_batch": w.SelectionSlider(options=[1, 2, 4, 8, 16], value=1, description="micro-batch"),
             "global_batch": w.SelectionSlider(options=[2**k for k in range(5, 15)], value=global_batch,
                                               description="global batch"),
@@ -112,6 +113,7 @@ class Planner:
         try:
             return Config(c["model"].value, gpus=n, dp=n // (tp * pp), tp=tp, pp=pp,
                           global_batch=c["global_batch"].value, micro_batch=c["micro_batch"].value,
+                          virtual_stages=c["virtual_stages"].value,
                           zero=c["zero"].value, recompute=c["recompute"].value, gpu=c["gpu"].value,
                           intra_link=None if c["intra"].value.startswith("(") else c["intra"].value,
                           inter_link=c["inter"].value)
@@ -148,7 +150,7 @@ class Planner:
             cap = float(mem["capacity_GB"].iloc[0])
             if self.figure.layout.shapes:
                 self.figure.layout.shapes[0].update(y0=cap, y1=cap)
-                self.figure.layout.annotations[-1].update(y=cap, text=f"capacity {cap:.0f} GB")
+                self.figure.layout.annotations[-1].update(y=cap, text=f"capacity {cap:.0f} GB ({cap * 1e9 / 2**30:.1f} GiB)")
             self.figure.layout.title.subtitle.text = breakdown_subtitle(p)
         _refresh(self.figure_view, self.figure)
         self.last_update_s = time.perf_counter() - t0
@@ -173,7 +175,7 @@ class Planner:
             self.heatmap.layout = heat.layout
         _refresh(self.heatmap_view, self.heatmap)
         self.best = table
-        for k in ("tp", "pp", "micro_batch", "zero", "recompute"):
+        for k in ("tp", "pp", "virtual_stages", "micro_batch", "zero", "recompute"):
             v = best[k]
             if v in c[k].options:
                 c[k].value = v

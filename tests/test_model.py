@@ -199,7 +199,8 @@ def test_search_agrees_with_predict_row_by_row():
     for _, r in t.sample(20, random_state=0).iterrows():
         c = Config("gpt3-175b", gpus=64, dp=int(r["dp"]), tp=int(r["tp"]), pp=int(r["pp"]),
                    global_batch=128, micro_batch=int(r["micro_batch"]), zero=int(r["zero"]),
-                   recompute=r["recompute"], gpu="A100 SXM 80GB", inter_link="ib-hdr")
+                   recompute=r["recompute"], gpu="A100 SXM 80GB", inter_link="ib-hdr",
+                   virtual_stages=int(r["virtual_stages"]))
         assert predict(c).step_s == pytest.approx(r["step_s"])
         assert predict(c).memory_per_gpu / 1e9 == pytest.approx(r["memory_GB"])
 
@@ -225,3 +226,49 @@ def test_layouts_enumerate_every_split():
     assert (16, 1, 1) in triples and (1, 8, 2) in triples and (2, 8, 1) in triples
     assert all(tp <= 8 for _, tp, _ in triples)
     assert np.all(32 % (t["dp"] * t["micro_batch"]) == 0)
+
+
+def test_search_tries_interleaved_schedules_and_beats_the_llama3_405b_layout():
+    from gpuviz.published import RUNS
+
+    pub = next(r.config for r in RUNS if r.name == "Llama 3 405B, 16384 H100")   # tp8 pp16 v2
+    t = search("llama3-405b", gpus=16384, global_batch=2048, gpu="H100 SXM")
+    same = t[(t["tp"] == pub.tp) & (t["pp"] == pub.pp) & (t["virtual_stages"] == pub.virtual_stages)]
+    row = same[(same["micro_batch"] == pub.micro_batch) & (same["zero"] == pub.zero)
+               & (same["recompute"] == pub.recompute)]
+    assert len(row) == 1                                        # the published layout is searched
+    assert row["mfu"].iloc[0] == pytest.approx(predict(pub).mfu)
+    assert bool(row["fits"].iloc[0]) == predict(pub).fits
+    # the winner is at least as good as the published layout in every setting of it that fits
+    win = t.iloc[0]
+    assert win["fits"] and win["mfu"] >= same.loc[same["fits"], "mfu"].max()
+    if predict(pub).fits:
+        assert win["mfu"] >= predict(pub).mfu
+    # and better than the best plain 1F1B layout, which the search used to return
+    plain = search("llama3-405b", gpus=16384, global_batch=2048, gpu="H100 SXM", virtual_stages=1)
+    assert set(plain["virtual_stages"]) == {1}
+    assert win["virtual_stages"] > 1 and win["mfu"] > plain["mfu"].iloc[0]
+    best = t.attrs["best"]
+    assert best.virtual_stages == win["virtual_stages"]
+    assert predict(best).step_s == pytest.approx(win["step_s"])
+    assert f"v={win['virtual_stages']}" in t.attrs["reason"]
+
+
+def test_interleaving_only_where_megatron_can_run_it():
+    t = layouts("llama3-405b", gpus=4096, global_batch=2048, zero=(0,), recompute=("none",),
+                virtual_stages=(1, 2, 4, 8))
+    inter = t[t["virtual_stages"] > 1]
+    assert not inter.empty and (inter["pp"] > 1).all()
+    m = 2048 // (inter["dp"] * inter["micro_batch"])
+    assert (m % inter["pp"] == 0).all()                          # micro-batches: a multiple of pp
+    stage_layers = -(-126 // inter["pp"])
+    assert (stage_layers % inter["virtual_stages"] == 0).all()   # whole layers per chunk
+    assert (inter["pp"] * inter["virtual_stages"] <= 126).all()  # no empty chunk
+    assert not ((t["pp"] == 16) & (t["virtual_stages"] == 8)).any()   # 128 chunks > 126 layers
+    assert ((t["pp"] == 16) & (t["virtual_stages"] == 4)).any()
+    gpipe = layouts("llama3-405b", gpus=4096, global_batch=2048, schedule="gpipe")
+    assert set(gpipe["virtual_stages"]) == {1}
+    for bad in (0, (1, 2.5), (), True):
+        with pytest.raises(ValueError, match="virtual_stages="):
+            search("llama3-8b", gpus=8, global_batch=64, virtual_stages=bad)
+

@@ -46,3 +46,46 @@ def test_predicted_vs_measured_has_diagonal_band_and_strategies():
     assert "10.0%" in fig.layout.title.subtitle.text
     with pytest.raises(ValueError, match="no 'measured_ms' column"):
         gpuviz.plot.predicted_vs_measured(table.drop(columns="measured_ms"))
+
+
+def test_layout_heatmap_tells_no_such_layout_from_does_not_fit():
+    t = search("llama3-405b", gpus=128, global_batch=128, gpu="H100 SXM")
+    fig = gpuviz.plot.layout_heatmap(t)
+    heat = fig.data[0]
+    cells = t.groupby(["pp", "tp"])["fits"].any()
+    labels = {}
+    for a in fig.layout.annotations:
+        labels[(heat.y[a.y], heat.x[a.x])] = a.text
+    absent = {(str(p), str(tp)) for p in t["pp"].unique() for tp in t["tp"].unique()
+              if (p, tp) not in cells.index}
+    nofit = {(str(p), str(tp)) for (p, tp), ok in cells.items() if not ok}
+    assert absent and nofit                                       # this case has both kinds
+    assert {k for k, v in labels.items() if v == "no such layout"} == absent
+    assert {k for k, v in labels.items() if v == "does not fit"} == nofit
+    for (p, tp), label in labels.items():
+        i, j = list(heat.y).index(p), list(heat.x).index(tp)
+        assert heat.z[i][j] != heat.z[i][j]                      # no value drawn
+        hover = heat.text[i][j]
+        if label == "no such layout":
+            assert f"tp x pp = {int(tp) * int(p)} does not divide the 128 GPUs" in hover
+        else:
+            assert "does not fit" in hover and "GB of 80 GB" in hover
+    sub = fig.layout.title.subtitle.text
+    assert "no such layout" in sub and "none fits in memory" in sub and "blank" not in sub
+    fills = {s.fillcolor for s in fig.layout.shapes}
+    assert fills == {gpuviz.plot.model.NO_LAYOUT_COLOR, gpuviz.plot.model.NO_FIT_COLOR}
+
+
+def test_breakdown_subtitle_formats_small_memory_and_says_what_mfu_is_of():
+    from gpuviz.calibrate import Calibration, gpt_model
+
+    cal = Calibration(2e9, 1e9, 1e-4, 0.0, 0.0, 0.0, 0.5, 2, gpt_model())
+    p = predict(cal.config("ddp", ranks=2, batch=32))
+    assert p.memory_per_gpu < 1e9
+    sub = gpuviz.plot.model_breakdown(p).layout.title.subtitle.text
+    assert "0.0 GB" not in sub and "0.1 GB" not in sub
+    assert f"{gpuviz.plot.units.binary_bytes(p.memory_per_gpu)} per GPU" in sub and "MiB" in sub
+    assert "of the fitted core rate" in sub and "datasheet" not in sub
+    h100 = predict(Config("llama3-70b", gpus=64, dp=8, tp=8, global_batch=512, zero=1))
+    sub = gpuviz.plot.model_breakdown(h100).layout.title.subtitle.text
+    assert "of the datasheet peak" in sub and "GiB of 74.5 GiB per GPU" in sub
