@@ -170,6 +170,9 @@ class Efficiency:
     """Fixed time per layer, pass and micro-batch (kernel launches, Python dispatch), s."""
     data_s_per_sequence: float = 0.0
     """Time to make one sequence of the global batch (input pipeline), s."""
+    sync_s: float = 0.0
+    """Fixed time per step that only a job of more than one GPU pays: the step ends when its
+    slowest GPU does, and a small collective (the loss) ends it, s."""
     source: str = "assumed"
     """Where these values come from (fitted on what, or assumed)."""
 
@@ -177,7 +180,7 @@ class Efficiency:
         _fraction("compute", self.compute)
         _fraction("bandwidth", self.bandwidth)
         _fraction("overlap", self.overlap, lo_open=False)
-        for k in ("latency_s", "overhead_s", "launch_s", "data_s_per_sequence"):
+        for k in ("latency_s", "overhead_s", "launch_s", "data_s_per_sequence", "sync_s"):
             v = getattr(self, k)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
                                   or not math.isfinite(v) or v < 0):
@@ -429,7 +432,7 @@ def predict(config: Config) -> Prediction:
         schedule=config.schedule, bucket_bytes=config.bucket_mb * 2**20, overlap=eff.overlap,
         compute_efficiency=eff.compute, overhead_s=eff.overhead_s,
         sequence_parallel=config.sequence_parallel, launch_s=eff.launch_s,
-        data_s_per_sequence=eff.data_s_per_sequence)
+        data_s_per_sequence=eff.data_s_per_sequence, sync_s=eff.sync_s)
     return Prediction(config, {k: float(v) for k, v in raw.items()})
 
 

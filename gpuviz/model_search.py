@@ -130,7 +130,7 @@ def search(model, gpus: int, global_batch: int, gpu="H100 SXM", inter_link="ib-n
         schedule=proto.schedule, bucket_bytes=proto.bucket_mb * 2**20, overlap=eff.overlap,
         compute_efficiency=eff.compute, overhead_s=eff.overhead_s,
         sequence_parallel=proto.sequence_parallel, launch_s=eff.launch_s,
-        data_s_per_sequence=eff.data_s_per_sequence)
+        data_s_per_sequence=eff.data_s_per_sequence, sync_s=eff.sync_s)
     n = len(table)
     for k in ("step_s", "tokens_per_s", "mfu", "tflops_per_gpu", *TIME_TERMS):
         table[k] = np.broadcast_to(t[k], n)

@@ -72,7 +72,7 @@ def step_terms(spec, hw, *, dp, tp, pp, micro_batch, global_batch, zero, recompu
                precision="bf16", gpus_per_node=8, virtual_stages=1, schedule="1f1b",
                bucket_bytes=25 * 2**20, overlap=1.0, compute_efficiency=1.0,
                overhead_s=0.0, sequence_parallel=True, launch_s=0.0,
-               data_s_per_sequence=0.0) -> dict:
+               data_s_per_sequence=0.0, sync_s=0.0) -> dict:
     """Every modelled term of one training step (seconds, bytes, FLOPs) per GPU.
 
     ``spec``: the transformer (dict with layers, hidden, heads, kv_heads, ffn, gated,
@@ -150,7 +150,9 @@ def step_terms(spec, hw, *, dp, tp, pp, micro_batch, global_batch, zero, recompu
     # optimizer: a memory-bound pass over this GPU's shard of the model state
     opt_params = stage_params / np.where(zero >= 1, dp, 1.0)
     t_opt = opt_params * (2 * (pb + ob) + gb) / hw["memory_bytes_per_s"] * share
-    overhead = (overhead_s + data_s_per_sequence * global_batch) * share + 0 * t_opt
+    # a job of more than one GPU also ends each step together (the slowest GPU, the loss)
+    sync = np.where(dp * tp * pp > 1, sync_s, 0.0)
+    overhead = (overhead_s + sync + data_s_per_sequence * global_batch) * share + 0 * t_opt
 
     terms = {"compute": m * t_compute_mb, "tp_comm": m * t_tp_mb, "pp_comm": m * t_pp_mb,
              "zero3_comm": m * exposed_z3_mb, "bubble": bubble, "dp_comm": exposed_dp,
