@@ -28,16 +28,18 @@ import numpy as np
 import pandas as pd
 
 from gpuviz.carbon import J_PER_KWH
+from gpuviz.hardware import ACCELERATORS
 
 _LLAMA2 = "https://github.com/meta-llama/llama/blob/main/MODEL_CARD.md"
 _LLAMA3 = "https://github.com/meta-llama/llama3/blob/main/MODEL_CARD.md"
 _LLAMA31 = "https://github.com/meta-llama/llama-models/blob/main/models/llama3_1/MODEL_CARD.md"
 
 #: Board power of data-centre GPUs, watts. ``tdp_w`` is the default (and maximum) power
-#: limit, ``min_limit_w`` the lowest limit ``nvidia-smi -pl`` accepts.
+#: limit, from :data:`gpuviz.hardware.ACCELERATORS` (its source there); ``min_limit_w`` the
+#: lowest limit ``nvidia-smi -pl`` accepts, with the source below.
 GPUS: dict[str, dict] = {
     "A100 SXM": dict(
-        tdp_w=400.0, min_limit_w=100.0,
+        tdp_w=ACCELERATORS["A100 SXM 80GB"]["tdp_w"], min_limit_w=100.0,
         # `nvidia-smi -q` of an A100 (max SM clock 1410 MHz, memory 1215 MHz: the SXM4 part)
         # quoted in NVIDIA/nvidia-docker issue #1648: "Default Power Limit 400.00 W ... Min
         # Power Limit 100.00 W, Max Power Limit 400.00 W". 400 W is also the per-GPU power in
@@ -46,7 +48,7 @@ GPUS: dict[str, dict] = {
         source="nvidia-smi -q output in NVIDIA/nvidia-docker#1648; Llama 2 model card",
         url="https://github.com/NVIDIA/nvidia-docker/issues/1648"),
     "H100 SXM": dict(
-        tdp_w=700.0, min_limit_w=200.0,
+        tdp_w=ACCELERATORS["H100 SXM"]["tdp_w"], min_limit_w=200.0,
         # `nvidia-smi -q -d power` on H100s in stackhpc/ansible-slurm-appliance PR #975:
         # "Default Power Limit 700.00 W, Min Power Limit 200.00 W, Max Power Limit 700.00 W",
         # and the driver refusing 50 W: "should be between 200.00 W and 700.00 W". NVIDIA's

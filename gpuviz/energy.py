@@ -19,7 +19,7 @@ started) and ``power W`` (the mean power over the interval since the previous sa
 :mod:`gpuviz.attribution` turns them into joules per rank, step and category.
 
 A counter is read at intervals; NVML's total-energy counter updates only every 20-100 ms
-(the Zeus documentation, ``ZeusMonitor(approx_instant_energy=...)``), so a window shorter
+(:data:`NVML_UPDATE_PERIOD_S`), so a window shorter
 than a meter's ``update_period_s`` is given power x time, and says so (:class:`Window`).
 
 >>> m = make_meter("estimate")
@@ -53,11 +53,14 @@ DEFAULT_PERIOD_S = 0.01
 WATTS_PER_CORE = 12.0
 #: Power of memory, in W per GB: Lannelongue et al. 2021 (above), "power draw for memory".
 WATTS_PER_GB = 0.3725
-#: NVML's total-energy counter updates every 20-100 ms (Zeus documentation,
-#: https://ml.energy/zeus/reference/monitor/energy/): the longer bound is the one to respect.
+#: NVML's total-energy counter updates every 20-100 ms on newer GPUs (PETSc manual,
+#: PetscLogGpuEnergyMeter, https://petsc.org/main/manualpages/Log/PetscLogGpuEnergyMeter;
+#: Zeus 0.6.1 release notes: a window shorter than the update period can read 0 J,
+#: https://github.com/ml-energy/zeus/releases/tag/v0.6.1): the longer bound is the one to respect.
 NVML_UPDATE_PERIOD_S = 0.1
-#: RAPL's energy status counters update about every 1 ms (Intel 64 and IA-32 Architectures
-#: Software Developer's Manual, vol. 3B, 15.10.1 "RAPL Interfaces").
+#: RAPL's energy counters update about every millisecond (Hähnel, Döbel, Völp & Härtig 2012,
+#: "Measuring Energy Consumption for Short Code Paths Using RAPL", ACM SIGMETRICS Performance
+#: Evaluation Review 40(3), https://doi.org/10.1145/2425248.2425252).
 RAPL_UPDATE_PERIOD_S = 0.001
 
 
@@ -301,7 +304,7 @@ def _rapl_reason(e: BaseException) -> str:
     text = f"{type(e).__name__}: {e}"
     if isinstance(e, PermissionError) or "ermission" in text:
         return ("RAPL: permission denied reading /sys/class/powercap/intel-rapl (readable only by "
-                "root since Linux 5.10, CVE-2020-8694; Zeus's zeusd daemon can read it for you)")
+                "root since the fix for CVE-2020-8694, Nov. 2020; Zeus's zeusd daemon can read it for you)")
     if not os.path.exists("/sys/class/powercap/intel-rapl"):
         return "no CPU counter (no RAPL at /sys/class/powercap/intel-rapl)"
     return f"RAPL: {e}"

@@ -147,7 +147,9 @@ def validation_table(runs=RUNS, efficiency: dict[str, float] | None = None) -> p
         p = predict(_with_efficiency(r, eff[gpu]))
         got = getattr(p, r.metric)
         rows.append({"run": r.name, "gpu": gpu, "gpus": c.gpus,
-                     "layout": f"dp={c.dp} tp={c.tp} pp={c.pp} mb={c.micro_batch} zero={c.zero}",
+                     "layout": f"dp={c.dp} tp={c.tp} pp={c.pp}"
+                               + (f" v={c.virtual_stages}" if c.virtual_stages > 1 else "")
+                               + f" mb={c.micro_batch} zero={c.zero}",
                      "metric": r.metric, "published": r.value, "predicted": float(got),
                      "ratio": float(got / r.value),
                      "role": "fit" if r.name in FIT_ON.get(gpu, ()) else "validation",

@@ -126,3 +126,13 @@ def test_energy_per_token_figure():
         plot_at_scale.energy_per_token({"a": -1}, measured=True)
     with pytest.raises(ValueError, match="j_per_sample='x'"):
         plot_at_scale.energy_per_token("x", measured=True)
+
+
+def test_energy_per_token_says_which_unit_yours_are_in():
+    from gpuviz.plot.at_scale import energy_per_token
+
+    fig = energy_per_token({"4 ranks": 0.003}, measured=False, unit="token")
+    assert fig.data[-1].name == "your run: J per token (estimated)"
+    assert fig.layout.xaxis.title.text == "joules per token, log scale"
+    with pytest.raises(ValueError, match="unit='byte'"):
+        energy_per_token(0.1, measured=True, unit="byte")

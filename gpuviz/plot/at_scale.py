@@ -83,22 +83,22 @@ def power_cap(df: pd.DataFrame | None = None, *, published: bool = True,
     return fig
 
 
-def _learner(values) -> dict[str, float]:
+def _learner(values, unit: str = "sample") -> dict[str, float]:
     if isinstance(values, Real) and not isinstance(values, bool):
         values = {"your run": values}
     if not isinstance(values, dict) or not values:
-        raise ValueError(f"j_per_sample={values!r}: give joules per sample, a number > 0 or "
-                         "a dict {label: joules per sample}")
+        raise ValueError(f"j_per_sample={values!r}: give joules per {unit}, a number > 0 or "
+                         f"a dict {{label: joules per {unit}}}")
     out = {}
     for k, v in values.items():
         if isinstance(v, bool) or not isinstance(v, Real) or math.isnan(v) or v <= 0:
-            raise ValueError(f"j_per_sample[{k!r}]={v!r}: joules per sample must be a number > 0")
+            raise ValueError(f"j_per_sample[{k!r}]={v!r}: joules per {unit} must be a number > 0")
         out[str(k)] = float(v)
     return out
 
 
 def energy_per_token(j_per_sample, *, measured: bool, runs: pd.DataFrame | None = None,
-                     title: str | None = None) -> go.Figure:
+                     unit: str = "sample", title: str | None = None) -> go.Figure:
     """Your joules per sample beside published training runs' joules per token, log scale.
 
     ``j_per_sample``: a number or ``{label: joules}`` (e.g. one per rank count);
@@ -106,8 +106,9 @@ def energy_per_token(j_per_sample, *, measured: bool, runs: pd.DataFrame | None 
     (drawn dashed); the legend says which. Published runs come from
     :func:`gpuviz.at_scale.published_runs` (``runs``): filled where the authors give the
     energy, open where it is GPU-hours x power derived here; their J/token is always
-    derived (energy / tokens). A sample and a token are different units of work: read the
-    gap in orders of magnitude, not as a like-for-like ratio.
+    derived (energy / tokens). ``unit="token"`` says your joules are per token too (joules
+    per sample / tokens per sample); with ``"sample"`` the units differ: read the gap in
+    orders of magnitude, not as a like-for-like ratio.
 
     >>> fig = energy_per_token(0.5, measured=True)
     >>> fig.data[-1].name
@@ -116,7 +117,9 @@ def energy_per_token(j_per_sample, *, measured: bool, runs: pd.DataFrame | None 
     if not isinstance(measured, bool):
         raise ValueError(f"measured={measured!r}: True if the joules came from energy counters, "
                          "False if they are an estimate")
-    mine = _learner(j_per_sample)
+    if unit not in ("sample", "token"):
+        raise ValueError(f"unit={unit!r}: your joules are per 'sample' or per 'token'")
+    mine = _learner(j_per_sample, unit)
     r = at_scale.published_runs() if runs is None else runs
     need = ["model", "j_per_token", "energy_derived", "energy_mwh", "tokens", "source"]
     if not isinstance(r, pd.DataFrame) or any(c not in r.columns for c in need):
@@ -142,12 +145,12 @@ def energy_per_token(j_per_sample, *, measured: bool, runs: pd.DataFrame | None 
     kind = "measured" if measured else "estimated"
     labels = [f"{k} (yours)" for k in mine]
     vals = list(mine.values())
-    fig.add_scatter(x=vals, y=labels, mode="markers+text", name=f"your run: J per sample ({kind})",
+    fig.add_scatter(x=vals, y=labels, mode="markers+text", name=f"your run: J per {unit} ({kind})",
                     marker=dict(size=14, symbol="square" if measured else "square-open",
                                 color=_LEARNER, line=dict(width=2, color=_LEARNER)),
                     text=[f"{v:.3g} J" for v in vals], textposition="top center",
                     hoverinfo="text",
-                    hovertext=[f"<b>{html.escape(k)}</b><br>{v:.4g} J per sample ({kind})"
+                    hovertext=[f"<b>{html.escape(k)}</b><br>{v:.4g} J per {unit} ({kind})"
                                for k, v in zip(labels, vals, strict=True)])
     for v in vals:                                    # a guide line across the published runs
         fig.add_shape(type="line", x0=v, x1=v, y0=0, y1=1, yref="paper", layer="below",
@@ -156,12 +159,15 @@ def energy_per_token(j_per_sample, *, measured: bool, runs: pd.DataFrame | None 
     lo, hi = math.floor(np.log10(allx.min())) - 0.2, math.ceil(np.log10(allx.max())) + 0.4
     order = list(r["model"]) + labels
     sub = ("published: GPU energy of the final training run / training tokens (derived here); "
-           f"yours: {kind}. Log scale: a sample and a token are different units of work")
-    fig.update_layout(title=dict(text=title or "Your joules per sample beside real training runs",
+           f"yours: {kind}. Log scale" + (": a sample and a token are different units of work"
+                                          if unit == "sample" else ""))
+    fig.update_layout(title=dict(text=title or f"Your joules per {unit} beside real training runs",
                                  subtitle=dict(text=sub)),
                       template="plotly_white", width=900, height=max(420, 150 + 34 * len(order)),
                       legend=dict(orientation="h", y=-0.14, yanchor="top", x=0),
                       margin=dict(t=100, b=110, l=10), hovermode="closest")
-    fig.update_xaxes(type="log", range=[lo, hi], dtick=1, title="joules per token (published) or per sample (yours), log scale")
+    fig.update_xaxes(type="log", range=[lo, hi], dtick=1,
+                     title="joules per token, log scale" if unit == "token"
+                     else "joules per token (published) or per sample (yours), log scale")
     fig.update_yaxes(categoryorder="array", categoryarray=order, automargin=True)
     return fig

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from gpuviz.categories import CATEGORIES, COLORS
@@ -22,8 +23,7 @@ __all__ = ["energy_breakdown", "pareto", "power_timeline", "energy_per_sample"]
 
 _UNTRACED = "#E4E4E4"
 _HATCH = dict(shape="/", fgcolor="#333", size=6, solidity=0.25)
-_RANK_COLORS = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6",
-                "#9D755D")
+_RANK_COLORS = qualitative.T10    # Tableau 10, one colour per rank
 
 
 def _kind(estimated: bool) -> str:
