@@ -1,4 +1,4 @@
-"""Does ``gpuviz.bench`` measure what a plain timed ``torch.distributed`` loop measures?
+"""Does ``gpuviz.sharing.bench`` measure what a plain timed ``torch.distributed`` loop measures?
 
 Goal: per message size, gpuviz's busbw is within 5% of a plain loop's, read as the median
 over sizes of |ratio - 1| (one run of this script).
@@ -17,7 +17,7 @@ Each round runs every (op, size) in a new random order (the same on every rank);
 each, ``iters`` times one iteration of every mode, in a random order, so the machine's
 drift (other jobs come and go) touches all alike; blocks of whole loops, tried first,
 drifted apart by 20% and more. All modes are summarised alike (median over all
-iterations), busbw for gpuviz by ``gpuviz.bench.table`` and for plain by the formulas
+iterations), busbw for gpuviz by ``gpuviz.sharing.bench.table`` and for plain by the formulas
 written out below (nccl-tests, doc/PERFORMANCE.md).
 
 Run::
@@ -88,7 +88,7 @@ def worker(ops: list[str], sizes: list[int], rounds: int = 6, iters: int = 10, w
     import torch
     import torch.distributed as dist
 
-    from gpuviz import trace
+    from gpuviz.run import trace
     from gpuviz.workloads.collectives import make_op, measure
 
     rng = random.Random(seed)  # the same seed on every rank: the same order everywhere
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     import gpuviz
-    from gpuviz import bench
+    from gpuviz.sharing import bench
 
     ops = list(FACTOR) if a.ops == "all" else a.ops.split(",")
     sizes = [bench.parse_size(s) for s in a.sizes.split(",")] if a.sizes else list(bench.DEFAULT_SIZES)

@@ -1,7 +1,7 @@
 """How fast is the cluster model? One prediction, a full layout search, one widget update.
 
-Goals (from the planning lab's needs): one ``gpuviz.model.predict`` under 1 ms; a
-``gpuviz.model_search.search`` over every (dp, tp, pp, micro-batch, ZeRO stage,
+Goals (from the planning lab's needs): one ``gpuviz.plan.prediction.predict`` under 1 ms; a
+``gpuviz.plan.search.search`` over every (dp, tp, pp, micro-batch, ZeRO stage,
 recomputation) layout of up to 16,384 GPUs under 5 s; one update of
 ``gpuviz.widgets.planner()`` under 50 ms. Each is the median of repeated runs in this
 process; the ratio to its goal is printed (below 1 meets it). Always exits 0.
@@ -25,8 +25,9 @@ def _median_s(fn, repeat: int) -> float:
 
 
 def main() -> None:
-    from gpuviz.model import Config, predict
-    from gpuviz.model_search import search
+    from gpuviz.plan import Config
+    from gpuviz.plan.prediction import predict
+    from gpuviz.plan.search import search
     from gpuviz.widgets import planner
 
     cfg = Config("llama3-405b", gpus=16384, dp=128, tp=8, pp=16, global_batch=2048,

@@ -20,7 +20,7 @@ import pandas as pd
 
 
 def published_table() -> None:
-    from gpuviz import published
+    from gpuviz.plan import published
 
     t = published.validation_table()
     fit = published.fit_efficiency()
@@ -41,7 +41,7 @@ def published_table() -> None:
 
 def local_table(steps: int, rounds: int) -> None:
     import gpuviz
-    from gpuviz import calibrate as cb
+    from gpuviz.plan import calibrate as cb
 
     configs = cb.calibration_configs(steps=steps, rounds=rounds,
                                      strategies=("ddp", "zero1", "zero3", "tp", "1f1b", "gpipe"))

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from gpuviz import plot
-from gpuviz.runs import Run, _build
+from gpuviz.run.load import Run, _build
 
 SPANS_PER_STEP = 10
 

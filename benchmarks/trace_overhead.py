@@ -7,7 +7,7 @@ disk at every step), read as the traced/untraced ratio of one run of this script
 One real multi-process job (``gpuviz.launch``: torchrun, gloo, CPU) runs, in the same
 processes, interleaved blocks of training steps in five modes:
 
-    untraced    no tracer (``trace._tracer`` is None: spans are no-ops) and DDP's built-in
+    untraced    no tracer (``trace.get_tracer()`` is None: spans are no-ops) and DDP's built-in
                 all-reduce (no comm hook). The baseline: training without gpuviz.
     untraced-2  untraced again: its ratio to untraced is the noise floor (an A/A test).
     hook only   no tracer, but DDP calls ``trace.ddp_comm_hook`` (its no-tracer path, the
@@ -73,7 +73,7 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
     from torch import nn
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    from gpuviz import trace
+    from gpuviz.run import trace
     from gpuviz.workloads.mlp import make_mlp, synthetic_regression
 
     tracer = trace.get_tracer()
@@ -95,7 +95,8 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
     plain, hooked = ddp_model(False), ddp_model(True)
     models = {"untraced": plain, "untraced-2": plain, "hook only": hooked, "traced": hooked,
               "profiler": plain, "energy": hooked}
-    from gpuviz.energy import Sampler, make_meter
+    from gpuviz.energy.meters import make_meter
+    from gpuviz.energy.sampler import Sampler
     null = contextlib.nullcontext()
     counter = {"i": 0}
 
@@ -124,9 +125,9 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
         model, opt = models[mode]
         times, cpu, flush = [], [], []
         profiling = mode == "profiler"
-        trace._tracer = tracer if mode in ("traced", "energy") else None
+        trace.set_tracer(tracer if mode in ("traced", "energy") else None)
         # started and stopped outside the timed steps
-        tracer.energy = Sampler(tracer, make_meter("auto", warn=False, gpu_index=None)) if mode == "energy" else None
+        tracer.hooks = [Sampler(tracer, make_meter("auto", warn=False, gpu_index=None))] if mode == "energy" else []
         try:
             ctx = profile(activities=[ProfilerActivity.CPU]) if profiling else null
             t_enter = time.perf_counter()
@@ -140,10 +141,10 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
                 t_last = time.perf_counter()
             t_exit = time.perf_counter()
         finally:
-            trace._tracer = tracer
-            if tracer.energy is not None:
-                tracer.energy.stop()
-                tracer.energy = None
+            trace.set_tracer(tracer)
+            for hook in tracer.hooks:
+                hook.close()
+            tracer.hooks = []
         # Everything below is outside the timed steps.
         n_events = len(prof.events()) if profiling else 0
         t = torch.tensor(times + [(t_in - t_enter) + (t_exit - t_last)], dtype=torch.float64)
@@ -184,7 +185,7 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
 
 def microbench(n: int = 20000, repeats: int = 7) -> dict:
     """Cost of one ``with trace.span(...)`` (traced and no-op) and of ``trace.step()``, in µs."""
-    from gpuviz import trace
+    from gpuviz.run import trace
 
     def best(fn, k: int) -> float:
         """The least time per call over ``repeats`` runs of ``k`` calls (µs)."""
@@ -202,7 +203,7 @@ def microbench(n: int = 20000, repeats: int = 7) -> dict:
                 pass
 
     def steps(k: int) -> None:  # one step as the workload makes it: 4 spans + 1 bucket + step
-        span, t = trace.span, trace._tracer
+        span, t = trace.span, trace.get_tracer()
         for _ in range(k):
             for name in ("load batch", "forward", "backward", "optimizer step"):
                 with span(name):
@@ -215,19 +216,19 @@ def microbench(n: int = 20000, repeats: int = 7) -> dict:
         for _ in range(k):
             pass
 
-    saved = trace._tracer
+    saved = trace.get_tracer()
     tmp = tempfile.mkdtemp(prefix="gpuviz-microbench-")
     try:
-        trace._tracer = None
+        trace.set_tracer(None)
         loop = best(empty, n)
         noop = best(spans, n) - loop
-        trace._tracer = trace.Tracer(tmp, 0, 1)
+        trace.set_tracer(trace.Tracer(tmp, 0, 1))
         traced = best(spans, n) - loop
-        trace._tracer._events.clear()
+        trace.get_tracer()._events.clear()
         step = best(steps, n // 20)
-        trace._tracer.close()
+        trace.get_tracer().close()
     finally:
-        trace._tracer = saved
+        trace.set_tracer(saved)
         shutil.rmtree(tmp, ignore_errors=True)
     return {"noop": noop, "traced": traced, "step": step}
 

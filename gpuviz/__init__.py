@@ -4,7 +4,14 @@
 >>> run = gpuviz.launch("gpuviz.workloads.mlp:train", nproc=4)  # doctest: +SKIP
 >>> gpuviz.plot.timeline(run)                                    # doctest: +SKIP
 
-Names load on first use, so a worker that imports ``gpuviz.trace`` does not pay for
+One folder per topic, each matching a lab, above the run engine:
+
+- ``run/``: start jobs (torchrun), record every rank, load a run (the engine; no topic);
+- ``parallel/`` (Lab 01), ``sharing/`` (02), ``sync/`` (03), ``energy/`` (04), ``plan/`` (05);
+- ``checks/`` (the exercises), ``plot/`` (the figures), ``widgets.py``, ``cli.py``;
+- ``workloads/``: the training code the labs run on every rank.
+
+Names load on first use, so a worker that imports ``gpuviz.run.trace`` does not pay for
 pandas and plotly.
 """
 
@@ -12,25 +19,28 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+# The topics that plug into the engine register their launch options and rank hooks when
+# imported (gpuviz.run.hooks); importing them here puts those in place in every process.
+import gpuviz.energy.sampler  # noqa: F401
+import gpuviz.sync.injector  # noqa: F401
+from gpuviz._version import __version__
+from gpuviz.run.failures import InjectionError, LaunchError, RankFailed, RankHung
+from gpuviz.run.launch import launch
 
-# Imported here, not lazily: importing the submodule gpuviz.launch would otherwise
-# replace the package's ``launch`` attribute (the function) with the module.
-from gpuviz.launch import InjectionError, LaunchError, RankFailed, RankHung, launch  # noqa: E402
+_NAMES = {"load_run": "gpuviz.run.load", "Run": "gpuviz.run.load",
+          "TraceError": "gpuviz.run.load", "TraceWarning": "gpuviz.run.load"}
+_MODULES = {"run": "gpuviz.run", "trace": "gpuviz.run.trace", "parallel": "gpuviz.parallel",
+            "sharing": "gpuviz.sharing", "sync": "gpuviz.sync", "energy": "gpuviz.energy",
+            "plan": "gpuviz.plan", "checks": "gpuviz.checks", "plot": "gpuviz.plot",
+            "widgets": "gpuviz.widgets", "workloads": "gpuviz.workloads"}
 
-_NAMES = {"load_run": "gpuviz.runs", "Run": "gpuviz.runs", "TraceError": "gpuviz.runs",
-          "TraceWarning": "gpuviz.runs"}
-_MODULES = {"plot", "checks", "hardware", "model", "trace", "runs", "bench", "bucketing",
-            "parallel", "scaling", "inject", "checkpoint", "stragglers", "relaxed",
-            "energy", "attribution", "carbon", "at_scale", "widgets"}
-
-__all__ = ["launch", "LaunchError", "RankFailed", "RankHung", "InjectionError", *_NAMES, *sorted(_MODULES),
-           "__version__"]
+__all__ = ["launch", "LaunchError", "RankFailed", "RankHung", "InjectionError", *_NAMES,
+           *sorted(_MODULES), "__version__"]
 
 
 def __getattr__(name: str):
     if name in _NAMES:
         return getattr(importlib.import_module(_NAMES[name]), name)
     if name in _MODULES:
-        return importlib.import_module(f"gpuviz.{name}")
+        return importlib.import_module(_MODULES[name])
     raise AttributeError(f"module 'gpuviz' has no attribute {name!r}")

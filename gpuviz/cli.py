@@ -29,7 +29,7 @@ def _kv(text: str) -> tuple[str, object]:
 
 
 def _injection(text: str) -> dict:
-    from gpuviz.inject import parse
+    from gpuviz.sync.inject import parse
 
     try:
         return parse(text)
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT of node 0's rendezvous")
     r.add_argument("--max-restarts", type=int, default=0)
     r.add_argument("--inject", type=_injection, action="append", default=[], metavar="KIND:KEY=VALUE,...",
-                   help="inject a delay, failure or hang (gpuviz.inject), e.g. slow:rank=1,delay_s=0.05, "
+                   help="inject a delay, failure or hang (gpuviz.sync.inject), e.g. slow:rank=1,delay_s=0.05, "
                    "jitter:dist=exponential,mean_s=0.02, fail:rank=2,step=5, hang:rank=1,step=3")
     r.add_argument("--collective-timeout", type=float, default=None,
                    help="seconds a rank may wait in a collective before the job ends (a hang)")
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _bench(a) -> None:
-    from gpuviz import bench
+    from gpuviz.sharing import bench
 
     if a.sizes and (a.min or a.max):
         raise ValueError("--sizes or --min/--max: give one, not both")
@@ -159,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
 def _print_energy(run) -> None:
     if run.counters.empty or "energy J" not in set(run.counters["name"]):
         return
-    e = run.energy("rank")
+    from gpuviz.energy.attribution import joules
+
+    e = joules(run, "rank")
     kind = "estimated from CPU time" if e["estimated"].any() else "measured"
     print(f"\nenergy ({kind}): {e['joules'].sum():.4g} J")
     print(e.set_index("rank")[["seconds", "joules", "watts", "meter"]].round(4).to_string())

@@ -1,9 +1,9 @@
-"""Interactive apps for notebooks, built on :mod:`gpuviz.model` and :mod:`gpuviz.plot`.
+"""Interactive apps for notebooks, built on :mod:`gpuviz.plan.prediction` and :mod:`gpuviz.plot`.
 
 :func:`planner` plans a training run: pick a model, a GPU, the links and a layout with
 sliders and menus; the modelled step-time and memory breakdown (a plotly FigureWidget,
 updated in place) and the headline numbers follow at once; "find best layout" searches
-every layout (:func:`gpuviz.model_search.search`) and shows the winner, why it wins and a
+every layout (:func:`gpuviz.plan.search.search`) and shows the winner, why it wins and a
 heatmap of throughput over (tp, pp). Every number is modelled, and the app says so.
 
 >>> app = planner()
@@ -19,11 +19,13 @@ import time
 import ipywidgets as w
 import plotly.graph_objects as go
 
-from gpuviz import hardware
-from gpuviz.model import PRESETS, Config, predict
-from gpuviz.model_search import search
-from gpuviz.model_terms import TIME_TERMS
-from gpuviz.plot.model import breakdown_subtitle, layout_heatmap, model_breakdown
+from gpuviz.plan.config import Config
+from gpuviz.plan.prediction import predict
+from gpuviz.plan.search import search
+from gpuviz.plan.terms import TIME_TERMS
+from gpuviz.plan.transformer import PRESETS
+from gpuviz.plot.plan import breakdown_subtitle, layout_heatmap, model_breakdown
+from gpuviz.sharing import hardware
 
 _INTRA = [k for k, v in hardware.INTERCONNECTS.items() if v["where"] == "inside a server"]
 _INTER = [k for k, v in hardware.INTERCONNECTS.items() if v["where"] == "between servers"]

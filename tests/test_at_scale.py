@@ -1,4 +1,4 @@
-"""gpuviz.at_scale: the published tables agree with their sources' own arithmetic, the power-cap
+"""gpuviz.energy.at_scale: the published tables agree with their sources' own arithmetic, the power-cap
 model against a published measurement, bad input, and the two figures."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from gpuviz import at_scale
-from gpuviz.carbon import J_PER_KWH
+from gpuviz.energy import at_scale
+from gpuviz.energy.carbon import J_PER_KWH
 from gpuviz.plot import at_scale as plot_at_scale
 
 

@@ -1,4 +1,4 @@
-"""gpuviz.bench: collective benchmarks (one real job), alpha-beta fits, figures, CLI, bad input."""
+"""gpuviz.sharing.bench: collective benchmarks (one real job), alpha-beta fits, figures, CLI, bad input."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from gpuviz import bench, cli
-from gpuviz.model import ring_allreduce_seconds
+from gpuviz import cli
+from gpuviz.plan.prediction import ring_allreduce_seconds
 from gpuviz.plot import bench as pbench
-from gpuviz.runs import Run
+from gpuviz.run.load import Run
+from gpuviz.sharing import bench
 from gpuviz.workloads import collectives as worker
 
 OPS5 = ["all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all"]
@@ -200,7 +201,7 @@ def test_an_op_the_backend_refuses_is_a_value_error(tmp_path, monkeypatch):
         (run_dir / worker.UNSUPPORTED_FILE).write_text(json.dumps({"all_to_all": "no alltoall"}))
         return Run(path=run_dir, spans=None, counters=None, events=None, meta={})
 
-    monkeypatch.setattr(sys.modules["gpuviz.launch"], "launch", fake_launch)
+    monkeypatch.setattr(sys.modules["gpuviz.run.launch"], "launch", fake_launch)
     with pytest.raises(ValueError, match="backend 'gloo' cannot run all_to_all on float32"):
         bench.collectives(["all_to_all"], sizes=[4096], backend="gloo", run_dir=tmp_path / "r")
 

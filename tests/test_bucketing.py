@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 import gpuviz
-from gpuviz import bucketing, checks
+from gpuviz import checks
 from gpuviz.plot.bucketing import bucket_sweep as sweep_figure
-from gpuviz.runs import _build
+from gpuviz.run.load import _build
+from gpuviz.sharing import bucketing
 from gpuviz.workloads.bucketing import check_bucket_mb, gradient_bytes
 
 SIZES = [0.3, 3, 100]

@@ -1,4 +1,4 @@
-"""gpuviz.carbon: kWh -> CO2 on known inputs, the grid and PUE tables, and bad input."""
+"""gpuviz.energy.carbon: kWh -> CO2 on known inputs, the grid and PUE tables, and bad input."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gpuviz import carbon
+from gpuviz.energy import carbon
 
 
 def test_formula_on_known_inputs():

@@ -8,8 +8,9 @@ import math
 import pytest
 
 import gpuviz
-from gpuviz import checks, inject
-from gpuviz.stragglers import expected_wait
+from gpuviz import checks
+from gpuviz.sync import inject
+from gpuviz.sync.order_stats import expected_wait
 
 MU, N = 0.015, 8
 RIGHT = MU * sum(1 / i for i in range(2, N + 1))            # mu (H_8 - 1) = 25.77 ms

@@ -9,17 +9,17 @@ import pandas as pd
 import pytest
 
 import gpuviz
-from gpuviz import energy
-from gpuviz.attribution import config_energy, pareto_front
-from gpuviz.inject import fail_at
+from gpuviz.energy import meters
+from gpuviz.energy.attribution import config_energy, joules, pareto_front, power
+from gpuviz.sync.inject import fail_at
 
 # -- the estimate ------------------------------------------------------------------------------
 
 def test_estimate_formula_on_known_inputs():
     # 3 s of CPU at 12 W, 10 s holding 2 GB at 0.3725 W/GB
-    assert energy.estimate_joules(3.0, 10.0, 2.0) == pytest.approx(3 * 12 + 10 * 2 * 0.3725)
-    assert energy.estimate_joules(1.0, 0.0, 0.0, watts_per_core=20) == 20.0
-    assert energy.estimate_joules(0.0, 5.0, 1.0, watts_per_gb=1.0) == 5.0
+    assert meters.estimate_joules(3.0, 10.0, 2.0) == pytest.approx(3 * 12 + 10 * 2 * 0.3725)
+    assert meters.estimate_joules(1.0, 0.0, 0.0, watts_per_core=20) == 20.0
+    assert meters.estimate_joules(0.0, 5.0, 1.0, watts_per_gb=1.0) == 5.0
 
 
 @pytest.mark.parametrize("kw", [{"cpu_seconds": -1}, {"seconds": "3"}, {"memory_gb": True},
@@ -27,11 +27,11 @@ def test_estimate_formula_on_known_inputs():
 def test_estimate_rejects_bad_input(kw):
     args = {"cpu_seconds": 1.0, "seconds": 1.0, "memory_gb": 1.0, **kw}
     with pytest.raises(ValueError, match=next(iter(kw))):
-        energy.estimate_joules(**args)
+        meters.estimate_joules(**args)
 
 
 def test_estimate_meter_follows_cpu_time():
-    m = energy.EstimateMeter(watts_per_gb=0.0)   # CPU part only: must equal 12 W x CPU time
+    m = meters.EstimateMeter(watts_per_gb=0.0)   # CPU part only: must equal 12 W x CPU time
     c0, e0 = time.process_time(), m.read()
     x = 0
     while time.process_time() - c0 < 0.3:
@@ -41,7 +41,7 @@ def test_estimate_meter_follows_cpu_time():
 
 
 def test_estimate_meter_charges_memory_while_sleeping():
-    m = energy.EstimateMeter(watts_per_core=0.0, watts_per_gb=1000.0)
+    m = meters.EstimateMeter(watts_per_core=0.0, watts_per_gb=1000.0)
     e0 = m.read()
     time.sleep(0.2)
     e1 = m.read()
@@ -52,14 +52,14 @@ def test_estimate_meter_charges_memory_while_sleeping():
 # -- counters -----------------------------------------------------------------------------------
 
 def test_counter_wraps_around():
-    assert energy.counter_delta(10.0, 25.0) == 15.0
+    assert meters.counter_delta(10.0, 25.0) == 15.0
     # RAPL: energy_uj returns to 0 after max_energy_range_uj
-    assert energy.counter_delta(262_140.0, 3.0, wrap_at=262_143.0) == pytest.approx(6.0)
+    assert meters.counter_delta(262_140.0, 3.0, wrap_at=262_143.0) == pytest.approx(6.0)
 
 
 def test_counter_going_backwards_without_a_range_is_an_error():
-    with pytest.raises(energy.EnergyError, match="went backwards"):
-        energy.counter_delta(100.0, 5.0)
+    with pytest.raises(meters.EnergyError, match="went backwards"):
+        meters.counter_delta(100.0, 5.0)
 
 
 class _FakeCpus:
@@ -99,12 +99,12 @@ def test_rapl_meter_unwraps_and_shares_by_cpu_time(monkeypatch):
     fake = _FakeCpus([900.0, 900.0, 950.0, 200.0])   # +50 mJ, then a wrap: +250 mJ
     monkeypatch.setattr(zeus.device, "get_gpus", _no_gpus)
     monkeypatch.setattr(zeus.device, "get_cpus", lambda: fake)
-    monkeypatch.setattr(energy, "_this_rank_gpu", lambda: None)
+    monkeypatch.setattr(meters, "_this_rank_gpu", lambda: None)
     cpu = iter([0.0, 1.0, 2.0])          # this process: 1 s of CPU per interval
     busy = iter([0.0, 2.0, 4.0])         # the machine: 2 s busy per interval
-    monkeypatch.setattr(energy, "_process_cpu_seconds", lambda: next(cpu))
-    monkeypatch.setattr(energy, "_busy_cpu_seconds", lambda _psutil: next(busy))
-    m = energy.make_meter("zeus")
+    monkeypatch.setattr(meters, "_process_cpu_seconds", lambda: next(cpu))
+    monkeypatch.setattr(meters, "_busy_cpu_seconds", lambda _psutil: next(busy))
+    m = meters.make_meter("zeus")
     assert not m.estimated and m.devices == ["cpu package 0"]
     assert m.read() == pytest.approx(0.050 / 2)
     assert m.read() == pytest.approx(0.050 / 2 + 0.250 / 2)
@@ -121,16 +121,16 @@ def test_rapl_permission_denied_falls_back_and_says_so(monkeypatch):
 
     monkeypatch.setattr(zeus.device, "get_gpus", _no_gpus)
     monkeypatch.setattr(zeus.device, "get_cpus", _rapl_permission_denied)
-    monkeypatch.setattr(energy, "_this_rank_gpu", lambda: None)
+    monkeypatch.setattr(meters, "_this_rank_gpu", lambda: None)
     with pytest.warns(UserWarning, match="permission denied"):
-        m = energy.make_meter("auto")
+        m = meters.make_meter("auto")
     assert m.estimated and "permission denied" in m.note and "root" in m.note
-    with pytest.raises(energy.EnergyError, match="permission denied.*energy='auto'"):
-        energy.make_meter("zeus")
+    with pytest.raises(meters.EnergyError, match="permission denied.*energy='auto'"):
+        meters.make_meter("zeus")
 
 
 def test_auto_on_a_machine_without_counters_is_an_estimate_that_says_why():
-    m = energy.make_meter("auto", warn=False)
+    m = meters.make_meter("auto", warn=False)
     if not m.estimated:
         pytest.skip("this machine has readable energy counters")
     assert "no energy counter can be read here" in m.note
@@ -138,15 +138,15 @@ def test_auto_on_a_machine_without_counters_is_an_estimate_that_says_why():
 
 def test_unknown_meter_is_a_clear_error():
     with pytest.raises(ValueError, match="energy='rapl' is not a meter; use one of 'auto'"):
-        energy.make_meter("rapl")
-    assert energy.make_meter("off") is None
+        meters.make_meter("rapl")
+    assert meters.make_meter("off") is None
     with pytest.raises(ValueError, match="energy='joules'"):
         gpuviz.launch("gpuviz.workloads.mlp:train", nproc=2, energy="joules")
 
 
 # -- windows ------------------------------------------------------------------------------------
 
-class _SlowCounter(energy.Meter):
+class _SlowCounter(meters.Meter):
     """A 50 W device whose counter only moves every 100 ms, like NVML's."""
 
     def __init__(self):
@@ -159,18 +159,18 @@ class _SlowCounter(energy.Meter):
 
 
 def test_a_window_shorter_than_the_update_period():
-    with pytest.raises(energy.EnergyError, match="shorter than the fake counter's update period"):
-        with energy.Window(_SlowCounter(), strict=True):
+    with pytest.raises(meters.EnergyError, match="shorter than the fake counter's update period"):
+        with meters.Window(_SlowCounter(), strict=True):
             time.sleep(0.01)
-    with energy.Window(_SlowCounter()) as w:
+    with meters.Window(_SlowCounter()) as w:
         time.sleep(0.01)
     assert w.method == "power x time"
     assert w.joules == pytest.approx(50.0 * w.seconds, rel=0.6)
-    with energy.Window(_SlowCounter()) as w:
+    with meters.Window(_SlowCounter()) as w:
         time.sleep(0.35)
     assert w.method == "counter" and w.joules > 0
     with pytest.raises(ValueError, match="meter="):
-        energy.Window("nvml")
+        meters.Window("nvml")
 
 
 # -- a real job ---------------------------------------------------------------------------------
@@ -183,7 +183,7 @@ def run(tmp_path_factory):
 
 
 def test_categories_add_up_to_each_ranks_total(run):
-    cat, total = run.energy("category"), run.energy("rank").set_index("rank")
+    cat, total = joules(run, "category"), joules(run, "rank").set_index("rank")
     sums = cat.groupby("rank")["joules"].sum()
     for r in run.ranks:
         assert sums[r] == pytest.approx(total.loc[r, "joules"], rel=0.01)
@@ -194,11 +194,11 @@ def test_categories_add_up_to_each_ranks_total(run):
 
 
 def test_steps_and_power_track(run):
-    steps = run.energy("step")
+    steps = joules(run, "step")
     assert sorted(steps.loc[steps["rank"] == 0, "step"]) == list(range(8))
-    total = run.energy("rank").set_index("rank")["joules"]
+    total = joules(run, "rank").set_index("rank")["joules"]
     assert steps.groupby("rank")["joules"].sum().le(total * 1.0001).all()
-    pw = run.power()
+    pw = power(run)
     assert (pw["watts"] >= 0).all() and len(pw) > 8
     # a busy rank's estimated power cannot exceed one core (12 W) plus its memory by much
     assert pw["watts"].median() < 12.0 + 5.0
@@ -219,9 +219,9 @@ def test_a_failing_rank_keeps_its_joules(tmp_path):
     with pytest.raises(gpuviz.RankFailed) as err:
         gpuviz.launch("gpuviz.workloads.mlp:train", nproc=2, args={"steps": 6}, run_dir=tmp_path,
                       inject=[fail_at(1, 3)], progress=False, stream=False)
-    by_rank = err.value.run.energy("rank").set_index("rank")
+    by_rank = joules(err.value.run, "rank").set_index("rank")
     assert by_rank.loc[1, "joules"] > 0
-    steps = err.value.run.energy("step")
+    steps = joules(err.value.run, "step")
     assert set(steps.loc[steps["rank"] == 1, "step"]) == {0, 1, 2}
 
 
@@ -230,9 +230,9 @@ def test_energy_off_records_none(tmp_path):
                         energy="off", progress=False, stream=False)
     assert run.counters.empty or "energy J" not in set(run.counters["name"])
     with pytest.raises(ValueError, match="energy='off'"):
-        run.energy()
+        joules(run)
     with pytest.raises(ValueError, match="by='phase'"):
-        run.energy("phase")
+        joules(run, "phase")
 
 
 def test_sweep_energy_per_sample(tmp_path):

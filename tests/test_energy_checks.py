@@ -10,8 +10,8 @@ import pytest
 
 import gpuviz
 from gpuviz import checks
-from gpuviz.attribution import config_energy
-from gpuviz.inject import slow_rank
+from gpuviz.energy.attribution import config_energy, joules
+from gpuviz.sync.inject import slow_rank
 
 _SOL = Path(__file__).parent.parent / "labs" / "solutions" / "04_energy.py"
 spec = importlib.util.spec_from_file_location("solutions04", _SOL)
@@ -54,7 +54,7 @@ def test_waiting_joules(tmp_path):
     run = gpuviz.launch("gpuviz.workloads.mlp:train", nproc=2, args={"steps": 4}, run_dir=tmp_path,
                         inject=[slow_rank(1, 0.1)], energy="estimate", progress=False, stream=False)
     assert checks.waiting_joules(solutions.waited_joules, run)
-    cat = run.energy("category")
+    cat = joules(run, "category")
     idle = cat[cat["category"] == "idle"]
     assert "seconds" in checks.waiting_joules(idle["seconds"].sum(), run).message
     assert "one rank" in checks.waiting_joules(idle["joules"].max(), run).message

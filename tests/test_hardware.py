@@ -9,10 +9,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from gpuviz import hardware, model
+from gpuviz import plan
 from gpuviz.plot.hardware import hardware_ladder, topology
+from gpuviz.sharing import hardware
 
-DATA = Path(hardware.__file__).parent / "data"
+DATA = Path(hardware.__file__).parents[1] / "data"
 
 
 # -- the catalogue ------------------------------------------------------------------------------
@@ -47,7 +48,7 @@ def test_published_numbers_per_direction():
 def test_links_is_the_catalogue_without_memory_and_model_still_uses_it():
     assert set(hardware.LINKS) == {r["name"] for r in hardware.CATALOGUE if r["kind"] != "memory"}
     assert all({"bytes_per_s", "kind", "source"} <= set(v) for v in hardware.LINKS.values())
-    table = model.allreduce_over_links(14e9, world=8, measured_busbw=1e9)
+    table = plan.allreduce_over_links(14e9, world=8, measured_busbw=1e9)
     assert len(table) == len(hardware.LINKS) + 1
 
 
@@ -140,7 +141,7 @@ def test_ladder_marks_measured_rows_and_estimates_gradient_time():
     assert est.marker.pattern.shape == "/" and "estimate" in fig.layout.xaxis2.title.text
     links = hardware.catalogue(1.5e9)
     links = links[links["kind"] != "memory"]
-    want = [model.ring_allreduce_seconds(4e8, 4, bw, 0.0 if pd.isna(lat) else lat)
+    want = [plan.ring_allreduce_seconds(4e8, 4, bw, 0.0 if pd.isna(lat) else lat)
             for bw, lat in zip(links["bytes_per_s"], links["latency_s"], strict=True)]
     assert list(est.x) == pytest.approx(want)
 

@@ -10,9 +10,11 @@ import time
 import pytest
 
 import gpuviz
-from gpuviz import inject, trace
 from gpuviz.cli import build_parser
-from gpuviz.launch import InjectionError, _job_error
+from gpuviz.run import trace
+from gpuviz.run.failures import InjectionError, job_error
+from gpuviz.sync import inject
+from gpuviz.sync.injector import Injector
 from tests.conftest import assert_all_gone
 
 DELAY = 0.2  # seconds: large against this machine's noise (a few ms), so 10% is a fair bound
@@ -132,13 +134,13 @@ def start_tracer(tmp_path, monkeypatch):
         monkeypatch.setenv(inject.ENV, json.dumps(specs))
         monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", str(attempt))
         t = trace.Tracer(tmp_path / f"a{len(made)}", rank=rank, world_size=world)
-        trace._tracer = t
+        trace.set_tracer(t)
         made.append(t)
         t.start()
         return t
 
     yield start
-    trace._tracer = None
+    trace.set_tracer(None)
     for t in made:
         if not t.closed:
             t.close()
@@ -248,27 +250,27 @@ def test_a_hang_ends_by_the_collective_timeout_and_names_the_rank(tmp_path):
 
 def _rank_trace(run_dir, rank, world, body):
     t = trace.Tracer(run_dir, rank=rank, world_size=world)
-    trace._tracer = t
+    trace.set_tracer(t)
     try:
         body(t)
     except Exception as e:  # noqa: BLE001 - recorded as the worker does
         t.error(e)
     finally:
-        trace._tracer = None
+        trace.set_tracer(None)
         t.close()
 
 
 def test_an_injection_beyond_the_run_is_a_value_error_from_launch(tmp_path):
     def beyond(t):
-        t.injector = inject.Injector([inject.fail_at(1, 9)], t.rank, 2)
+        t.hooks = [Injector([inject.fail_at(1, 9)], t.rank, 2)]
         t.set_total_steps(5)
 
     for rank in (0, 1):
         _rank_trace(tmp_path, rank, 2, beyond)
-    err = _job_error(gpuviz.load_run(tmp_path), rc=1)
+    err = job_error(gpuviz.load_run(tmp_path), rc=1)
     assert isinstance(err, InjectionError) and isinstance(err, ValueError)
     assert isinstance(err, gpuviz.RankFailed)
-    assert "ValueError: inject[0]: step=9 is beyond the run: it has 5 steps" in str(err)
+    assert "OptionError: inject[0]: step=9 is beyond the run: it has 5 steps" in str(err)
 
 
 def _waits_then_times_out(t):
@@ -283,7 +285,7 @@ def test_a_timeout_in_a_collective_names_the_rank_that_never_came(tmp_path):
 
     for rank, body in [(0, _waits_then_times_out), (1, hangs), (2, _waits_then_times_out)]:
         _rank_trace(tmp_path, rank, 3, body)
-    err = _job_error(gpuviz.load_run(tmp_path), rc=1, collective_timeout=4)
+    err = job_error(gpuviz.load_run(tmp_path), rc=1, collective_timeout=4)
     assert isinstance(err, gpuviz.RankHung)
     msg = str(err)
     assert msg.startswith("rank 1 never joined the collective that ranks 0, 2 waited in "
@@ -298,5 +300,5 @@ def test_an_error_outside_a_collective_is_a_failure_not_a_hang(tmp_path):
 
     for rank, body in [(0, _waits_then_times_out), (1, raises)]:
         _rank_trace(tmp_path, rank, 2, body)
-    err = _job_error(gpuviz.load_run(tmp_path), rc=1, collective_timeout=4)
+    err = job_error(gpuviz.load_run(tmp_path), rc=1, collective_timeout=4)
     assert type(err) is gpuviz.RankFailed

@@ -7,11 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from gpuviz import hardware, model
-from gpuviz.model import Config, Efficiency, Transformer, predict
-from gpuviz.model_search import layouts, search
-from gpuviz.model_terms import TIME_TERMS, ring_time
+from gpuviz import plan
 from gpuviz.parallel.zero import zero_memory
+from gpuviz.plan import Config, Efficiency, Transformer
+from gpuviz.plan.prediction import predict
+from gpuviz.plan.search import layouts, search
+from gpuviz.plan.terms import TIME_TERMS, ring_time
+from gpuviz.sharing import hardware
 
 L70 = dict(model="llama3-70b", gpus=64, dp=8, tp=8, pp=1, global_batch=512, zero=1,
            recompute="selective", gpu="H100 SXM")
@@ -90,14 +92,14 @@ def test_presets_match_their_published_parameter_counts():
     counts = {"gpt3-175b": 175e9, "llama3-8b": 8e9, "llama3-70b": 70e9, "llama3-405b": 405e9,
               "mt-nlg-530b": 530e9, "bloom-176b": 176e9, "megatron-1t": 1008e9}
     for name, n in counts.items():
-        assert model.PRESETS[name].n_params == pytest.approx(n, rel=0.04), name
-        assert model.PRESETS[name].source
+        assert plan.PRESETS[name].n_params == pytest.approx(n, rel=0.04), name
+        assert plan.PRESETS[name].source
 
 
 def test_the_workload_gpt_matches_its_torch_parameter_count():
     from gpuviz.workloads.gpt import GPT
     true = GPT().num_params()            # biases and positions included there, not here
-    assert model.PRESETS["gpuviz-gpt"].n_params == pytest.approx(true, rel=0.02)
+    assert plan.PRESETS["gpuviz-gpt"].n_params == pytest.approx(true, rel=0.02)
 
 
 # -- prediction -----------------------------------------------------------------------------------
@@ -106,8 +108,8 @@ def test_terms_add_up_and_flops_follow_the_6n_rule():
     p = predict(Config(**L70))
     assert sum(p.terms[k] for k in TIME_TERMS) == pytest.approx(p.step_s)
     assert p.table()["share"].sum() == pytest.approx(1.0)
-    assert set(p.table()["kind"]) == {model.MODELLED}
-    m = model.PRESETS["llama3-70b"]
+    assert set(p.table()["kind"]) == {plan.MODELLED}
+    m = plan.PRESETS["llama3-70b"]
     L, h, s = m.layers, m.hidden, m.seq                # Kaplan et al.: 6N (the input embedding
     n = m.n_params - m.vocab * h - 4 * h * L - 2 * h   # and LayerNorms do no matmul) + attention
     assert p.model_flops_per_token == pytest.approx(6 * n + 12 * L * s * h)
@@ -155,11 +157,11 @@ def test_pipeline_bubble_is_p_minus_1_over_m_plus_p_minus_1():
 def test_hierarchical_ring_uses_the_slow_link_only_between_servers():
     hw = {"intra_bytes_per_s": 100.0, "inter_bytes_per_s": 10.0, "intra_latency_s": 0.0,
           "inter_latency_s": 0.0}
-    from gpuviz.model_terms import hierarchical_time
+    from gpuviz.plan.terms import hierarchical_time
     # 16 ranks, 8 per server: inside 2*7/8*n/100, between 2*1/2*(n/8)/10
     assert hierarchical_time(800.0, 16, 8, hw) == pytest.approx(2 * 7 / 8 * 8 + 2 * 0.5 * 100 / 10)
     assert float(ring_time(800.0, 8, 100.0, 0.0)) == pytest.approx(
-        model.ring_allreduce_seconds(800.0, 8, 100.0))
+        plan.ring_allreduce_seconds(800.0, 8, 100.0))
 
 
 def test_data_parallel_sync_hides_behind_backward_only_with_overlap():
@@ -229,7 +231,7 @@ def test_layouts_enumerate_every_split():
 
 
 def test_search_tries_interleaved_schedules_and_beats_the_llama3_405b_layout():
-    from gpuviz.published import RUNS
+    from gpuviz.plan.published import RUNS
 
     pub = next(r.config for r in RUNS if r.name == "Llama 3 405B, 16384 H100")   # tp8 pp16 v2
     t = search("llama3-405b", gpus=16384, global_batch=2048, gpu="H100 SXM")

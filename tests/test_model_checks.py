@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from gpuviz import checks
-from gpuviz.model import Config, predict, transformer
+from gpuviz.plan import Config, transformer
+from gpuviz.plan.prediction import predict
 
 _SOL = Path(__file__).parent.parent / "labs" / "solutions" / "05_plan_a_training_run.py"
 spec = importlib.util.spec_from_file_location("solutions05", _SOL)

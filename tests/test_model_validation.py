@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import gpuviz
-from gpuviz import calibrate as cb
-from gpuviz import published
-from gpuviz.model import FITTED_COMPUTE, predict
+from gpuviz.plan import calibrate as cb
+from gpuviz.plan import published
+from gpuviz.plan.config import FITTED_COMPUTE
+from gpuviz.plan.prediction import predict
 
 # -- published runs ---------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import pytest
 
 import gpuviz
 from gpuviz.parallel.pipeline import Pipeline, bubble_fraction, measured_bubble, schedule
-from gpuviz.runs import SPAN_COLUMNS, Run
+from gpuviz.run.load import SPAN_COLUMNS, Run
 from gpuviz.workloads.gpt import GPT, GPTConfig, TokenData
 
 # Float32 tolerance: micro-batching only reorders the sums of losses and gradients (float32

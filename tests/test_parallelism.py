@@ -9,7 +9,7 @@ import pytest
 import torch.distributed as dist
 
 import gpuviz
-from gpuviz import scaling
+from gpuviz.parallel import memory, scaling
 from gpuviz.parallel.pipeline import bubble_fraction
 from gpuviz.parallel.zero import zero_memory
 from gpuviz.workloads import parallelism
@@ -139,7 +139,7 @@ def test_scaling_table_on_known_step_times(tmp_path):
     assert t.loc[("weak", 2), "efficiency"] == pytest.approx(100 / 160)             # T1 / TN
     assert t.loc[("weak", 2), "tokens_per_s"] == pytest.approx(256 / 0.160)
     assert t.loc[("strong", 2), "per_rank_batch"] == 4
-    m = scaling.memory_table(run)
+    m = memory.memory_table(run)
     assert m.loc[m["kind"] == "grads", "bytes"].tolist() == [400, 200, 400, 200]
     assert m["label"].unique().tolist() == ["ddp (1 rank, strong)", "ddp (2 ranks, strong)",
                                             "ddp (1 rank, weak)", "ddp (2 ranks, weak)"]
@@ -152,7 +152,7 @@ def test_tables_refuse_runs_of_other_workloads(tmp_path):
         {"ph": "i", "name": "step_end", "cat": "step", "ts": 1.0, "pid": 0, "args": {"step": 0}}) + "\n")
     run = gpuviz.load_run(tmp_path)
     for table in (scaling.step_table, scaling.config_table, scaling.scaling_table,
-                  scaling.memory_table, scaling.bubble_sweep):
+                  memory.memory_table, memory.bubble_sweep):
         with pytest.raises(ValueError, match="no training step tagged with a strategy"):
             table(run)
 
@@ -160,7 +160,7 @@ def test_tables_refuse_runs_of_other_workloads(tmp_path):
 def test_bubble_sweep_needs_a_pipeline(tmp_path):
     run = _fake_run(tmp_path, [(1, "strong", [[100.0]])])
     with pytest.raises(ValueError, match="no gpipe or 1f1b configuration"):
-        scaling.bubble_sweep(run)
+        memory.bubble_sweep(run)
     with pytest.raises(ValueError, match="no configuration is tagged 'strong' or 'weak' \\(mode='weak'\\)"):
         scaling.scaling_table(run, mode="weak")
 
@@ -254,7 +254,7 @@ def test_scaling_table_computes_speedup_and_efficiency(sweep_run):
 
 @pytest.mark.slow
 def test_memory_table_matches_the_zero_formula(sweep_run):
-    m = scaling.memory_table(sweep_run)
+    m = memory.memory_table(sweep_run)
     n = int(m["n_params"].iloc[0])
     for label, world, stage in (("zero1", 2, 1), ("zero3", 2, 3), ("single (2 ranks, strong)", 1, 0)):
         rows = m[m["label"] == label].set_index("kind")
@@ -268,15 +268,15 @@ def test_memory_table_matches_the_zero_formula(sweep_run):
     # 1F1B holds fewer micro-batches' activations than GPipe
     act = m[m["kind"] == "activations"].set_index("label")["bytes"]
     assert act["1f1b (m=4)"] < act["gpipe"]
-    per = scaling.memory_table({"sweep": sweep_run}, per_rank=True)
+    per = memory.memory_table({"sweep": sweep_run}, per_rank=True)
     assert set(per["rank"]) == {0, 1} and per["label"].str.startswith("sweep: ").all()
     with pytest.raises(ValueError, match="give a Run"):
-        scaling.memory_table("runs/x")
+        memory.memory_table("runs/x")
 
 
 @pytest.mark.slow
 def test_bubble_sweep_beside_the_formula(sweep_run):
-    b = scaling.bubble_sweep(sweep_run)
+    b = memory.bubble_sweep(sweep_run)
     assert b[["schedule", "micro_batches"]].values.tolist() == [["gpipe", 2], ["1f1b", 2], ["1f1b", 4]]
     assert (b["stages"] == 2).all()
     assert b["predicted"].tolist() == [bubble_fraction(2, m) for m in (2, 2, 4)]

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from gpuviz import plot
-from gpuviz.categories import CATEGORIES
 from gpuviz.plot import spans as plot_spans
-from gpuviz.runs import _build
+from gpuviz.run.categories import CATEGORIES
+from gpuviz.run.load import _build
 
 _spec = importlib.util.spec_from_file_location(
     "timeline_size", Path(__file__).resolve().parents[1] / "benchmarks" / "timeline_size.py")

@@ -7,9 +7,10 @@ import plotly.graph_objects as go
 import pytest
 
 import gpuviz
-from gpuviz.model import Config, predict
-from gpuviz.model_search import search
-from gpuviz.model_terms import TIME_TERMS
+from gpuviz.plan import Config
+from gpuviz.plan.prediction import predict
+from gpuviz.plan.search import search
+from gpuviz.plan.terms import TIME_TERMS
 
 
 def test_breakdown_stacks_every_term_hatched_and_says_modelled():
@@ -73,11 +74,11 @@ def test_layout_heatmap_tells_no_such_layout_from_does_not_fit():
     sub = fig.layout.title.subtitle.text
     assert "no such layout" in sub and "none fits in memory" in sub and "blank" not in sub
     fills = {s.fillcolor for s in fig.layout.shapes}
-    assert fills == {gpuviz.plot.model.NO_LAYOUT_COLOR, gpuviz.plot.model.NO_FIT_COLOR}
+    assert fills == {gpuviz.plot.plan.NO_LAYOUT_COLOR, gpuviz.plot.plan.NO_FIT_COLOR}
 
 
 def test_breakdown_subtitle_formats_small_memory_and_says_what_mfu_is_of():
-    from gpuviz.calibrate import Calibration, gpt_model
+    from gpuviz.plan.calibrate import Calibration, gpt_model
 
     cal = Calibration(2e9, 1e9, 1e-4, 0.0, 0.0, 0.0, 0.5, 2, gpt_model())
     p = predict(cal.config("ddp", ranks=2, batch=32))

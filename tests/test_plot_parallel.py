@@ -9,6 +9,7 @@ import pytest
 
 import gpuviz
 from gpuviz.plot import parallel as pp
+from gpuviz.plot import pipeline as ppl
 
 TINY = {"layers": 2, "dim": 32, "heads": 4, "seq_len": 16, "vocab": 32}
 
@@ -109,7 +110,7 @@ def test_pipeline_bubble_beside_the_formula():
                        "micro_batches": [2, 4, 8] * 2, "measured": [0.4, 0.3, 0.2, 0.38, 0.25, 0.15],
                        "measured_lo": 0.1, "measured_hi": 0.5, "predicted": [1 / 3, 1 / 5, 1 / 9] * 2,
                        "step_ms": 50.0})
-    fig = pp.pipeline_bubble(df)
+    fig = ppl.pipeline_bubble(df)
     measured, formula = fig.data[:2], fig.data[2]
     assert [t.name for t in measured] == ["gpipe: measured", "1f1b: measured"]
     assert all(t.line.dash is None for t in measured) and formula.line.dash == "dash"
@@ -118,7 +119,7 @@ def test_pipeline_bubble_beside_the_formula():
     assert "ratio 1.20" in measured[0].hovertext[0]
     np.testing.assert_allclose(measured[0].error_y.arrayminus, [0.3, 0.2, 0.1])
     with pytest.raises(ValueError, match=r"missing columns \['predicted'\]"):
-        pp.pipeline_bubble(df.drop(columns="predicted"))
+        ppl.pipeline_bubble(df.drop(columns="predicted"))
 
 
 # -- on a real run -----------------------------------------------------------------------------
@@ -135,7 +136,7 @@ def four_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_pipeline_schedule_labels_every_micro_batch(four_run):
-    fig = pp.pipeline_schedule(four_run)
+    fig = ppl.pipeline_schedule(four_run)
     boxes = [t for t in fig.data if t.name.startswith(("forward", "backward"))]
     labels = sorted((int(y), s) for t in boxes for y, s in zip(t.y, t.text, strict=True))
     want = sorted((stage, f"{op}{i}") for stage in (0, 1) for op in "FB" for i in range(4))
@@ -145,15 +146,15 @@ def test_pipeline_schedule_labels_every_micro_batch(four_run):
     assert ticks[0].startswith("stage 0 (rank 0)") and "bubble" in ticks[1]
     assert "(p-1)/(m+p-1) = 20%" in fig.layout.title.subtitle.text
     assert any(t.name.startswith("waiting") for t in fig.data)
-    from gpuviz.scaling import bubble_sweep
+    from gpuviz.parallel.memory import bubble_sweep
 
-    bub = pp.pipeline_bubble(bubble_sweep(four_run))
+    bub = ppl.pipeline_bubble(bubble_sweep(four_run))
     assert bub.data[0].x.tolist() == [4] and 0 < bub.data[0].y[0] < 1
-    assert pp.pipeline_schedule(four_run, step=1).layout.title.subtitle.text.count("step ") == 1
+    assert ppl.pipeline_schedule(four_run, step=1).layout.title.subtitle.text.count("step ") == 1
     with pytest.raises(ValueError, match="step=5: configuration 3 has 2 measured steps"):
-        pp.pipeline_schedule(four_run, step=5)
+        ppl.pipeline_schedule(four_run, step=5)
     with pytest.raises(ValueError, match=r"config=0: the pipeline configurations of this run are \[3\]"):
-        pp.pipeline_schedule(four_run, config=0)
+        ppl.pipeline_schedule(four_run, config=0)
 
 
 @pytest.mark.slow

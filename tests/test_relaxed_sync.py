@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import gpuviz
-from gpuviz import relaxed
 from gpuviz.plot import sync as P
+from gpuviz.sync import relaxed
 from gpuviz.workloads import sync as W
 
 SMALL = {"batch": 16, "dim": 8, "hidden": 32, "layers": 2, "lr": 0.1, "eval_size": 64}

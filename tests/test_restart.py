@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import gpuviz
-from gpuviz import checkpoint, inject
+from gpuviz.sync import checkpoint, inject
 from gpuviz.workloads.mlp import make_mlp, synthetic_regression
 from tests.conftest import ROOT, assert_all_gone
 
@@ -148,7 +148,7 @@ CRASH_IN_SAVE = r"""
 import json, os, signal, sys
 import torch
 from torch.distributed.checkpoint import FileSystemWriter
-from gpuviz import checkpoint
+from gpuviz.sync import checkpoint
 
 d = sys.argv[1]
 torch.manual_seed(0)

@@ -9,8 +9,8 @@ import warnings
 import pytest
 
 import gpuviz
-from gpuviz.categories import CATEGORIES
-from gpuviz.runs import SPAN_COLUMNS, _build
+from gpuviz.run.categories import CATEGORIES
+from gpuviz.run.load import SPAN_COLUMNS, _build
 
 
 def test_spans_table_has_the_documented_columns(mlp_run):
@@ -108,7 +108,7 @@ def test_not_a_run_directory(tmp_path):
 def test_attempts_of_a_restarted_job_share_one_time_axis(tmp_path, monkeypatch):
     """Each elastic attempt appends to the rank file with its own clock; loading shifts each
     by its wall-clock start. A kill mid-line in attempt 0 costs that line only."""
-    from gpuviz import trace
+    from gpuviz.run import trace
 
     for attempt, start in [(0, 1000.0), (1, 1010.0)]:
         monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", str(attempt))

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 import gpuviz
-from gpuviz import inject
-from gpuviz import stragglers as S
 from gpuviz.plot import sync as P
+from gpuviz.sync import inject
+from gpuviz.sync import order_stats as O
+from gpuviz.sync import stragglers as S
 
 EXP = {"dist": "exponential", "mean_s": 0.02}
 UNI = {"dist": "uniform", "low_s": 0.005, "high_s": 0.03}
@@ -27,17 +28,17 @@ NS = (1, 2, 3, 8, 100)
 @pytest.mark.parametrize("spec", [EXP, UNI], ids=["exponential", "uniform"])
 @pytest.mark.parametrize("n", NS)
 def test_integral_equals_the_exact_formula(spec, n):
-    assert S.expected_max(spec, n, numeric=True) == pytest.approx(S.expected_max(spec, n), rel=1e-6)
+    assert O.expected_max(spec, n, numeric=True) == pytest.approx(O.expected_max(spec, n), rel=1e-6)
 
 
 def test_exact_formulas():
-    assert S.expected_max(EXP, 4) == pytest.approx(0.02 * (1 + 1 / 2 + 1 / 3 + 1 / 4))
-    assert S.expected_wait(EXP, 2) == pytest.approx(0.01)              # mean x (H_2 - 1)
-    assert S.expected_max(UNI, 3) == pytest.approx(0.005 + 0.025 * 3 / 4)
-    assert S.expected_wait(UNI, 1) == 0.0
+    assert O.expected_max(EXP, 4) == pytest.approx(0.02 * (1 + 1 / 2 + 1 / 3 + 1 / 4))
+    assert O.expected_wait(EXP, 2) == pytest.approx(0.01)              # mean x (H_2 - 1)
+    assert O.expected_max(UNI, 3) == pytest.approx(0.005 + 0.025 * 3 / 4)
+    assert O.expected_wait(UNI, 1) == 0.0
     # the exponential's wait grows like log N without bound; the uniform's stops at the range
-    assert S.expected_wait(EXP, 1024) > 6 * S.expected_wait(EXP, 2)
-    assert S.expected_wait(UNI, 1024) < (0.03 - 0.005) / 2
+    assert O.expected_wait(EXP, 1024) > 6 * O.expected_wait(EXP, 2)
+    assert O.expected_wait(UNI, 1024) < (0.03 - 0.005) / 2
 
 
 @pytest.mark.parametrize("spec", [EXP, UNI, NORMAL, LOGNORMAL],
@@ -45,31 +46,31 @@ def test_exact_formulas():
 @pytest.mark.parametrize("n", (1, 2, 8, 64))
 def test_integral_agrees_with_monte_carlo(spec, n):
     trials = 100_000
-    draws = S.monte_carlo_max(spec, n, trials=trials, seed=n)
+    draws = O.monte_carlo_max(spec, n, trials=trials, seed=n)
     # 4 standard errors of the Monte Carlo mean (the max's spread is below its mean x 1.5 here)
-    tol = 4 * 1.5 * S.expected_max(spec, n) / math.sqrt(trials)
-    assert abs(S.expected_max(spec, n) - draws) < tol
+    tol = 4 * 1.5 * O.expected_max(spec, n) / math.sqrt(trials)
+    assert abs(O.expected_max(spec, n) - draws) < tol
 
 
 @pytest.mark.parametrize("spec", [NORMAL, LOGNORMAL], ids=["normal", "lognormal"])
 def test_integral_with_one_rank_is_the_closed_form_mean(spec):
     # n = 1: the integral is E[X]; inject.mean_delay has it in closed form
-    assert S.expected_max(spec, 1) == pytest.approx(inject.mean_delay({"kind": "jitter", **spec}),
+    assert O.expected_max(spec, 1) == pytest.approx(inject.mean_delay({"kind": "jitter", **spec}),
                                                     rel=1e-6)
-    assert abs(S.expected_wait(spec, 1)) < 1e-9
+    assert abs(O.expected_wait(spec, 1)) < 1e-9
 
 
 def test_monte_carlo_draws_like_the_injection():
     """The check's draws have the distribution a run's ranks sleep (inject.Sampler)."""
     for spec in (NORMAL, LOGNORMAL):
         run_like = np.array(inject.sample_delays({"kind": "jitter", **spec}, rank=0, steps=20_000))
-        assert run_like.mean() == pytest.approx(S.monte_carlo_max(spec, 1, trials=20_000), rel=0.05)
+        assert run_like.mean() == pytest.approx(O.monte_carlo_max(spec, 1, trials=20_000), rel=0.05)
 
 
 def test_degenerate_delays():
-    assert S.expected_wait({"dist": "normal", "mean_s": 0.01, "std_s": 0.0}, 8) == 0.0
-    assert S.expected_max({"dist": "exponential", "mean_s": 0.0}, 8, numeric=True) == 0.0
-    assert S.expected_max({"dist": "lognormal", "mean_s": 0.02, "sigma": 0.0}, 8) == 0.02
+    assert O.expected_wait({"dist": "normal", "mean_s": 0.01, "std_s": 0.0}, 8) == 0.0
+    assert O.expected_max({"dist": "exponential", "mean_s": 0.0}, 8, numeric=True) == 0.0
+    assert O.expected_max({"dist": "lognormal", "mean_s": 0.02, "sigma": 0.0}, 8) == 0.02
 
 
 @pytest.mark.parametrize("spec, n, match", [
@@ -83,7 +84,7 @@ def test_degenerate_delays():
 ])
 def test_bad_inputs_name_the_argument(spec, n, match):
     with pytest.raises(ValueError, match=match):
-        S.expected_max(spec, n)
+        O.expected_max(spec, n)
 
 
 # -- the analysis, on a trace written by hand ----------------------------------------------------
@@ -150,7 +151,7 @@ def test_wait_summary_against_the_drawn_delays(hand_run):
     assert row["floor_ms"] == pytest.approx(LATENCY * 1e3, abs=1e-3)
     assert row["drawn_ms"] == pytest.approx(drawn * 1e3, abs=1e-3)
     assert row["waited_ms"] == pytest.approx(drawn * 1e3, abs=1e-3)
-    assert row["predicted_ms"] == pytest.approx(S.expected_wait(EXP, 3) * 1e3)
+    assert row["predicted_ms"] == pytest.approx(O.expected_wait(EXP, 3) * 1e3)
     with pytest.raises(ValueError, match="give spec="):
         S.wait_summary(hand_run)                 # the hand-made run records no injection
 
@@ -178,7 +179,7 @@ def test_waiting_vs_ranks_checks_before_launching():
 
 def _summary_frame() -> pd.DataFrame:
     spec = {"kind": "jitter", **EXP, "ranks": None, "seed": 0}
-    pred = [S.expected_wait(spec, n) * 1e3 for n in (2, 4, 8)]
+    pred = [O.expected_wait(spec, n) * 1e3 for n in (2, 4, 8)]
     return pd.DataFrame({"nproc": [2, 4, 8], "steps": 100, "wait_ms": [11.0, 22.5, 36.0],
                          "wait_ms_se": [0.8, 0.9, 1.0], "floor_ms": [0.5, 1.0, 2.0],
                          "waited_ms": [10.5, 21.5, 34.0], "drawn_ms": [10.2, 21.0, 34.5],

@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from gpuviz import trace
+from gpuviz.run import trace
 
 
 @pytest.fixture
 def tracer(tmp_path):
     t = trace.Tracer(tmp_path, rank=0, world_size=1)
-    trace._tracer = t
+    trace.set_tracer(t)
     yield t
-    trace._tracer = None
+    trace.set_tracer(None)
     if not t.closed:
         t.close()
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gpuviz.model_terms import TIME_TERMS
+from gpuviz.plan.terms import TIME_TERMS
 from gpuviz.widgets import planner
 
 

@@ -42,7 +42,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from gpuviz import trace
 from gpuviz.parallel.ring import members
 from gpuviz.parallel.strategy import (
     LR,
@@ -53,6 +52,7 @@ from gpuviz.parallel.strategy import (
     optimizer_bytes,
     tensor_bytes,
 )
+from gpuviz.run import trace
 from gpuviz.workloads.gpt import lm_loss
 
 
@@ -213,7 +213,7 @@ class BucketDataParallel(NaiveDataParallel):
 
 def _traced_all_reduce(buffer: torch.Tensor, group, index: int):
     """Launch an async all-reduce of ``buffer``; a future that completes after it is traced
-    as one comm-lane span from launch to completion (as :func:`gpuviz.trace.ddp_comm_hook`)."""
+    as one comm-lane span from launch to completion (as :func:`gpuviz.run.trace.ddp_comm_hook`)."""
     t = trace.get_tracer()
     if t is None:
         return dist.all_reduce(buffer, group=group, async_op=True).get_future()

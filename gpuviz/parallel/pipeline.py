@@ -22,7 +22,7 @@ Both idle for the same share of the step, the bubble (p-1)/(m+p-1) (:func:`bubbl
 ``bytes``; from launch until the neighbour has it), ``wait for activation``/``wait for grad`` (idle: the bubble) and ``optimizer step``.
 
 A job whose every rank runs (``gpuviz.launch("my_pipeline.py", nproc=4)`` or ``torchrun
---standalone --nproc-per-node 4 -m gpuviz.worker my_pipeline.py --run-dir runs/pp``)::
+--standalone --nproc-per-node 4 -m gpuviz.run.worker my_pipeline.py --run-dir runs/pp``)::
 
     pipe = Pipeline(GPT(cfg, seed=0), schedule="1f1b", micro_batches=8)
     for step in range(10):
@@ -52,8 +52,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from gpuviz import trace
 from gpuviz.parallel.strategy import LR, ActivationMeter, adam, optimizer_bytes, tensor_bytes
+from gpuviz.run import trace
 from gpuviz.workloads.gpt import GPT, lm_loss
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ summed over all ranks; in p-1 *all-gather* steps the finished chunks go once mor
 the ring. Every rank sends 2(p-1)/p of the tensor whatever p is, which Patarasuk & Yuan
 (2009), "Bandwidth optimal all-reduction algorithms for clusters of workstations" (JPDC
 69(2)), prove is the least any all-reduce can send. Time: 2(p-1) a + 2(p-1)/p n b, see
-:func:`gpuviz.model.ring_allreduce_seconds`.
+:func:`gpuviz.plan.prediction.ring_allreduce_seconds`.
 
 Run it on 4 CPU processes and see its 2(p-1) steps in the timeline::
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpuviz.trace import span
+from gpuviz.run.trace import span
 
 REDUCE_SCATTER, ALL_GATHER = "reduce-scatter", "all-gather"
 

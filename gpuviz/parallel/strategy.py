@@ -31,7 +31,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from gpuviz import trace
+from gpuviz.run import trace
 from gpuviz.workloads.gpt import lm_loss
 
 #: Learning rate every strategy uses unless told otherwise.

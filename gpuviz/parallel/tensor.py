@@ -41,9 +41,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from gpuviz import trace
 from gpuviz.parallel.ring import members
 from gpuviz.parallel.strategy import LR, SingleProcess
+from gpuviz.run import trace
 from gpuviz.workloads.gpt import MLP, Attention
 
 

@@ -58,7 +58,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from gpuviz import trace
 from gpuviz.parallel.ring import members
 from gpuviz.parallel.strategy import (
     LR,
@@ -69,6 +68,7 @@ from gpuviz.parallel.strategy import (
     optimizer_bytes,
     tensor_bytes,
 )
+from gpuviz.run import trace
 from gpuviz.workloads.gpt import lm_loss
 
 # torch 2.13 renamed the single-tensor collectives; older versions have only the old names.

@@ -1,7 +1,7 @@
 """Figures: one function per figure, each returns a ``go.Figure`` and never shows it.
 
 Like plotly.express: the data comes first, roles are keywords. Colours are
-:data:`gpuviz.categories.COLORS`, the same in every figure; measured and estimated values
+:data:`gpuviz.run.categories.COLORS`, the same in every figure; measured and estimated values
 look different and the legend says which.
 
 >>> import gpuviz
@@ -15,9 +15,10 @@ from gpuviz.plot.bench import alpha_beta, collectives
 from gpuviz.plot.bucketing import bucket_sweep
 from gpuviz.plot.energy import energy_breakdown, energy_per_sample, pareto, power_timeline
 from gpuviz.plot.hardware import hardware_ladder, topology
-from gpuviz.plot.model import layout_heatmap, model_breakdown, predicted_vs_measured
 from gpuviz.plot.notebook import setup_notebook
-from gpuviz.plot.parallel import memory, pipeline_bubble, pipeline_schedule, scaling, timelines
+from gpuviz.plot.parallel import memory, scaling, timelines
+from gpuviz.plot.pipeline import pipeline_bubble, pipeline_schedule
+from gpuviz.plot.plan import layout_heatmap, model_breakdown, predicted_vs_measured
 from gpuviz.plot.ring import ring_allreduce
 from gpuviz.plot.spans import breakdown, timeline
 from gpuviz.plot.sync import relaxed_sync, stragglers, waiting_vs_ranks

@@ -1,7 +1,7 @@
 """At-scale figures: a GPU power cap's time-energy trade (a model beside a measurement), and
 a learner's joules per sample beside published training runs' joules per token.
 
->>> from gpuviz import at_scale
+>>> from gpuviz.energy import at_scale
 >>> fig = power_cap(at_scale.power_cap_whatif("H100 SXM"))
 >>> fig = energy_per_token({"1 rank": 2.1, "4 ranks": 3.4}, measured=False)
 """
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from gpuviz import at_scale
+from gpuviz.energy import at_scale
 
 __all__ = ["power_cap", "energy_per_token"]
 
@@ -31,9 +31,9 @@ def power_cap(df: pd.DataFrame | None = None, *, published: bool = True,
               title: str | None = None) -> go.Figure:
     """Relative step time against relative GPU energy per step under power caps.
 
-    ``df`` is :func:`gpuviz.at_scale.power_cap_whatif`'s table (default: an H100 SXM from
+    ``df`` is :func:`gpuviz.energy.at_scale.power_cap_whatif`'s table (default: an H100 SXM from
     200 W to 700 W), drawn dashed and labelled "model"; each point is a cap. With
-    ``published``, the measured points of :func:`gpuviz.at_scale.published_power_caps` are
+    ``published``, the measured points of :func:`gpuviz.energy.at_scale.published_power_caps` are
     drawn solid on the same relative axes (another GPU, another workload: a check of the
     curve's shape, not of this GPU).
 
@@ -44,7 +44,7 @@ def power_cap(df: pd.DataFrame | None = None, *, published: bool = True,
     d = at_scale.power_cap_whatif() if df is None else df
     need = ["gpu", "cap_w", "draw_w", "relative_time", "relative_energy"]
     if not isinstance(d, pd.DataFrame) or any(c not in d.columns for c in need) or d.empty:
-        raise ValueError("df: give gpuviz.at_scale.power_cap_whatif()'s table (columns "
+        raise ValueError("df: give gpuviz.energy.at_scale.power_cap_whatif()'s table (columns "
                          + ", ".join(need) + ")")
     fig = go.Figure()
     groups = list(d.sort_values("cap_w").groupby(["gpu", "draw_w"], sort=False))
@@ -104,7 +104,7 @@ def energy_per_token(j_per_sample, *, measured: bool, runs: pd.DataFrame | None 
     ``j_per_sample``: a number or ``{label: joules}`` (e.g. one per rank count);
     ``measured`` says whether it came from energy counters (drawn solid) or an estimate
     (drawn dashed); the legend says which. Published runs come from
-    :func:`gpuviz.at_scale.published_runs` (``runs``): filled where the authors give the
+    :func:`gpuviz.energy.at_scale.published_runs` (``runs``): filled where the authors give the
     energy, open where it is GPU-hours x power derived here; their J/token is always
     derived (energy / tokens). ``unit="token"`` says your joules are per token too (joules
     per sample / tokens per sample); with ``"sample"`` the units differ: read the gap in
@@ -123,7 +123,7 @@ def energy_per_token(j_per_sample, *, measured: bool, runs: pd.DataFrame | None 
     r = at_scale.published_runs() if runs is None else runs
     need = ["model", "j_per_token", "energy_derived", "energy_mwh", "tokens", "source"]
     if not isinstance(r, pd.DataFrame) or any(c not in r.columns for c in need):
-        raise ValueError("runs: give gpuviz.at_scale.published_runs()'s table (columns "
+        raise ValueError("runs: give gpuviz.energy.at_scale.published_runs()'s table (columns "
                          + ", ".join(need) + ")")
     r = r.sort_values("j_per_token")
     fig = go.Figure()

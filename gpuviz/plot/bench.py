@@ -4,7 +4,7 @@ Like plotly.express: the table comes first, roles are keywords, nothing is shown
 Measured values are solid lines with markers; fitted and modelled ones are dashed or
 dotted, and the legend says "fit" or "model".
 
->>> import gpuviz, gpuviz.bench as bench
+>>> import gpuviz, gpuviz.sharing.bench as bench
 >>> df = bench.collectives(nproc=[2, 4])                         # doctest: +SKIP
 >>> gpuviz.plot.collectives(df)                                  # doctest: +SKIP
 >>> gpuviz.plot.alpha_beta(df, bench.fit_alpha_beta(df))         # doctest: +SKIP
@@ -19,8 +19,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from gpuviz.bench import OPS, link_alpha_beta, ring_seconds
 from gpuviz.plot.units import binary_bytes
+from gpuviz.sharing.bench import OPS, link_alpha_beta, ring_seconds
 
 __all__ = ["collectives", "alpha_beta"]
 
@@ -56,7 +56,7 @@ def collectives(df: pd.DataFrame, y: str = "busbw", *, log_y: bool = True,
                 title: str | None = None) -> go.Figure:
     """Bandwidth (or time) of each collective against message size S, one line per op.
 
-    ``df`` is :func:`gpuviz.bench.collectives`'s table; ``y`` is ``"busbw"``, ``"algbw"`` or
+    ``df`` is :func:`gpuviz.sharing.bench.collectives`'s table; ``y`` is ``"busbw"``, ``"algbw"`` or
     ``"time"``. One panel per world size (same y scale); error bars span the fastest to
     the slowest iteration. Hover a point for its exact numbers.
 
@@ -67,7 +67,7 @@ def collectives(df: pd.DataFrame, y: str = "busbw", *, log_y: bool = True,
     need = {"op", "bytes", "world", "time", "time_min", "time_max", "algbw", "busbw"}
     if not need <= set(df.columns):
         raise ValueError(f"df lacks column(s) {sorted(need - set(df.columns))}: give "
-                         "gpuviz.bench.collectives()'s result")
+                         "gpuviz.sharing.bench.collectives()'s result")
     label, scale = _Y[y]
     worlds = sorted(df["world"].unique())
     fig = make_subplots(rows=1, cols=len(worlds), shared_yaxes=True, horizontal_spacing=0.03,
@@ -110,12 +110,12 @@ def alpha_beta(df: pd.DataFrame, fit: pd.DataFrame, *, ring_from: str | None = "
     """Measured time against message size, per op, beside the α-β fit and the ring formulas.
 
     One panel per op, one colour per world size: measured points (solid), the fitted
-    line t = α + β·S (dashed, "fit"), and :func:`gpuviz.bench.ring_seconds` (dotted,
+    line t = α + β·S (dashed, "fit"), and :func:`gpuviz.sharing.bench.ring_seconds` (dotted,
     "model") with per-step α and link β taken from the fit of ``ring_from`` on the largest
     world size, so the other ops and world sizes are predictions. ``ring_from=None``
     leaves the model out.
 
-    >>> fig = alpha_beta(df, gpuviz.bench.fit_alpha_beta(df))     # doctest: +SKIP
+    >>> fig = alpha_beta(df, gpuviz.sharing.bench.fit_alpha_beta(df))     # doctest: +SKIP
     """
     ops = [o for o in OPS if o in set(df["op"])]
     worlds = sorted(df["world"].unique())

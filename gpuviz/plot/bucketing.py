@@ -1,6 +1,7 @@
 """The DDP bucket-size sweep: exposed communication and step time against bucket size.
 
->>> from gpuviz import bucketing, plot
+>>> from gpuviz import plot
+>>> from gpuviz.sharing import bucketing
 >>> run = bucketing.measure_sweep()                                         # doctest: +SKIP
 >>> plot.bucket_sweep(bucketing.bucket_sweep(run), predicted)               # doctest: +SKIP
 """
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from gpuviz.categories import COLORS
+from gpuviz.run.categories import COLORS
 
 __all__ = ["bucket_sweep"]
 
@@ -27,8 +28,8 @@ def bucket_sweep(measured: pd.DataFrame, predicted: pd.DataFrame | None = None, 
     """Measured (solid, with 25-75th percentile bars) and predicted (dashed) milliseconds per
     bucket size, on a log axis of DDP's ``bucket_cap_mb``.
 
-    ``measured`` is :func:`gpuviz.bucketing.bucket_sweep`'s table, ``predicted``
-    :func:`gpuviz.bucketing.predict_bucket_sweep`'s (optional); ``y`` names the columns to
+    ``measured`` is :func:`gpuviz.sharing.bucketing.bucket_sweep`'s table, ``predicted``
+    :func:`gpuviz.sharing.bucketing.predict_bucket_sweep`'s (optional); ``y`` names the columns to
     draw (``exposed_ms``, ``step_ms``, ``backward_ms``, ``comm_ms``). Hover shows the exact
     numbers and the number of buckets. ``log_y`` (default) shows both ends of the U alike.
 
@@ -94,7 +95,7 @@ def bucket_sweep(measured: pd.DataFrame, predicted: pd.DataFrame | None = None, 
 
 def _check(df, name: str, cols: list[str]) -> None:
     if not isinstance(df, pd.DataFrame) or df.empty:
-        raise ValueError(f"{name}: give a non-empty DataFrame (gpuviz.bucketing.bucket_sweep / "
+        raise ValueError(f"{name}: give a non-empty DataFrame (gpuviz.sharing.bucketing.bucket_sweep / "
                          "predict_bucket_sweep)")
     missing = [c for c in ["bucket_mb", "n_buckets", *cols] if c not in df]
     if missing:

@@ -17,7 +17,9 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from gpuviz.categories import CATEGORIES, COLORS
+from gpuviz.energy.attribution import joules, meters, pareto_front, power
+from gpuviz.plot.spans import timeline
+from gpuviz.run.categories import CATEGORIES, COLORS
 
 __all__ = ["energy_breakdown", "pareto", "power_timeline", "energy_per_sample"]
 
@@ -31,12 +33,12 @@ def _kind(estimated: bool) -> str:
 
 
 def energy_breakdown(run, *, title: str | None = None) -> go.Figure:
-    """Joules per rank, stacked by category (:meth:`Run.energy` ``"category"``); hatched
+    """Joules per rank, stacked by category (:func:`gpuviz.energy.attribution.joules` ``"category"``); hatched
     when the joules are estimated. Hover: joules, seconds, mean watts, share of the rank.
 
     >>> fig = energy_breakdown(run)                                # doctest: +SKIP
     """
-    df = run.energy("category")
+    df = joules(run, "category")
     estimated = bool(df["estimated"].any())
     totals = df.groupby("rank")["joules"].sum()
     fig = go.Figure()
@@ -67,7 +69,7 @@ def energy_breakdown(run, *, title: str | None = None) -> go.Figure:
 
 
 def energy_per_sample(df: pd.DataFrame, *, x: str = "ranks", title: str | None = None) -> go.Figure:
-    """Joules per sample of each configuration (:func:`gpuviz.attribution.config_energy`)
+    """Joules per sample of each configuration (:func:`gpuviz.energy.attribution.config_energy`)
     against ``x`` (a column: ``ranks``, ``batch``, ``precision``...), one bar each; hatched
     when estimated; the samples per second in the hover.
 
@@ -75,7 +77,7 @@ def energy_per_sample(df: pd.DataFrame, *, x: str = "ranks", title: str | None =
     """
     for col in (x, "joules_per_sample", "estimated"):
         if col not in df:
-            raise ValueError(f"df has no column {col!r}: pass gpuviz.attribution.config_energy(run)")
+            raise ValueError(f"df has no column {col!r}: pass gpuviz.energy.attribution.config_energy(run)")
     estimated = bool(df["estimated"].any())
     labels = [str(v) for v in df[x]]
     hover = [f"{x} = {v}<br>{j * 1e3:.4g} mJ per sample<br>{s:.4g} samples/s<br>step {t * 1e3:.3g} ms"
@@ -97,11 +99,10 @@ def pareto(df: pd.DataFrame, *, x: str = "step_s", y: str = "joules_per_sample",
     """Time against energy, one point per configuration, the Pareto frontier (no other point
     is both faster and cheaper) joined and marked. Estimated points are hollow.
 
-    ``df``: e.g. :func:`gpuviz.attribution.config_energy`; ``label``: a column naming points.
+    ``df``: e.g. :func:`gpuviz.energy.attribution.config_energy`; ``label``: a column naming points.
 
     >>> fig = pareto(config_energy(run), label="tag")            # doctest: +SKIP
     """
-    from gpuviz.attribution import pareto_front
 
     front = pareto_front(df, x, y)
     if label is not None and label not in df:
@@ -140,11 +141,8 @@ def power_timeline(run, *, ranks=None, steps=None, title: str | None = None) -> 
 
     >>> fig = power_timeline(run, steps=range(2, 5))              # doctest: +SKIP
     """
-    from gpuviz.attribution import meters
-    from gpuviz.plot.spans import timeline
-
     tl = timeline(run, ranks=ranks, steps=steps)
-    pw = run.power()
+    pw = power(run)
     if pw.empty:
         raise ValueError(f"run={run.path}: no power was recorded (energy='off')")
     drawn = [int(t.split()[1]) for t in tl.layout.yaxis.ticktext]

@@ -1,6 +1,6 @@
 """Figures of hardware: the bandwidth ladder and a server's GPU-to-GPU links.
 
->>> from gpuviz import hardware
+>>> from gpuviz.sharing import hardware
 >>> fig = hardware_ladder(measured=1.2e9, grad_bytes=4 * 124e6)   # GPT-2 small, fp32
 >>> fig = topology(hardware.parse_topology(hardware.recorded_topology()))
 """
@@ -14,9 +14,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from gpuviz import hardware
-from gpuviz.model import ring_allreduce_seconds
+from gpuviz.plan.prediction import ring_allreduce_seconds
 from gpuviz.plot.units import duration
+from gpuviz.sharing import hardware
 
 __all__ = ["hardware_ladder", "topology"]
 
@@ -30,12 +30,12 @@ def hardware_ladder(measured=None, grad_bytes: float | None = None, *, world: in
                     links=None, title: str | None = None) -> go.Figure:
     """The hardware ladder: bandwidth of memory and links, one bar each, on a log scale.
 
-    Published peaks (:data:`gpuviz.hardware.CATALOGUE`, each with its source in the hover)
+    Published peaks (:data:`gpuviz.sharing.hardware.CATALOGUE`, each with its source in the hover)
     are solid bars coloured by kind; ``measured`` rungs (a busbw in bytes/s, a
-    :func:`gpuviz.hardware.measured_rung`, or a list) are hatched, outlined and labelled
+    :func:`gpuviz.sharing.hardware.measured_rung`, or a list) are hatched, outlined and labelled
     "measured on this machine". With ``grad_bytes``, a second panel estimates the time to
     all-reduce that many bytes of gradients on ``world`` ranks over each link with a ring
-    (:func:`gpuviz.model.ring_allreduce_seconds`; a lower bound on a peak number).
+    (:func:`gpuviz.plan.prediction.ring_allreduce_seconds`; a lower bound on a peak number).
     ``links`` picks rungs by name.
 
     >>> fig = hardware_ladder()
@@ -134,10 +134,10 @@ def _time_bars(fig, df, ylab, grad_bytes, world):
 def topology(matrix, *, title: str | None = None, source: str | None = None) -> go.Figure:
     """GPU-to-GPU links as a heatmap: each cell the ``nvidia-smi topo -m`` code, coloured
     from fastest (NV#: NVLink) to slowest (SYS: across CPU sockets), with the command's
-    own legend below. ``matrix`` is :func:`gpuviz.hardware.parse_topology`'s DataFrame (or
+    own legend below. ``matrix`` is :func:`gpuviz.sharing.hardware.parse_topology`'s DataFrame (or
     the command's text); ``source`` is printed under the title.
 
-    >>> from gpuviz import hardware
+    >>> from gpuviz.sharing import hardware
     >>> text = hardware.gpu_topology() or hardware.recorded_topology()
     >>> fig = topology(hardware.parse_topology(text))
     """
@@ -147,7 +147,7 @@ def topology(matrix, *, title: str | None = None, source: str | None = None) -> 
         matrix = hardware.parse_topology(matrix)
     if not isinstance(matrix, pd.DataFrame) or matrix.empty or matrix.shape[0] != matrix.shape[1]:
         raise ValueError("matrix: give the square DataFrame of link codes from "
-                         "gpuviz.hardware.parse_topology (or nvidia-smi topo -m's text)")
+                         "gpuviz.sharing.hardware.parse_topology (or nvidia-smi topo -m's text)")
     codes = list(hardware.TOPOLOGY_CODES)
     colors = ["#D73027", "#FC8D59", "#FEE08B", "#D9EF8B", "#91CF60", "#1A9850", "#E8E8E8"]
     k = len(colors)                                    # slowest (SYS) at the bottom, self on top

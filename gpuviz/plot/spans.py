@@ -1,7 +1,7 @@
-"""Figures of a :class:`~gpuviz.runs.Run`'s time: the timeline and the breakdown per rank.
+"""Figures of a :class:`~gpuviz.run.load.Run`'s time: the timeline and the breakdown per rank.
 
 Like plotly.express: the run comes first, roles are keywords, nothing is shown for you.
-Colours are :data:`gpuviz.categories.COLORS`, the same in every figure.
+Colours are :data:`gpuviz.run.categories.COLORS`, the same in every figure.
 
 >>> import gpuviz
 >>> run = gpuviz.launch("gpuviz.workloads.mlp:train", nproc=4)   # doctest: +SKIP
@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from gpuviz.categories import CATEGORIES, COLORS
 from gpuviz.plot.units import binary_bytes as _bytes
 from gpuviz.plot.units import duration as _dur
+from gpuviz.run.categories import CATEGORIES, COLORS
 
 __all__ = ["timeline", "breakdown"]
 
@@ -340,7 +340,7 @@ def _spans(run) -> pd.DataFrame:
     sp = getattr(run, "spans", None)
     if sp is None or sp.empty:
         raise ValueError(f"run={getattr(run, 'path', run)!s}: it holds no spans to draw; did the "
-                         "workload call gpuviz.trace.span (or was it stopped before its first step)?")
+                         "workload call gpuviz.run.trace.span (or was it stopped before its first step)?")
     return sp
 
 

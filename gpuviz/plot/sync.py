@@ -1,7 +1,8 @@
 """Synchronisation figures: waiting against the number of ranks, stragglers on the
 timeline, and relaxed synchronisation (loss against time and steps, comm per step).
 
->>> from gpuviz import stragglers, relaxed, plot
+>>> from gpuviz import plot
+>>> from gpuviz.sync import stragglers, relaxed
 >>> plot.waiting_vs_ranks(stragglers.waiting_vs_ranks())                   # doctest: +SKIP
 >>> plot.stragglers(run, steps=range(10, 20))                               # doctest: +SKIP
 >>> plot.relaxed_sync(relaxed.compare_sync())                               # doctest: +SKIP
@@ -16,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from gpuviz.categories import COLORS
+from gpuviz.run.categories import COLORS
 
 __all__ = ["waiting_vs_ranks", "stragglers", "relaxed_sync"]
 
@@ -37,8 +38,8 @@ def waiting_vs_ranks(df: pd.DataFrame, *, title: str | None = None) -> go.Figure
     (dashed, drawn to twice the largest rank count), the wait the drawn delays imply
     (open diamonds) and the barrier's own cost (the floor, dotted).
 
-    ``df`` is :func:`gpuviz.stragglers.waiting_vs_ranks`' table (or
-    :func:`~gpuviz.stragglers.wait_summary` rows put together).
+    ``df`` is :func:`gpuviz.sync.stragglers.waiting_vs_ranks`' table (or
+    :func:`~gpuviz.sync.stragglers.wait_summary` rows put together).
 
     >>> spec = {"kind": "jitter", "dist": "exponential", "mean_s": 0.01, "ranks": None, "seed": 0}
     >>> df = pd.DataFrame({"nproc": [2, 4], "steps": [100, 100], "wait_ms": [6.0, 12.0],
@@ -48,10 +49,10 @@ def waiting_vs_ranks(df: pd.DataFrame, *, title: str | None = None) -> go.Figure
     >>> [t.name for t in waiting_vs_ranks(df).data][:2]
     ['measured: mean wait for the others', 'predicted: E[max of N] - E[X] (order statistics)']
     """
-    from gpuviz.stragglers import expected_wait
+    from gpuviz.sync.order_stats import expected_wait
 
     need = ["nproc", "waited_ms", "predicted_ms", "spec"]
-    _check(df, "df", need, "gpuviz.stragglers.waiting_vs_ranks()")
+    _check(df, "df", need, "gpuviz.sync.stragglers.waiting_vs_ranks()")
     d = df.sort_values("nproc")
     spec = d["spec"].iloc[0]
     n_max = int(d["nproc"].max())
@@ -103,13 +104,13 @@ def waiting_vs_ranks(df: pd.DataFrame, *, title: str | None = None) -> go.Figure
 def stragglers(run, *, ranks=None, steps=None, title: str | None = None) -> go.Figure:
     """:func:`gpuviz.plot.timeline` of ``run`` with the slowest rank of each step marked:
     a red triangle where the last rank arrived at the collective; hover says how long
-    the others waited for it (:func:`gpuviz.stragglers.stragglers`). Injected delays
-    (:mod:`gpuviz.inject`, sleeps traced as compute) are hatched.
+    the others waited for it (:func:`gpuviz.sync.stragglers.stragglers`). Injected delays
+    (:mod:`gpuviz.sync.inject`, sleeps traced as compute) are hatched.
 
     >>> fig = stragglers(run, steps=range(5, 15))                  # doctest: +SKIP
     """
     from gpuviz.plot.spans import timeline
-    from gpuviz.stragglers import stragglers as find
+    from gpuviz.sync.stragglers import stragglers as find
 
     fig = timeline(run, ranks=ranks, steps=steps,
                    title=title or f"Stragglers in {run.path.name}: the last rank to arrive, step by step")
@@ -141,7 +142,7 @@ def stragglers(run, *, ranks=None, steps=None, title: str | None = None) -> go.F
 
 
 def relaxed_sync(df: pd.DataFrame, *, title: str | None = None) -> go.Figure:
-    """Three panels from :func:`gpuviz.relaxed.compare_sync`'s table: the held-out loss
+    """Three panels from :func:`gpuviz.sync.relaxed.compare_sync`'s table: the held-out loss
     against training time and against steps, one line per mode, and each mode's time per
     step split into computing, waiting and communicating. Sync's line is drawn wider, so
     that a mode which follows it step for step (local SGD often does) leaves it visible.
@@ -155,7 +156,7 @@ def relaxed_sync(df: pd.DataFrame, *, title: str | None = None) -> go.Figure:
     ['held-out loss against training time', 'held-out loss against steps']
     """
     _check(df, "df", ["mode", "step", "wall_s", "loss", "comm_s", "wait_s", "step_s"],
-           "gpuviz.relaxed.compare_sync()")
+           "gpuviz.sync.relaxed.compare_sync()")
     fig = make_subplots(rows=1, cols=3, column_widths=[0.37, 0.37, 0.26], horizontal_spacing=0.07,
                         subplot_titles=("held-out loss against training time",
                                         "held-out loss against steps", "time per step"))

@@ -33,3 +33,13 @@ def duration(seconds: float) -> str:
     if seconds < 0.9995:
         return f"{seconds * 1e3:.3g} ms"
     return f"{seconds:.3g} s" if seconds < 999.5 else f"{seconds:,.0f} s"
+
+
+def check_df(df, name: str, cols: list[str], source: str) -> None:
+    """A ValueError unless ``df`` is a non-empty DataFrame with ``cols`` (made by ``source``)."""
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame) or df.empty:
+        raise ValueError(f"{name}: give a non-empty DataFrame ({source})")
+    if missing := [c for c in cols if c not in df]:
+        raise ValueError(f"{name}: missing columns {missing}; pass {source}(...)")

@@ -7,12 +7,12 @@ rest of ``backward``. Small buckets start early but pay one latency term each; o
 bucket pays it once but waits for the whole backward. This workload measures both ends.
 
 For each bucket size the same initial weights (a deep copy) are wrapped in a fresh DDP
-with :func:`gpuviz.trace.ddp_comm_hook`, so every bucket's all-reduce is a ``comm`` span
+with :func:`gpuviz.run.trace.ddp_comm_hook`, so every bucket's all-reduce is a ``comm`` span
 on the comm lane (``bytes``, ``bucket``). Main-lane spans are ``forward``, ``backward``
 (which, under DDP, returns only once every bucket is reduced), inside it ``wait for
 gradient buckets`` (from the last gradient computed to the end of backward: the exposed
 communication), and ``optimizer step``. Every step's ``step_end`` carries ``bucket_mb``
-and ``warmup``; :func:`gpuviz.bucketing.bucket_sweep` splits the run with them.
+and ``warmup``; :func:`gpuviz.sharing.bucketing.bucket_sweep` splits the run with them.
 
 What torch 2.13 does with ``bucket_cap_mb`` (torch/nn/parallel/distributed.py,
 ``_BucketCapacityConfig``): "MB" is MiB (2**20 bytes). The small first bucket
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 
-# torch is imported inside sweep(): the analysis (gpuviz.bucketing) imports this module's
+# torch is imported inside sweep(): the analysis (gpuviz.sharing.bucketing) imports this module's
 # pure helpers without paying for torch.
 
 #: The sweep of the lab: 0.1 MB to 100 MB, about 3x apart.
@@ -69,7 +69,7 @@ def gradient_bytes(width: int = 256, layers: int = 152) -> list[int]:
     """Bytes of each fp32 gradient of the sweep's model, in the order backward makes them
     (last layer first; within a layer the bias before the weight).
 
-    Pass it as ``tensor_bytes`` to :func:`gpuviz.bucketing.predict_bucket_sweep`.
+    Pass it as ``tensor_bytes`` to :func:`gpuviz.sharing.bucketing.predict_bucket_sweep`.
 
     >>> sum(gradient_bytes(width=256, layers=152)) / 1e6
     40.002564
@@ -95,7 +95,7 @@ def sweep(bucket_mb=BUCKET_MB, steps: int = 3, warmup: int = 1, width: int = 256
     import torch.distributed as dist
     from torch import nn
 
-    from gpuviz import trace
+    from gpuviz.run import trace
     from gpuviz.workloads.mlp import make_mlp, synthetic_regression
 
     sizes = check_bucket_mb(bucket_mb)

@@ -1,11 +1,11 @@
-"""The worker of :func:`gpuviz.bench.collectives`: time collectives on every rank.
+"""The worker of :func:`gpuviz.sharing.bench.collectives`: time collectives on every rank.
 
 Each timed call is one ``comm`` span (name = the op, ``bytes`` = S as nccl-tests defines
 it, ``world``), after a barrier traced as ``idle``; each (world, op, size) block is one
 step. Rank 0 appends one JSON line per block to ``bench.jsonl`` in the run directory.
 
     gpuviz bench collectives --ops all_reduce --nproc 2,4
-    torchrun --standalone --nproc-per-node 4 -m gpuviz.worker gpuviz.workloads.collectives:bench \\
+    torchrun --standalone --nproc-per-node 4 -m gpuviz.run.worker gpuviz.workloads.collectives:bench \\
         --run-dir runs/bench --kwargs '{"plan": [{"op": "all_reduce", "world": 4, "bytes": 4096}]}'
 """
 
@@ -19,7 +19,7 @@ from contextlib import nullcontext
 import torch
 import torch.distributed as dist
 
-from gpuviz import trace
+from gpuviz.run import trace
 
 RESULT_FILE = "bench.jsonl"
 UNSUPPORTED_FILE = "unsupported.json"
@@ -31,7 +31,7 @@ def make_op(op: str, nbytes: int, dtype: torch.dtype, group=None,
 
     S follows nccl-tests: the buffer for all_reduce, broadcast and reduce; the gathered
     output of all_gather; the input of reduce_scatter; each rank's whole send buffer of
-    all_to_all. ``nbytes`` must divide evenly (:func:`gpuviz.bench.collectives` pads).
+    all_to_all. ``nbytes`` must divide evenly (:func:`gpuviz.sharing.bench.collectives` pads).
 
     >>> fn = make_op("all_reduce", 4096, torch.float32)  # doctest: +SKIP
     """

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from gpuviz import trace
 from gpuviz.parallel.strategy import SingleProcess, adam, local_batch
+from gpuviz.run import trace
 from gpuviz.workloads.gpt import GPT, GPTConfig, TokenData, lm_loss
 
 #: The exercise's model: small, so the check takes seconds.

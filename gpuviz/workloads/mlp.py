@@ -4,14 +4,14 @@ Every rank trains on its own shard of the same generated data and averages gradi
 with the others, traced step by step (data, forward, backward, comm, optimizer). With
 ``checkpoint_every=k`` it saves model and optimizer every k steps and, started again in
 the same run directory (an elastic restart), resumes from the last save
-(:mod:`gpuviz.checkpoint`); step k's data is the same in every attempt.
+(:mod:`gpuviz.sync.checkpoint`); step k's data is the same in every attempt.
 
     gpuviz run gpuviz.workloads.mlp:train --nproc 4
-    torchrun --standalone --nproc-per-node 4 -m gpuviz.worker gpuviz.workloads.mlp:train --run-dir runs/mlp
+    torchrun --standalone --nproc-per-node 4 -m gpuviz.run.worker gpuviz.workloads.mlp:train --run-dir runs/mlp
 
 >>> import gpuviz
 >>> run = gpuviz.launch("gpuviz.workloads.mlp:train", nproc=2, args={"steps": 3})  # doctest: +SKIP
->>> from gpuviz.inject import fail_at
+>>> from gpuviz.sync.inject import fail_at
 >>> run = gpuviz.launch("gpuviz.workloads.mlp:train", nproc=2, max_restarts=1,
 ...                     args={"steps": 8, "checkpoint_every": 2},
 ...                     inject=[fail_at(1, 5)])                               # doctest: +SKIP
@@ -25,7 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from gpuviz import checkpoint, trace
+from gpuviz.run import trace
+from gpuviz.sync import checkpoint
 
 
 def synthetic_regression(n: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,7 +75,7 @@ def train(steps: int = 20, batch: int = 256, dim: int = 64, hidden: int = 256, l
     ``batch`` is the global batch, split evenly over ranks. ``ddp=False`` averages
     gradients with one flat all-reduce after backward (a wait, then the transfer);
     ``ddp=True`` uses DistributedDataParallel, whose buckets all-reduce during backward
-    (traced by :func:`gpuviz.trace.ddp_comm_hook`). The optimizer is SGD with ``momentum``.
+    (traced by :func:`gpuviz.run.trace.ddp_comm_hook`). The optimizer is SGD with ``momentum``.
 
     ``checkpoint_every=k`` (> 0) saves model and optimizer after every k-th step and, first
     of all, resumes from the latest checkpoint of the run directory if there is one (then

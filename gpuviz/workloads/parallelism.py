@@ -5,7 +5,7 @@ the named strategy (:mod:`gpuviz.parallel`; each follows the contract of
 :mod:`gpuviz.parallel.strategy`) and trains it on the global batch of each step
 (:class:`~gpuviz.workloads.gpt.TokenData`, a ``load batch`` data span). Every step's
 ``step_end`` carries ``strategy``, ``loss``, ``warmup``, ``tokens`` and the strategy's
-``memory()`` (bytes by kind on this rank), so :mod:`gpuviz.scaling` reads everything
+``memory()`` (bytes by kind on this rank), so :mod:`gpuviz.parallel.scaling` reads everything
 back from the trace.
 
 :func:`sweep` runs several configurations one after the other in one job (a job costs
@@ -14,7 +14,7 @@ others wait (an ``idle`` span) and emit the same steps tagged ``member=False``, 
 numbers stay aligned across ranks.
 
     gpuviz run gpuviz.workloads.parallelism:train --nproc 2
-    torchrun --standalone --nproc-per-node 4 -m gpuviz.worker gpuviz.workloads.parallelism:train \\
+    torchrun --standalone --nproc-per-node 4 -m gpuviz.run.worker gpuviz.workloads.parallelism:train \\
         --run-dir runs/zero3 --kwargs '{"strategy": "zero3"}'
 
 >>> import gpuviz
@@ -188,7 +188,7 @@ def sweep(configs: list[dict], seed: int = 0, model: dict | None = None, lr: flo
     import torch
     import torch.distributed as dist
 
-    from gpuviz import trace
+    from gpuviz.run import trace
     from gpuviz.workloads.gpt import GPT, TokenData
 
     world, rank = dist.get_world_size(), dist.get_rank()

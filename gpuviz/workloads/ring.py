@@ -5,7 +5,7 @@ beside torch's own all-reduce of the same tensor; ``check`` compares the ring wi
 ``torch.distributed.all_reduce`` on many sizes, dtypes and process groups.
 
     gpuviz run gpuviz.workloads.ring:main --nproc 4
-    torchrun --standalone --nproc-per-node 4 -m gpuviz.worker gpuviz.workloads.ring:main --run-dir runs/ring
+    torchrun --standalone --nproc-per-node 4 -m gpuviz.run.worker gpuviz.workloads.ring:main --run-dir runs/ring
 
 >>> import gpuviz
 >>> run = gpuviz.launch("gpuviz.workloads.ring:main", nproc=4, args={"numel": 100_000})  # doctest: +SKIP
@@ -19,8 +19,8 @@ import json
 import torch
 import torch.distributed as dist
 
-from gpuviz import trace
 from gpuviz.parallel.ring import naive_all_reduce, ring_all_reduce
+from gpuviz.run import trace
 
 
 def main(numel: int = 1_000_000, steps: int = 3, compare: bool = True, naive: bool = False) -> float:

@@ -2,8 +2,8 @@
 
 ``jittered_steps`` does a little real compute, then waits for the others (a traced
 barrier) and all-reduces a small tensor, every step: with random delays injected by
-:mod:`gpuviz.inject`, the waits measure the order statistics of
-:mod:`gpuviz.stragglers`.
+:mod:`gpuviz.sync.inject`, the waits measure the order statistics of
+:mod:`gpuviz.sync.stragglers`.
 
 ``train`` trains the MLP of :mod:`gpuviz.workloads.mlp` with one of three
 synchronisation schemes; every step is one micro-batch of ``batch`` samples (split
@@ -20,10 +20,10 @@ it communicates:
 ``compare`` runs several modes one after another in one job (saving a start-up each).
 
     gpuviz run gpuviz.workloads.sync:train --nproc 2
-    torchrun --standalone --nproc-per-node 2 -m gpuviz.worker gpuviz.workloads.sync:compare --run-dir runs/sync
+    torchrun --standalone --nproc-per-node 2 -m gpuviz.run.worker gpuviz.workloads.sync:compare --run-dir runs/sync
 
 >>> import gpuviz
->>> from gpuviz import inject
+>>> from gpuviz.sync import inject
 >>> run = gpuviz.launch("gpuviz.workloads.sync:jittered_steps", nproc=4, args={"steps": 50},
 ...                     inject=[inject.jitter("exponential", mean_s=0.01)])   # doctest: +SKIP
 >>> run = gpuviz.launch("gpuviz.workloads.sync:train", nproc=2,
@@ -42,7 +42,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from gpuviz import trace
+from gpuviz.run import trace
 from gpuviz.workloads.mlp import make_mlp, synthetic_regression
 
 MODES = ("sync", "accumulate", "local_sgd")

@@ -7,12 +7,13 @@ my_guess = "more"
 
 def joules_per_sample(run, config):
     """All member ranks' joules of each measured step, median over steps, over the batch."""
-    from gpuviz.scaling import step_table
+    from gpuviz.energy.attribution import joules
+    from gpuviz.parallel.scaling import step_table
 
     steps = step_table(run)
     steps = steps[(steps["config"] == config) & ~steps["warmup"].astype(bool)]
-    joules = run.energy("step").merge(steps[["rank", "step", "batch"]], on=["rank", "step"])
-    per_step = joules.groupby("step")["joules"].sum()
+    per_rank = joules(run, "step").merge(steps[["rank", "step", "batch"]], on=["rank", "step"])
+    per_step = per_rank.groupby("step")["joules"].sum()
     return per_step.median() / steps["batch"].iloc[0]
 
 
@@ -30,7 +31,9 @@ def on_the_frontier(df):
 
 def waited_joules(run):
     """The idle category's joules, added up over every rank."""
-    cat = run.energy("category")
+    from gpuviz.energy.attribution import joules
+
+    cat = joules(run, "category")
     return cat.loc[cat["category"] == "idle", "joules"].sum()
 
 

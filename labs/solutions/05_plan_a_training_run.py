@@ -1,6 +1,6 @@
 """Solutions to Lab 05's exercises (try them yourself first)."""
 
-from gpuviz.model import Config, predict, transformer
+from gpuviz.plan import Config, predict, transformer
 
 #: Section 1: 6N FLOPs per token x 128 x 8192 tokens, over 64 GPUs at about half of the
 #: H100's 989 TFLOP/s dense bf16 peak: about 14 s (the model says a little more: it adds the
@@ -42,7 +42,7 @@ dominant = "bubble"
 
 def best_layout(model="llama3-70b", gpus=64, global_batch=128):
     """Exercise 4: try every (dp, tp, pp) with tp inside a server, every ZeRO stage and
-    recomputation, micro-batch 1; keep the fastest that fits. (gpuviz.model_search.search
+    recomputation, micro-batch 1; keep the fastest that fits. (gpuviz.plan.search.search
     does the same for every micro-batch too, with numpy, in milliseconds.)"""
     best = None
     for tp in (1, 2, 4, 8):

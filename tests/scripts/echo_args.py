@@ -4,7 +4,7 @@ import sys
 
 import torch.distributed as dist
 
-from gpuviz import trace
+from gpuviz.run import trace
 
 with trace.span("compute"):
     if dist.get_rank() == 0:

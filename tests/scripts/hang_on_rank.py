@@ -6,7 +6,7 @@ import time
 import torch
 import torch.distributed as dist
 
-from gpuviz import trace
+from gpuviz.run import trace
 
 bad_rank, bad_step = int(sys.argv[1]), int(sys.argv[2])
 x = torch.ones(1000)

@@ -4,7 +4,7 @@ import time
 
 import torch
 
-from gpuviz import trace
+from gpuviz.run import trace
 
 x = torch.ones(10)
 for _ in range(10_000):

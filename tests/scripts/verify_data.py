@@ -20,9 +20,9 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from gpuviz import trace
 from gpuviz.parallel.data import BucketDataParallel, NaiveDataParallel
 from gpuviz.parallel.strategy import SingleProcess, adam, local_batch, replica_difference
+from gpuviz.run import trace
 from gpuviz.workloads.gpt import GPT, GPTConfig, TokenData, lm_loss
 
 

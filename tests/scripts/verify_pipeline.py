@@ -18,9 +18,9 @@ import torch
 import torch.distributed as dist
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
-from gpuviz import trace
 from gpuviz.parallel.pipeline import Pipeline, Stage
 from gpuviz.parallel.strategy import SingleProcess, adam
+from gpuviz.run import trace
 from gpuviz.workloads.gpt import GPT, GPTConfig, TokenData, lm_loss
 
 ap = argparse.ArgumentParser()

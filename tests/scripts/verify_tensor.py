@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from gpuviz import trace
 from gpuviz.parallel.strategy import SingleProcess, adam, replica_difference
 from gpuviz.parallel.tensor import TensorParallel
+from gpuviz.run import trace
 from gpuviz.workloads.gpt import GPT, Attention, GPTConfig, TokenData, lm_loss
 
 

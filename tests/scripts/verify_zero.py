@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.nn.parallel import DistributedDataParallel
 
-from gpuviz import trace
 from gpuviz.parallel.strategy import (
     SingleProcess,
     local_batch,
@@ -39,6 +38,7 @@ from gpuviz.parallel.strategy import (
     tensor_bytes,
 )
 from gpuviz.parallel.zero import ZeRO
+from gpuviz.run import trace
 from gpuviz.workloads.gpt import GPT, GPTConfig, TokenData, lm_loss
 
 

@@ -1,0 +1,186 @@
+"""Search every layout of a training run for the fastest that fits, and say why it wins.
+
+:func:`search` evaluates every (dp, tp, pp, virtual pipeline stages, micro-batch, ZeRO
+stage, recomputation) combination for a GPU count at once with
+:func:`gpuviz.plan.terms.step_terms` (numpy arrays, no Python loop over layouts), so
+16,384 GPUs take well under a second. Layouts
+that do not fit in memory stay in the table, marked ``fits=False``. All modelled.
+
+>>> best = search("llama3-70b", gpus=256, global_batch=512, gpu="H100 SXM")
+>>> bool(best["fits"].iloc[0]), best.attrs["reason"].split(":")[0]
+(True, 'dp=...')
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+import gpuviz.plan.terms as terms
+from gpuviz.plan.config import Config, hardware
+from gpuviz.plan.terms import RECOMPUTE, TIME_TERMS
+from gpuviz.plan.transformer import MODELLED, transformer
+
+#: Virtual pipeline stages the search tries (1: plain 1F1B; 2 and 4: interleaved).
+VIRTUAL_STAGES = (1, 2, 4)
+
+_TERM_WORDS = {"compute": "compute", "tp_comm": "tensor-parallel communication",
+               "pp_comm": "pipeline sends", "zero3_comm": "ZeRO-3 gathers",
+               "bubble": "pipeline bubble", "dp_comm": "exposed gradient sync",
+               "optimizer": "optimizer step", "overhead": "overhead"}
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _stage_counts(virtual_stages) -> tuple[int, ...]:
+    vs = (virtual_stages,) if isinstance(virtual_stages, (int, np.integer)) else tuple(virtual_stages)
+    if not vs or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in vs):
+        raise ValueError(f"virtual_stages={virtual_stages!r}: give an integer >= 1 or a sequence of "
+                         "them, e.g. (1, 2, 4)")
+    return tuple(sorted({int(v) for v in vs}))
+
+
+def layouts(model, gpus: int, global_batch: int, gpus_per_node: int = 8, zero=(0, 1, 2, 3),
+            recompute=RECOMPUTE, micro_batches=None, virtual_stages=VIRTUAL_STAGES,
+            schedule: str = "1f1b") -> pd.DataFrame:
+    """Every valid layout: tp divides the heads and stays inside a server (tp <= gpus per
+    node), pp <= layers, dp = gpus / (tp pp), and the global batch splits into whole
+    micro-batches (powers of 2 by default) on every replica.
+
+    ``virtual_stages`` (v) > 1, the interleaved 1F1B schedule (Narayanan et al. 2021,
+    Section 2.2.2), only where Megatron-LM can run it (its README, "interleaved pipelining
+    schedule", https://github.com/NVIDIA/Megatron-LM): pp > 1, the schedule is "1f1b",
+    the micro-batches per replica are a multiple of pp, and the layers of the busiest stage,
+    ceil(layers / pp) as the model counts them, split into v chunks of whole layers, none
+    of the pp v chunks empty (pp v <= layers).
+
+    >>> t = layouts("gpt3-175b", gpus=8, global_batch=8, zero=(0,), recompute=("none",))
+    >>> t[["dp", "tp", "pp"]].drop_duplicates().shape[0]
+    10
+    >>> sorted(set(t.loc[t["pp"] == 1, "virtual_stages"])), sorted(set(t["virtual_stages"]))
+    ([1], [1, 2, 4])
+    """
+    spec = transformer(model)
+    vs = _stage_counts(virtual_stages)
+    rows = []
+    for tp in _divisors(gpus):
+        if spec.heads % tp or tp > gpus_per_node:
+            continue
+        for pp in _divisors(gpus // tp):
+            if pp > spec.layers:
+                continue
+            dp = gpus // (tp * pp)
+            if global_batch % dp:
+                continue
+            per = global_batch // dp
+            stage_layers = -(-spec.layers // pp)
+            for m in (micro_batches or [2**k for k in range(12)]):
+                if m > per or per % m:
+                    continue
+                rows += [(dp, tp, pp, m, v) for v in vs if v == 1 or (
+                    pp > 1 and schedule == "1f1b" and (per // m) % pp == 0 and stage_layers % v == 0
+                    and pp * v <= spec.layers)]
+    cols = ["dp", "tp", "pp", "micro_batch", "virtual_stages"]
+    if not rows:
+        return pd.DataFrame(columns=[*cols, "zero", "recompute"])
+    base = pd.DataFrame(rows, columns=cols)
+    extra = pd.DataFrame(list(itertools.product(zero, recompute)), columns=["zero", "recompute"])
+    return base.merge(extra, how="cross")
+
+
+def search(model, gpus: int, global_batch: int, gpu="H100 SXM", inter_link="ib-ndr",
+           gpus_per_node: int = 8, precision: str = "bf16", zero=(0, 1, 2, 3),
+           recompute=RECOMPUTE, micro_batches=None, virtual_stages=VIRTUAL_STAGES,
+           **config) -> pd.DataFrame:
+    """Every layout of ``model`` on ``gpus`` GPUs, fastest fitting first.
+
+    Columns: dp, tp, pp, micro_batch, virtual_stages, zero, recompute, step_s, tokens_per_s, mfu,
+    tflops_per_gpu, memory_GB, fits, dominant, each time term (s) and ``kind``. Rows:
+    layouts that fit, by tokens/s, then those that do not. ``attrs``: ``reason`` (why the
+    winner beats the runner-up, the best layout with another dp, tp, pp), ``best`` (its
+    :class:`gpuviz.plan.prediction.Config`), ``capacity_GB``. Other keyword arguments go to every
+    :class:`~gpuviz.plan.prediction.Config` (e.g. ``intra_link``, ``efficiency``, ``schedule``).
+    ``virtual_stages``: the interleaved schedules to try where :func:`layouts` allows them
+    (an integer or a sequence; 1 alone: plain 1F1B only).
+
+    Raises ValueError if no layout fits in memory (the message names the smallest).
+    """
+    # the model, hardware and settings, checked once (a one-GPU layout; search sets the rest)
+    proto = Config(transformer(model), gpus=1, global_batch=global_batch, gpu=gpu,
+                   inter_link=inter_link, gpus_per_node=gpus_per_node, precision=precision,
+                   **config)
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
+        raise ValueError(f"gpus={gpus!r}: must be an integer >= 1")
+    table = layouts(proto.model, gpus, global_batch, gpus_per_node, zero, recompute, micro_batches,
+                    virtual_stages, proto.schedule)
+    if table.empty:
+        raise ValueError(f"gpus={gpus}, global_batch={global_batch}: no valid layout (tp must divide "
+                         f"heads={proto.model.heads}, pp <= layers, the batch must split over dp)")
+    hw = hardware(proto)
+    eff = hw["efficiency"]
+    rc = table["recompute"].map(RECOMPUTE.index).to_numpy()
+    t = terms.step_terms(
+        proto.model.spec(), hw, dp=table["dp"].to_numpy(), tp=table["tp"].to_numpy(),
+        pp=table["pp"].to_numpy(), micro_batch=table["micro_batch"].to_numpy(),
+        global_batch=global_batch, zero=table["zero"].to_numpy(), recompute=rc,
+        precision=precision, gpus_per_node=gpus_per_node, virtual_stages=table["virtual_stages"].to_numpy(),
+        schedule=proto.schedule, bucket_bytes=proto.bucket_mb * 2**20, overlap=eff.overlap,
+        compute_efficiency=eff.compute, overhead_s=eff.overhead_s,
+        sequence_parallel=proto.sequence_parallel, launch_s=eff.launch_s,
+        data_s_per_sequence=eff.data_s_per_sequence, sync_s=eff.sync_s)
+    n = len(table)
+    for k in ("step_s", "tokens_per_s", "mfu", "tflops_per_gpu", *TIME_TERMS):
+        table[k] = np.broadcast_to(t[k], n)
+    table["memory_GB"] = t["memory_bytes"] / 1e9
+    table["fits"] = t["memory_bytes"] <= hw["memory_bytes"]
+    stacked = np.stack([table[k].to_numpy() for k in TIME_TERMS])
+    table["dominant"] = np.array(TIME_TERMS)[stacked.argmax(axis=0)]
+    table["kind"] = MODELLED
+    if not table["fits"].any():
+        low = table.loc[table["memory_GB"].idxmin()]
+        raise ValueError(
+            f"model {proto.model.name} fits nowhere on gpus={gpus} x {hw['name']} "
+            f"({hw['memory_bytes'] / 1e9:.0f} GB each): the smallest layout needs "
+            f"{low['memory_GB']:.1f} GB per GPU (dp={low['dp']}, tp={low['tp']}, pp={low['pp']}, "
+            f"zero={low['zero']}, recompute={low['recompute']}); use more GPUs or larger ones")
+    table = table.sort_values(["fits", "tokens_per_s"], ascending=[False, False], kind="stable")
+    table = table.reset_index(drop=True)
+    table.attrs["capacity_GB"] = hw["memory_bytes"] / 1e9
+    table.attrs["best"] = _config(proto, table.iloc[0])
+    table.attrs["reason"] = reason(table)
+    return table
+
+
+def _config(proto: Config, row) -> Config:
+    return proto.replace(gpus=int(row["dp"] * row["tp"] * row["pp"]), dp=int(row["dp"]), tp=int(row["tp"]), pp=int(row["pp"]),
+                         micro_batch=int(row["micro_batch"]), zero=int(row["zero"]),
+                         recompute=row["recompute"], virtual_stages=int(row["virtual_stages"]))
+
+
+def _name(row) -> str:
+    v = int(row.get("virtual_stages", 1))
+    return (f"dp={row['dp']} tp={row['tp']} pp={row['pp']}{f' v={v}' if v > 1 else ''} "
+            f"mb={row['micro_batch']} zero={row['zero']} recompute={row['recompute']}")
+
+
+def reason(table: pd.DataFrame) -> str:
+    """Why the first row of a :func:`search` table wins: the term in which it gains most
+    over the runner-up (the best fitting layout with another dp, tp, pp), and the term
+    that dominates its own step."""
+    fit = table[table["fits"]]
+    win = fit.iloc[0]
+    others = fit[(fit["dp"] != win["dp"]) | (fit["tp"] != win["tp"]) | (fit["pp"] != win["pp"])]
+    own = (f"its step is {win['step_s']:.3g} s, mostly {_TERM_WORDS[win['dominant']]} "
+           f"({win[win['dominant']] / win['step_s']:.0%})")
+    if others.empty:
+        return f"{_name(win)}: the only layout that fits; {own} (modelled)"
+    run = others.iloc[0]
+    gains = {k: run[k] - win[k] for k in TIME_TERMS}
+    k = max(gains, key=gains.get)
+    return (f"{_name(win)}: {run['step_s'] / win['step_s']:.2f}x faster than the runner-up "
+            f"{_name(run)}, mostly by less {_TERM_WORDS[k]} ({gains[k]:.3g} s less per step); "
+            f"{own} (modelled)")

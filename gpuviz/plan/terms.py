@@ -1,0 +1,186 @@
+"""The cluster model's arithmetic: every term of one training step, vectorised with numpy.
+
+One function, :func:`step_terms`, computes the time, memory and FLOPs of a training step
+for one layout or for arrays of layouts at once (``dp``, ``tp``, ``pp``, ``micro_batch``,
+``zero``, ``recompute`` may be numpy arrays of one shape), so :func:`gpuviz.plan.prediction.predict`
+(one layout) and :func:`gpuviz.plan.search.search` (thousands) share every formula.
+Everything here is modelled, not measured. The formulas and where they come from:
+
+- FLOPs per token: forward ``2 x`` (weights of each matmul) ``+ 4 s h`` per layer for
+  the attention scores and their weighted sum, ``+ 2 V h`` for the logits; training is
+  3 forward passes' worth (Kaplan et al. 2020, "Scaling Laws for Neural Language Models",
+  C = 6N; Narayanan et al. 2021, "Efficient Large-Scale Language Model Training on GPU
+  Clusters", SC21, eq. 3, which adds the attention term and, with full recomputation,
+  a fourth forward pass of the layers).
+- Memory: model state per ZeRO stage (Rajbhandari et al. 2020, "ZeRO", Figure 1);
+  activations per layer ``s b h (34 / t + 5 a s / (h t))`` bytes with tensor and sequence
+  parallelism, ``34 s b h / t`` with selective recomputation and ``2 s b h / t`` with full
+  recomputation (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
+  Transformer Models", Table 2), for 16-bit activations; 1F1B keeps ``min(m, p)``
+  micro-batches in flight on the first stage, GPipe all ``m``.
+- Communication: ring all-reduce ``2 (k-1) alpha + 2 (k-1)/k n / B`` (Thakur et al.
+  2005), hierarchical: a ring inside each server, then a ring between servers over each
+  GPU's own NIC carrying ``n / k``; tensor parallelism: 2 all-reduces of the layer's
+  activations forward and 2 backward per layer (Shoeybi et al. 2019, Megatron-LM), 2 more
+  with full recomputation; pipeline: one send forward and one backward per micro-batch,
+  split over the ``t`` tensor ranks (Narayanan et al. 2021, scatter/gather);
+  ZeRO-3 gathers the parameters forward and backward and reduce-scatters the gradients
+  for every micro-batch.
+- Pipeline bubble ``(p-1)/v`` micro-batch times out of ``m + (p-1)/v`` (GPipe, Huang et
+  al. 2019; the interleaved schedule's ``v`` virtual stages, Narayanan et al. 2021).
+- Overlap: a fraction ``overlap`` of the backward pass of the last micro-batch hides
+  the data-parallel gradient reduction; of each micro-batch's compute, ZeRO-3's gathers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Bytes per parameter of (weights, gradients, optimizer state) and per activation value.
+#: bf16: mixed precision Adam as in ZeRO's Figure 1 (16-bit weights and gradients; fp32
+#: master weights and two moments, 12 bytes); fp32: our CPU strategies' float32 Adam.
+PRECISIONS = {"bf16": (2, 2, 12, 2), "fp32": (4, 4, 8, 4)}
+RECOMPUTE = ("none", "selective", "full")
+#: The terms of a step, in the order the breakdown stacks them; they add up to step_s.
+TIME_TERMS = ("compute", "tp_comm", "pp_comm", "zero3_comm", "bubble", "dp_comm",
+              "optimizer", "overhead")
+
+
+def ring_time(nbytes, k, bytes_per_s, alpha, messages=1, steps_factor=2.0):
+    """Ring collective over ``k`` ranks: ``steps_factor (k-1)`` steps of ``n/k`` bytes
+    each (2 for all-reduce, 1 for all-gather or reduce-scatter), ``messages`` of them
+    sharing the bytes (each pays its own latency)."""
+    k = np.asarray(k, dtype=float)
+    frac = np.where(k > 1, (k - 1) / np.maximum(k, 1), 0.0)
+    return steps_factor * (frac * nbytes / bytes_per_s + (k - 1) * alpha * messages)
+
+
+def hierarchical_time(nbytes, ranks, local, hw, steps_factor=2.0, messages=1):
+    """A ring collective over ``ranks`` members, ``local`` of them in each server: a ring
+    inside the server on the full size, then one between servers on ``n / local`` over
+    each GPU's own NIC (all ``local`` rings run at once)."""
+    local = np.minimum(local, ranks)
+    nodes = ranks / local
+    inside = ring_time(nbytes, local, hw["intra_bytes_per_s"], hw["intra_latency_s"], messages,
+                       steps_factor)
+    between = ring_time(nbytes / local, nodes, hw["inter_bytes_per_s"], hw["inter_latency_s"],
+                        messages, steps_factor)
+    return inside + between
+
+
+def step_terms(spec, hw, *, dp, tp, pp, micro_batch, global_batch, zero, recompute,
+               precision="bf16", gpus_per_node=8, virtual_stages=1, schedule="1f1b",
+               bucket_bytes=25 * 2**20, overlap=1.0, compute_efficiency=1.0,
+               overhead_s=0.0, sequence_parallel=True, launch_s=0.0,
+               data_s_per_sequence=0.0, sync_s=0.0) -> dict:
+    """Every modelled term of one training step (seconds, bytes, FLOPs) per GPU.
+
+    ``spec``: the transformer (dict with layers, hidden, heads, kv_heads, ffn, gated,
+    seq, vocab, tied); ``hw``: peak_flops, memory_bytes, memory_bytes_per_s, tdp_w,
+    intra/inter ``_bytes_per_s`` and ``_latency_s`` (already times any bandwidth
+    efficiency), ``cores`` (compute slots per server: fewer than ``gpus_per_node`` means
+    ranks share them, as CPU processes do). ``recompute``: an index into
+    :data:`RECOMPUTE` (array) or its name.
+    """
+    L, h, a = spec["layers"], spec["hidden"], spec["heads"]
+    kv_dim = spec["kv_heads"] * (h // a)
+    s, V, f = spec["seq"], spec["vocab"], spec["ffn"]
+    pb, gb, ob, ab = PRECISIONS[precision]
+    dp, tp, pp = (np.asarray(x, dtype=float) for x in (dp, tp, pp))
+    b = np.asarray(micro_batch, dtype=float)
+    zero = np.asarray(zero)
+    rc = np.asarray(RECOMPUTE.index(recompute) if isinstance(recompute, str) else recompute)
+    m = global_batch / (dp * b)                       # micro-batches per step per replica
+
+    # parameters and FLOPs (per token)
+    p_attn = 2 * h * h + 2 * h * kv_dim
+    p_mlp = (3 if spec["gated"] else 2) * h * f
+    p_layer = p_attn + p_mlp + 4 * h                   # + two LayerNorms
+    p_embed = V * h
+    n_params = L * p_layer + p_embed * (1 if spec["tied"] else 2) + 2 * h
+    f_layer = 2 * (p_attn + p_mlp) + 4 * s * h        # forward, per token
+    f_logits = 2 * V * h
+    model_flops_token = 3 * (L * f_layer + f_logits)
+    extra = np.where(rc == 2, f_layer, np.where(rc == 1, 4 * s * h, 0.0))   # recomputed, per layer
+    hw_flops_token = model_flops_token + L * extra
+
+    # the busiest pipeline stage: ceil(L/p) layers, plus the logits when it is the last
+    layers_stage = np.ceil(L / pp)
+    # ranks sharing fewer cores (CPU processes) run slower; in a pipeline only the busy
+    # fraction m / (m + (p-1)/v) of the stages competes for them
+    busy = np.where(pp > 1, m / (m + (pp - 1) / virtual_stages), 1.0)
+    share = np.maximum(1.0, gpus_per_node * busy / hw["cores"])
+    rate = hw["peak_flops"] * compute_efficiency / share
+    stage_flops_token = layers_stage * (3 * f_layer + extra) + 3 * f_logits
+    # plus a fixed cost per layer and micro-batch (kernel launches, Python dispatch)
+    t_compute_mb = b * s * stage_flops_token / tp / rate + 3 * layers_stage * launch_s * share
+
+    # tensor parallelism: all-reduces of b s h activations, per layer
+    act_bytes = b * s * h * ab
+    n_ar = np.where(rc == 2, 6, 4)
+    tp_local = np.minimum(tp, gpus_per_node)
+    t_tp_mb = np.where(tp > 1, layers_stage * n_ar * hierarchical_time(act_bytes, tp, tp_local, hw),
+                       0.0) * share
+
+    # pipeline: one send forward, one backward per micro-batch, split over the tp ranks
+    crosses = tp * dp >= gpus_per_node
+    p2p_bw = np.where(crosses, hw["inter_bytes_per_s"], hw["intra_bytes_per_s"])
+    p2p_lat = np.where(crosses, hw["inter_latency_s"], hw["intra_latency_s"])
+    t_pp_mb = np.where(pp > 1, 2 * virtual_stages * (p2p_lat + act_bytes / tp / p2p_bw), 0.0) * share
+
+    # data parallelism (hierarchical): dp peers sit tp ranks apart (Megatron's order)
+    stage_params = (layers_stage * p_layer + p_embed * np.where((pp == 1) & (not spec["tied"]), 2, 1)) / tp
+    dp_local = np.maximum(1.0, np.minimum(dp, np.floor(gpus_per_node / np.minimum(tp, gpus_per_node))))
+    units = layers_stage + 1                          # ZeRO-3 gathers layer by layer
+    z3 = zero == 3
+    t_z3_mb = np.where(z3 & (dp > 1), share * (
+        2 * hierarchical_time(stage_params * pb, dp, dp_local, hw, 1.0, units)
+        + hierarchical_time(stage_params * gb, dp, dp_local, hw, 1.0, units)), 0.0)
+    exposed_z3_mb = np.maximum(0.0, t_z3_mb - overlap * t_compute_mb)
+    buckets = np.maximum(1.0, np.ceil(stage_params * gb / bucket_bytes))
+    t_dp = np.where(~z3 & (dp > 1), share * hierarchical_time(
+        stage_params * gb, dp, dp_local, hw, 2.0, buckets), 0.0)
+    backward_window = t_compute_mb * 2 / 3
+    exposed_dp = np.maximum(0.0, t_dp - overlap * backward_window)
+
+    # the pipeline schedule
+    t_mb = t_compute_mb + t_tp_mb + t_pp_mb + exposed_z3_mb
+    bubble = np.where(pp > 1, (pp - 1) / virtual_stages * t_mb, 0.0)
+
+    # optimizer: a memory-bound pass over this GPU's shard of the model state
+    opt_params = stage_params / np.where(zero >= 1, dp, 1.0)
+    t_opt = opt_params * (2 * (pb + ob) + gb) / hw["memory_bytes_per_s"] * share
+    # a job of more than one GPU also ends each step together (the slowest GPU, the loss)
+    sync = np.where(dp * tp * pp > 1, sync_s, 0.0)
+    overhead = (overhead_s + sync + data_s_per_sequence * global_batch) * share + 0 * t_opt
+
+    terms = {"compute": m * t_compute_mb, "tp_comm": m * t_tp_mb, "pp_comm": m * t_pp_mb,
+             "zero3_comm": m * exposed_z3_mb, "bubble": bubble, "dp_comm": exposed_dp,
+             "optimizer": t_opt, "overhead": overhead}
+    step = sum(terms[k] for k in TIME_TERMS)
+
+    # memory per GPU (the busiest stage)
+    mem_params = stage_params * pb / np.where(zero >= 3, dp, 1.0)
+    mem_grads = stage_params * gb / np.where(zero >= 2, dp, 1.0)
+    mem_optim = stage_params * ob / np.where(zero >= 1, dp, 1.0)
+    base = 34 / tp if sequence_parallel else 10 + 24 / tp       # bytes / (s b h), 16-bit
+    full = 2 / tp if sequence_parallel else 2.0
+    per_layer = s * b * h * (ab / 2) * np.where(
+        rc == 2, full, np.where(rc == 1, base, base + 5 * a * s / (h * tp)))
+    in_flight = np.where(pp > 1, np.minimum(m, pp) if schedule == "1f1b" else m, 1.0)
+    logits = np.where(pp == 1, 4 * s * b * V / tp, 0.0)
+    mem_act = layers_stage * per_layer * in_flight + logits
+    mem_buffers = np.where(z3, 2 * p_layer / tp * pb, 0.0)
+
+    tokens = global_batch * s
+    gpus = dp * tp * pp
+    return {**terms, "step_s": step, "micro_batches": m, "n_params": n_params,
+            "model_flops_per_token": model_flops_token, "hw_flops_per_token": hw_flops_token,
+            "tokens": tokens, "tokens_per_s": tokens / step,
+            "tflops_per_gpu": hw_flops_token * tokens / step / gpus / 1e12,
+            "mfu": model_flops_token * tokens / step / gpus / hw["peak_flops"],
+            "mem_params": mem_params, "mem_grads": mem_grads, "mem_optimizer": mem_optim,
+            "mem_activations": mem_act, "mem_buffers": mem_buffers,
+            "memory_bytes": mem_params + mem_grads + mem_optim + mem_act + mem_buffers,
+            "energy_j": gpus * hw["tdp_w"] * step, "dp_comm_total": t_dp,
+            "zero3_comm_total": m * t_z3_mb}

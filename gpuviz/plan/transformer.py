@@ -1,0 +1,129 @@
+"""The transformer a plan trains: its shape, parameter count, and named presets.
+
+>>> t = transformer("llama3-70b")
+>>> round(t.n_params / 1e9, 1)
+70.6
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: What every figure and table says about these numbers.
+MODELLED = "modelled (analytic estimate, not a measurement)"
+
+
+def _positive_int(name: str, value, least: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name}={value!r}: must be an integer >= {least}")
+    return int(value)
+
+
+def _fraction(name: str, value, lo_open: bool = True) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value > 1 or value < 0 or (lo_open and value == 0):
+        raise ValueError(f"{name}={value!r}: must be a number in {'(0' if lo_open else '[0'}, 1]")
+    return float(value)
+
+
+# -- the transformer --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Transformer:
+    """A decoder-only transformer's sizes (every field an integer >= 1, checked)."""
+
+    layers: int
+    """Transformer blocks (L)."""
+    hidden: int
+    """Width of the residual stream (h, d_model); a multiple of ``heads``."""
+    heads: int
+    """Attention heads (a)."""
+    seq: int
+    """Tokens per sequence (s), the context length trained on."""
+    vocab: int
+    """Vocabulary size (V)."""
+    kv_heads: int | None = None
+    """Key/value heads (grouped-query attention); None: as many as ``heads``."""
+    ffn: int | None = None
+    """Hidden width of the MLP; None: 4 x hidden."""
+    gated: bool = False
+    """A gated MLP (SwiGLU: three matrices) instead of two."""
+    tied: bool = True
+    """Input embedding and output head share one matrix."""
+    name: str = "custom"
+    """What to call it."""
+    source: str = ""
+    """Where the sizes come from."""
+
+    def __post_init__(self):
+        for k in ("layers", "hidden", "heads", "seq", "vocab"):
+            _positive_int(k, getattr(self, k))
+        if self.kv_heads is None:
+            object.__setattr__(self, "kv_heads", self.heads)
+        if self.ffn is None:
+            object.__setattr__(self, "ffn", 4 * self.hidden)
+        _positive_int("kv_heads", self.kv_heads)
+        _positive_int("ffn", self.ffn)
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden={self.hidden} is not a multiple of heads={self.heads}")
+        if self.heads % self.kv_heads:
+            raise ValueError(f"heads={self.heads} is not a multiple of kv_heads={self.kv_heads}")
+
+    def spec(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def n_params(self) -> int:
+        """Parameters (weights of every matmul, embeddings, LayerNorms; biases left out)."""
+        h, kv = self.hidden, self.kv_heads * (self.hidden // self.heads)
+        layer = 2 * h * h + 2 * h * kv + (3 if self.gated else 2) * h * self.ffn + 4 * h
+        return self.layers * layer + self.vocab * h * (1 if self.tied else 2) + 2 * h
+
+
+_BROWN = "Brown et al. 2020, 'Language Models are Few-Shot Learners', arXiv:2005.14165, Table 2.1"
+_DUBEY = "Dubey et al. 2024, 'The Llama 3 Herd of Models', arXiv:2407.21783, Table 3"
+#: Named models with the source of their sizes.
+PRESETS = {t.name: t for t in (
+    Transformer(96, 12288, 96, 2048, 50257, name="gpt3-175b",
+                source=_BROWN + "; vocabulary 50,257: GPT-2's BPE (Radford et al. 2019)"),
+    Transformer(32, 4096, 32, 8192, 128000, 8, 14336, True, False, "llama3-8b", _DUBEY),
+    Transformer(80, 8192, 64, 8192, 128000, 8, 28672, True, False, "llama3-70b", _DUBEY),
+    Transformer(126, 16384, 128, 8192, 128000, 8, 53248, True, False, "llama3-405b", _DUBEY),
+    Transformer(105, 20480, 128, 2048, 50257, name="mt-nlg-530b",
+                source="Smith et al. 2022, 'Using DeepSpeed and Megatron to Train Megatron-Turing "
+                       "NLG 530B', arXiv:2201.11990, Section 3.1 (105 layers, hidden 20480, 128 "
+                       "heads, sequence 2048; GPT-2's BPE vocabulary)"),
+    Transformer(70, 14336, 112, 2048, 250680, name="bloom-176b",
+                source="Le Scao et al. 2022, 'BLOOM: A 176B-Parameter Open-Access Multilingual "
+                       "Language Model', arXiv:2211.05100 (70 layers, hidden 14336, 112 heads, "
+                       "sequence 2048, vocabulary 250,680)"),
+    Transformer(128, 25600, 160, 2048, 51200, name="megatron-1t",
+                source="Narayanan et al. 2021, 'Efficient Large-Scale Language Model Training on "
+                       "GPU Clusters Using Megatron-LM', SC21, arXiv:2104.04473, Table 1 (1 T row); "
+                       "vocabulary 51,200 and sequence 2048 for every model of the table"),
+    Transformer(4, 128, 4, 64, 256, ffn=512, tied=False, name="gpuviz-gpt",
+                source="gpuviz.workloads.gpt.GPTConfig() defaults: the model the labs train"),
+)}
+
+
+def transformer(model) -> Transformer:
+    """A :class:`Transformer` from a preset name, a Transformer, or a dict of its fields.
+
+    >>> round(transformer("gpt3-175b").n_params / 1e9, 1)
+    174.6
+    """
+    if isinstance(model, Transformer):
+        return model
+    if isinstance(model, str):
+        if model not in PRESETS:
+            raise ValueError(f"model={model!r} is not a preset; known: "
+                             + ", ".join(map(repr, PRESETS)) + " (or give a Transformer)")
+        return PRESETS[model]
+    if isinstance(model, dict):
+        return Transformer(**model)
+    raise ValueError(f"model={model!r}: give a preset name ({', '.join(PRESETS)}), a "
+                     "Transformer or a dict of its fields")

@@ -1,0 +1,121 @@
+"""Instrumented communication: collectives that record themselves on the rank's trace.
+
+>>> import torch
+>>> from gpuviz.run import comm
+>>> comm.backward(torch.ones(2, requires_grad=True).sum())   # no tracer: plain backward
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpuviz.run.tracer import COMM_LANE, get_tracer, span
+
+
+def all_reduce(tensor, wait: bool = True, name: str = "all_reduce"):
+    """All-reduce ``tensor`` (sum), traced as waiting (``idle``) then ``comm``.
+
+    With ``wait=True`` a barrier first absorbs the time this rank waits for the
+    slowest one, so the ``comm`` span holds only the transfer itself.
+    """
+    import torch.distributed as dist
+
+    if wait:
+        with span("wait for others", cat="idle"):
+            dist.barrier()
+    with span(name, cat="comm", bytes=tensor.numel() * tensor.element_size()):
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def all_reduce_grads(model, wait: bool = True) -> None:
+    """Average every gradient of ``model`` across ranks in one flat all-reduce."""
+    import torch
+    import torch.distributed as dist
+
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    all_reduce(flat, wait=wait, name="all_reduce grads")
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def backward(loss, model=None, **args: Any) -> None:
+    """``loss.backward()``, traced; under DDP split into compute and the wait for buckets.
+
+    DDP's backward returns only once every gradient bucket is all-reduced, so one span
+    around it would count that wait as compute. Given the DDP ``model``, this records
+    ``backward`` (compute) until the last gradient is ready, then ``wait for gradient
+    buckets`` (comm): the communication the step did not hide. With CUDA timing, or
+    without ``model``, it is one ``backward`` span::
+
+        trace.backward(loss, model)
+    """
+    t = get_tracer()
+    if t is None or t.cuda or model is None:
+        with span("backward", **args):
+            loss.backward()
+        return
+    ready = getattr(model, "_gpuviz_grad_ready", None)
+    if ready is None:  # once per model: note when each gradient is accumulated
+        ready = model._gpuviz_grad_ready = [0.0]
+
+        def mark(_param) -> None:
+            ready[0] = t.now()
+
+        for p in model.parameters():
+            if p.requires_grad:
+                p.register_post_accumulate_grad_hook(mark)
+    t0 = t.now()
+    loss.backward()
+    done = t.now()
+    last = ready[0] if t0 < ready[0] <= done else done
+    t.complete("backward", "compute", t0, last - t0, **args)
+    if done > last:
+        t.complete("wait for gradient buckets", "comm", last, done - last, **args)
+
+
+def ddp_comm_hook(state, bucket):
+    """A DDP communication hook that traces each gradient bucket's all-reduce.
+
+    Records one ``comm`` span per bucket on the comm lane (``bytes``, ``bucket``), from
+    launch to completion, so the figure shows it overlapping ``backward``::
+
+        model = DistributedDataParallel(net)
+        model.register_comm_hook(state=None, hook=trace.ddp_comm_hook)
+    """
+    import torch.distributed as dist
+
+    group = state if state is not None else dist.group.WORLD
+    world = dist.get_world_size(group)
+    buf = bucket.buffer()
+    t = get_tracer()
+    nbytes = buf.numel() * buf.element_size()
+    index = bucket.index()
+    buf.div_(world)
+    if t is None:
+        return dist.all_reduce(buf, group=group, async_op=True).get_future().then(lambda f: f.value()[0])
+    if t.cuda:
+        start_ev = t.cuda_event()
+    t0 = t.now()
+    step_at_launch = t.step_index
+    fut = dist.all_reduce(buf, group=group, async_op=True).get_future()
+
+    def done(f):
+        if t.cuda:
+            event = {"ph": "X", "name": f"all_reduce bucket {index}", "cat": "comm", "ts": 0.0,
+                     "dur": 0.0, "pid": t.rank, "tid": COMM_LANE,
+                     "args": {"step": step_at_launch, "bytes": nbytes, "bucket": index}}
+            t.complete_cuda(start_ev, t.cuda_event(), event)
+        else:
+            t.complete(f"all_reduce bucket {index}", "comm", t0, t.now() - t0, lane=COMM_LANE,
+                       step=step_at_launch, bytes=nbytes, bucket=index)
+        return f.value()[0]
+
+    return fut.then(done)
+

@@ -1,0 +1,129 @@
+"""Why a job failed, in words: the rank that raised and its traceback, or who hung.
+
+The exceptions :func:`gpuviz.launch` raises, and :func:`job_error`, which picks the one
+that fits what the ranks recorded.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gpuviz.run.load import Run
+
+
+class LaunchError(RuntimeError):
+    """A job did not finish. ``.run`` holds what every rank recorded until then."""
+
+    def __init__(self, message: str, run: Run | None = None):
+        super().__init__(message)
+        self.run = run
+
+
+class RankFailed(LaunchError):
+    """A rank raised: the message names it and shows its traceback."""
+
+
+class RankHung(LaunchError, TimeoutError):
+    """The job hung: it ran past its timeout, or ranks waited in a collective longer than
+    the collective timeout for a rank that never joined. The message says where each
+    rank was and which rank the others waited for."""
+
+
+class InjectionError(RankFailed, ValueError):
+    """An injection the workload's own length rules out (a failure or hang at a step
+    beyond its last), found by every rank once the workload said how many steps it runs."""
+
+
+
+def job_error(run: Run, rc: int | None = None, tail: list[str] | tuple = (),
+              collective_timeout: float | None = None) -> LaunchError:
+    """The exception that says why a failed job failed: :class:`RankHung` when ranks timed
+    out in a collective waiting for one that never joined it, :class:`InjectionError` for
+    an injection beyond the run, else :class:`RankFailed` naming the first rank that raised."""
+    hang = _collective_hang(run, collective_timeout)
+    if hang:
+        return RankHung(hang, run=run)
+    errors = run.errors()
+    bad_injection = len(errors) and errors["error"].iloc[0].startswith("OptionError: ")
+    cls = InjectionError if bad_injection else RankFailed
+    return cls(_failure_message(run, rc, list(tail)), run=run)
+
+
+def _collective_hang(run: Run, pg_timeout: float | None) -> str | None:
+    """Say who hung, if the job ended because ranks timed out waiting in a collective for a
+    rank that never joined it; None if it failed in another way.
+
+    A rank's position is its innermost open span: from its error event, or, for a rank
+    torchrun stopped, from the spans its SIGTERM handler cut (``interrupted``).
+    """
+    last = run.meta.get("restarts", 0)
+    ev, sp = run.events[run.events["attempt"] == last], run.spans[run.spans["attempt"] == last]
+    errors = ev[ev["name"] == "error"]
+
+    def timed_out(args: dict) -> bool:
+        text = str(args.get("error", "")).lower()
+        return "timed out" in text or "timeout" in text
+
+    if errors.empty or not any(timed_out(a) for a in errors["args"]):
+        return None
+    waiting, absent = {}, {}
+    for rank in range(run.world_size):
+        err = errors[errors["rank"] == rank]
+        if len(err):
+            a = err.iloc[0]["args"]
+            opened = a.get("open_spans") or []
+            inner = opened[-1] if opened else None
+            if inner is None and timed_out(a):  # e.g. the worker's last barrier
+                inner = {"name": "an untraced collective", "cat": "comm", "since_s": None}
+            if inner is None or inner["cat"] not in ("comm", "idle"):
+                return None  # an error outside a collective: a failure, not a hang
+            first = re.sub(r"\[[^\]]*\.cc:\d+\] ", "", (a.get("error") or "").splitlines()[0])[:160]
+            since = "" if inner["since_s"] is None else f" for {inner['since_s']:.1f} s"
+            waiting[rank] = (f"rank {rank}: step {a.get('step')}, waited in {inner['name']!r} "
+                             f"({inner['cat']}){since}, then: {first}", inner["name"], a.get("step"))
+            continue
+        cut = sp[(sp["rank"] == rank) & sp["interrupted"] & (sp["lane"] == "main")]
+        if rank not in run.raw:
+            absent[rank] = f"rank {rank}: wrote no trace at all"
+        elif cut.empty:
+            absent[rank] = f"rank {rank}: in no span when it was stopped (see its log)"
+        else:
+            c = cut.sort_values("start").iloc[-1]  # the innermost span open when stopped
+            where = (f"rank {rank}: step {c['step']}, in span {c['name']!r} ({c['cat']}) for "
+                     f"{c['dur']:.1f} s when it was stopped")
+            if c["cat"] in ("comm", "idle"):
+                waiting[rank] = (where, c["name"], c["step"])
+            else:
+                absent[rank] = where + "  <- not in a collective: the others waited for it"
+    if not waiting or not absent:
+        return None
+    names = sorted({str(w[1]) for w in waiting.values()})
+    steps = sorted({str(w[2]) for w in waiting.values()})
+    limit = f"collective_timeout={pg_timeout:g} s" if pg_timeout else "the collective timeout"
+    head = (f"rank{'s' if len(absent) > 1 else ''} {', '.join(map(str, absent))} never joined the "
+            f"collective that rank{'s' if len(waiting) > 1 else ''} {', '.join(map(str, waiting))} "
+            f"waited in ({' / '.join(repr(n) for n in names)}, step {', '.join(steps)}); after "
+            f"{limit} the process group gave up and the job ended.")
+    lines = [head, "Where each rank was:"]
+    lines += [waiting[r][0] if r in waiting else absent[r] for r in sorted({*waiting, *absent})]
+    lines.append(f"Every rank's trace is in {run.path}")
+    return "\n".join(lines)
+
+
+def _failure_message(run: Run | None, rc: int, tail: list[str]) -> str:
+    errors = run.errors() if run is not None else None
+    if errors is None or errors.empty:
+        return (f"the job failed (torchrun exit code {rc}) before any rank recorded an error; "
+                "its last output:\n" + "\n".join(tail[-40:]))
+    first = errors.iloc[0]
+    lines = [f"rank {first['rank']} failed at step {first['step']}: {first['error']}", "",
+             f"Traceback of rank {first['rank']}:", first["traceback"]]
+    others = errors.iloc[1:]
+    if len(others):
+        lines.append("Then, ranks that stopped because of it:")
+        lines += [f"  rank {r.rank}: {(r.error.splitlines() or [''])[0][:200]}" for r in others.itertuples()]
+    lines.append(f"Every rank's trace up to the failure is in {run.path}")
+    return "\n".join(lines)
+
