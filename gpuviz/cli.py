@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 
 
@@ -114,6 +116,10 @@ def _bench(a) -> None:
     print(f"# traces in {df.attrs['run'].path}")
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
@@ -122,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import gpuviz
 
+    # A scheduler's SIGTERM ends the job as Ctrl-C does: every worker stopped, the run kept.
+    signal.signal(signal.SIGTERM, _interrupt)
+    # As ``python -m`` would: a module in the current folder can be the target.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         if a.command == "run":
             if a.arg and script_args:
@@ -147,12 +158,13 @@ def main(argv: list[str] | None = None) -> int:
             print(gpuviz.load_run(a.run_dir).to_perfetto(a.out))
         elif a.command == "bench":
             _bench(a)
-    except (ValueError, gpuviz.LaunchError) as e:
+    except KeyboardInterrupt as e:   # Ctrl-C or SIGTERM; launch says where the run is
+        print(f"gpuviz {a.command}: {e}" if str(e) else
+              "gpuviz: interrupted; every worker was stopped", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, gpuviz.LaunchError) as e:   # a user's mistake: no traceback
         print(f"gpuviz {a.command}: {e}", file=sys.stderr)
         return 2 if isinstance(e, ValueError) else 1
-    except KeyboardInterrupt:
-        print("gpuviz: interrupted; every worker was stopped", file=sys.stderr)
-        return 130
     return 0
 
 

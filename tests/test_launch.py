@@ -71,8 +71,8 @@ def test_script_target_gets_its_arguments(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("target, words", [
-    ("no_such_module:main", "cannot import module 'no_such_module'"),
-    ("gpuviz.workloads.mlp:nope", "has no function 'nope'"),
+    ("no_such_module:main", "no module 'no_such_module'"),
+    ("gpuviz.workloads.mlp:nope", "defines no 'nope'"),
     ("missing_script.py", "no such script file"),
     ("justaword", "package.module:function"),
 ])

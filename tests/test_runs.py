@@ -26,7 +26,7 @@ def test_meta_names_world_backend_devices_versions_command(mlp_run):
     assert m["world_size"] == 4 and m["backend"] == "gloo"
     assert len(m["devices"]) == 4
     assert m["versions"]["torch"].startswith("2.")
-    assert "torch.distributed.run" in m["command"]
+    assert "gpuviz.run.torchrun" in m["command"]  # torchrun, its stores on loopback
     assert m["start_time"] > 1.7e9 and m["total_steps"] == 6
 
 

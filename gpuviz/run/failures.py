@@ -7,6 +7,7 @@ that fits what the ranks recorded.
 from __future__ import annotations
 
 import re
+import signal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -19,6 +20,16 @@ class LaunchError(RuntimeError):
     def __init__(self, message: str, run: Run | None = None):
         super().__init__(message)
         self.run = run
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows: the message, not the launcher's own frames."""
+        return [f"{type(self).__name__}: {line}" if i == 0 else line
+                for i, line in enumerate(str(self).splitlines())]
+
+
+class Interrupted(LaunchError, KeyboardInterrupt):
+    """The job was interrupted (a notebook cell, Ctrl-C): every worker was stopped, and
+    ``.run`` holds what they recorded until then."""
 
 
 class RankFailed(LaunchError):
@@ -46,9 +57,80 @@ def job_error(run: Run, rc: int | None = None, tail: list[str] | tuple = (),
     if hang:
         return RankHung(hang, run=run)
     errors = run.errors()
+    errors = errors[errors["attempt"] == run.meta.get("restarts", 0)].reset_index(drop=True)
+    # A rank that died with no Python exception left no error in its trace: torchrun's report
+    # names it (its "first observed failure" is no guide among ranks that all raised).
+    root = torchrun_root_cause(tail) or _silent_death(run, errors)
+    if root is not None and root["rank"] not in set(errors["rank"]):
+        return RankFailed(_death_message(run, root, errors), run=run)
     bad_injection = len(errors) and errors["error"].iloc[0].startswith("OptionError: ")
     cls = InjectionError if bad_injection else RankFailed
-    return cls(_failure_message(run, rc, list(tail)), run=run)
+    return cls(_failure_message(run, rc, list(tail), errors), run=run)
+
+
+def torchrun_root_cause(output: list[str] | tuple) -> dict | None:
+    """The failure torchrun's report names as the root cause (``rank``, ``exitcode``, a
+    negative one for a signal, ``pid``), or None when its output has no such report.
+
+    >>> torchrun_root_cause(["Root Cause (first observed failure):", "[0]:",
+    ...     "  rank      : 1 (local_rank: 1)", "  exitcode  : -9 (pid: 4321)  (SIGKILL)"])
+    {'rank': 1, 'exitcode': -9, 'pid': 4321}
+    """
+    text = "\n".join(output)
+    i = text.rfind("Root Cause (first observed failure):")
+    if i < 0:
+        return None
+    block = text[i:].split("=" * 20)[0]
+    rank, code = re.search(r"rank\s*:\s*(\d+)", block), re.search(r"exitcode\s*:\s*(-?\d+)", block)
+    if not rank or not code:
+        return None
+    pid = re.search(r"\(pid:\s*(\d+)\)", block)
+    return {"rank": int(rank.group(1)), "exitcode": int(code.group(1)),
+            "pid": int(pid.group(1)) if pid else None}
+
+
+def _silent_death(run: Run, errors) -> dict | None:
+    """The first rank that left no error and was not stopped, while others failed: it died
+    with no Python exception (when torchrun's own report is missing, as when torchrun trips
+    over a survivor's half-written error file)."""
+    if errors.empty:
+        return None
+    ev = run.events[run.events["attempt"] == run.meta.get("restarts", 0)]
+    told = set(ev.loc[ev["name"].isin(["error", "stopped"]), "rank"])
+    silent = [r for r in run.ranks if r not in told]
+    return {"rank": silent[0], "exitcode": None, "pid": run.meta.get("pids", {}).get(silent[0])} \
+        if silent else None
+
+
+def _death_message(run: Run, root: dict, errors) -> str:
+    """A rank that died with no Python exception: its exit code or signal, then the others."""
+    rank, code = root["rank"], root["exitcode"]
+    if code is None:
+        how = ("ended with no Python exception and was not stopped by torchrun: it died (os._exit, "
+               "a signal such as the OOM killer's SIGKILL, or a crash in native code; torchrun "
+               "reported no exit code)")
+    elif code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        how = f"was killed by {name}" + (" (the kernel's OOM killer sends it when memory runs "
+                                         "out, as does kill -9)" if name == "SIGKILL" else "")
+    else:
+        how = (f"exited with code {code} and no Python exception (os._exit, a crash in native "
+               "code, or an exit from another thread)")
+    ev = run.events
+    ends = ev[(ev["rank"] == rank) & (ev["name"] == "step_end")
+              & (ev["attempt"] == run.meta.get("restarts", 0))]
+    step = int(ends["step"].max()) + 1 if len(ends) else 0
+    source = "torchrun's report" if code is not None else "the ranks' traces"
+    lines = [f"rank {rank} {how}, during step {step} (pid {root['pid']}; {source})."]
+    if len(errors):
+        lines.append("Then, ranks that stopped because of it:")
+        lines += [f"  rank {r.rank}: {(r.error.splitlines() or [''])[0][:200]}"
+                  for r in errors.itertuples()]
+    lines.append(f"Every rank's trace up to the failure is in {run.path}")
+    return "\n".join(lines)
 
 
 def _collective_hang(run: Run, pg_timeout: float | None) -> str | None:
@@ -69,7 +151,9 @@ def _collective_hang(run: Run, pg_timeout: float | None) -> str | None:
     if errors.empty or not any(timed_out(a) for a in errors["args"]):
         return None
     waiting, absent = {}, {}
-    for rank in range(run.world_size):
+    if missing := run.missing_ranks():
+        absent[missing.split(" ", 1)[1]] = f"{missing}: wrote no trace at all"
+    for rank in run.ranks:
         err = errors[errors["rank"] == rank]
         if len(err):
             a = err.iloc[0]["args"]
@@ -85,9 +169,7 @@ def _collective_hang(run: Run, pg_timeout: float | None) -> str | None:
                              f"({inner['cat']}){since}, then: {first}", inner["name"], a.get("step"))
             continue
         cut = sp[(sp["rank"] == rank) & sp["interrupted"] & (sp["lane"] == "main")]
-        if rank not in run.raw:
-            absent[rank] = f"rank {rank}: wrote no trace at all"
-        elif cut.empty:
+        if cut.empty:
             absent[rank] = f"rank {rank}: in no span when it was stopped (see its log)"
         else:
             c = cut.sort_values("start").iloc[-1]  # the innermost span open when stopped
@@ -107,13 +189,16 @@ def _collective_hang(run: Run, pg_timeout: float | None) -> str | None:
             f"waited in ({' / '.join(repr(n) for n in names)}, step {', '.join(steps)}); after "
             f"{limit} the process group gave up and the job ended.")
     lines = [head, "Where each rank was:"]
-    lines += [waiting[r][0] if r in waiting else absent[r] for r in sorted({*waiting, *absent})]
+    lines += [absent[r] for r in absent if isinstance(r, str)]   # ranks that wrote nothing
+    lines += [waiting[r][0] if r in waiting else absent[r]
+              for r in sorted(r for r in {*waiting, *absent} if isinstance(r, int))]
     lines.append(f"Every rank's trace is in {run.path}")
     return "\n".join(lines)
 
 
-def _failure_message(run: Run | None, rc: int, tail: list[str]) -> str:
-    errors = run.errors() if run is not None else None
+def _failure_message(run: Run | None, rc: int, tail: list[str], errors=None) -> str:
+    if errors is None and run is not None:
+        errors = run.errors()
     if errors is None or errors.empty:
         return (f"the job failed (torchrun exit code {rc}) before any rank recorded an error; "
                 "its last output:\n" + "\n".join(tail[-40:]))

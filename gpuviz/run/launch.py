@@ -25,106 +25,55 @@ recovers from a checkpoint, a hang that the collective timeout ends::
 
 from __future__ import annotations
 
-import datetime as _dt
-import ipaddress
 import json
 import os
-import re
-import socket
+import secrets
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import psutil
 
 from gpuviz.run import hooks
-from gpuviz.run.failures import InjectionError, LaunchError, RankFailed, RankHung, job_error
+from gpuviz.run.arguments import (
+    BACKENDS,
+    check_backend,
+    check_count,
+    check_endpoint,
+    check_nproc,
+    check_run_dir,
+    check_seconds,
+    check_torchrun_args,
+    default_run_dir,
+)
+from gpuviz.run.failures import (
+    Interrupted,
+    LaunchError,
+    RankHung,
+    job_error,
+)
+from gpuviz.run.files import write_json
 from gpuviz.run.job import Job
-from gpuviz.run.target import resolve_target
+from gpuviz.run.loopback import loopback_env
+from gpuviz.run.target import check_target
 
 if TYPE_CHECKING:
     from gpuviz.run.load import Run
 
-__all__ = ["launch", "LaunchError", "RankFailed", "RankHung", "InjectionError", "check_nproc",
-           "check_backend", "torchrun_command", "BACKENDS"]
-
-BACKENDS = ("auto", "gloo", "nccl")
-
-
-def check_nproc(nproc: Any, backend: str) -> int:
-    """``nproc`` as an int (default: 4 on CPU, one per GPU with NCCL), or a clear ValueError."""
-    import torch
-
-    if nproc is None:
-        return torch.cuda.device_count() if backend == "nccl" else 4
-    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
-        raise ValueError(f"nproc={nproc!r}: the number of processes must be an integer >= 1")
-    if backend == "nccl" and nproc > torch.cuda.device_count():
-        raise ValueError(f"nproc={nproc} with backend='nccl': NCCL runs one rank per GPU and "
-                         f"this machine has {torch.cuda.device_count()}; use nproc <= that or backend='gloo'")
-    return nproc
-
-
-def check_backend(backend: str) -> str:
-    """``backend`` resolved ("auto" -> "nccl" with GPUs, else "gloo"), or a clear ValueError."""
-    import torch
-
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r}: use one of {', '.join(map(repr, BACKENDS))}")
-    cuda = torch.cuda.is_available()
-    if backend == "nccl" and not cuda:
-        raise ValueError("backend='nccl' needs CUDA GPUs and torch sees none on this machine; "
-                         "use backend='gloo' (CPU) or 'auto'")
-    if backend == "auto":
-        return "nccl" if cuda else "gloo"
-    return backend
-
-
-def _is_local_host(host: str) -> bool:
-    if host in ("localhost", socket.gethostname(), socket.getfqdn()):
-        return True
-    try:
-        ip = ipaddress.ip_address(socket.gethostbyname(host))
-    except (OSError, ValueError):
-        return False
-    if ip.is_loopback:
-        return True
-    return any(a.address == str(ip) for addrs in psutil.net_if_addrs().values() for a in addrs)
-
-
-def _check_endpoint(rdzv_endpoint: str, node_rank: int | None) -> None:
-    host, sep, port = rdzv_endpoint.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"rdzv_endpoint={rdzv_endpoint!r}: give HOST:PORT, e.g. '127.0.0.1:29500'")
-    if node_rank not in (None, 0) or not _is_local_host(host):
-        return  # another node hosts the rendezvous: its port is busy by design
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("" if host in ("localhost",) else socket.gethostbyname(host), int(port)))
-        except OSError as e:
-            raise ValueError(f"rdzv_endpoint={rdzv_endpoint!r}: port {port} is already in use on this "
-                             f"machine ({e.strerror}); pick another port, or leave rdzv_endpoint out "
-                             "to let torchrun choose a free one") from None
-
-
-def _default_run_dir(target: str) -> Path:
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(target.split(":")[-1]).stem)[:40] or "job"
-    base = Path("runs") / f"{_dt.datetime.now():%Y%m%d-%H%M%S}-{name}"
-    path, i = base, 1
-    while path.exists():
-        i += 1
-        path = base.with_name(f"{base.name}-{i}")
-    return path
-
+__all__ = ["launch", "torchrun_command", "job_environment", "BACKENDS"]
 
 def torchrun_command(target: str, run_dir: Path, nproc: int, backend: str, kwargs_json: str,
                      script_args: list[str], nnodes: int = 1, node_rank: int | None = None,
                      rdzv_endpoint: str | None = None, max_restarts: int = 0,
                      pg_timeout: float | None = None, extra: list[str] | tuple = ()) -> list[str]:
-    """The ``python -m torch.distributed.run ...`` command line that ``launch`` runs."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
-    if nnodes == 1 and rdzv_endpoint is None:
+    """The torchrun command line that ``launch`` runs: ``python -m torch.distributed.run ...``,
+    or on one node ``python -m gpuviz.run.torchrun ...`` (torchrun with its stores on
+    loopback)."""
+    single = nnodes == 1 and rdzv_endpoint is None
+    runner = "gpuviz.run.torchrun" if single else "torch.distributed.run"
+    cmd = [sys.executable, "-m", runner, "--nproc-per-node", str(nproc)]
+    if single:
         cmd.append("--standalone")
     else:
         cmd += ["--nnodes", str(nnodes), "--rdzv-backend", "c10d",
@@ -188,7 +137,7 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
     """
     backend = check_backend(backend)
     nproc = check_nproc(nproc, backend)
-    kind, _ = resolve_target(target)
+    kind = check_target(target)
     if kind == "function":
         if args is not None and not isinstance(args, dict):
             raise ValueError(f"args={args!r}: a function target takes a dict of keyword arguments")
@@ -201,50 +150,41 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
                                  or not all(isinstance(a, str) for a in args)):
             raise ValueError(f"args={args!r}: a script target takes a list of strings (its argv)")
         kwargs_json, script_args = "{}", list(args or [])
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or timeout <= 0):
-        raise ValueError(f"timeout={timeout!r}: give a number of seconds > 0, or None for no limit")
-    if isinstance(nnodes, bool) or not isinstance(nnodes, int) or nnodes < 1:
-        raise ValueError(f"nnodes={nnodes!r}: the number of nodes must be an integer >= 1")
+    timeout = check_seconds("timeout", timeout)
+    collective_timeout = check_seconds("collective_timeout", collective_timeout)
+    nnodes = check_count("nnodes", nnodes, 1)
+    max_restarts = check_count("max_restarts", max_restarts, 0)
+    torchrun_args = check_torchrun_args(torchrun_args)
     if node_rank is not None and not (isinstance(node_rank, int) and 0 <= node_rank < nnodes):
         raise ValueError(f"node_rank={node_rank!r}: must be an integer in [0, nnodes={nnodes})")
     if rdzv_endpoint is not None:
-        _check_endpoint(rdzv_endpoint, node_rank)
+        check_endpoint(rdzv_endpoint, node_rank)
     # Options that topics own (gpuviz.run.hooks): checked here, sent to every rank.
     options = {name: hooks.option(name).check(value, nproc * nnodes)
                for name, value in (("inject", inject), ("energy", energy))}
-    if collective_timeout is not None and (
-            isinstance(collective_timeout, bool) or not isinstance(collective_timeout, (int, float))
-            or not collective_timeout > 0):
-        raise ValueError(f"collective_timeout={collective_timeout!r}: give a number of seconds > 0, "
-                         "or None for the default")
+    run_dir = check_run_dir(Path(run_dir) if run_dir is not None else default_run_dir(target))
 
-    run_dir = Path(run_dir) if run_dir is not None else _default_run_dir(target)
-    run_dir.mkdir(parents=True, exist_ok=True)
     # A collective that waits longer than this is abandoned by the process group; with a
     # timeout, keep it longer than the job's so the launcher reports the hang first.
     pg_timeout = None if timeout is None else max(60.0, 2.0 * timeout)
     if collective_timeout is not None:
-        pg_timeout = float(collective_timeout)
+        pg_timeout = collective_timeout
     cmd = torchrun_command(target, run_dir, nproc, backend, kwargs_json, script_args, nnodes,
                            node_rank, rdzv_endpoint, max_restarts, pg_timeout, torchrun_args)
     info = {"target": target, "args": args, "nproc_per_node": nproc, "nnodes": nnodes,
             "node_rank": node_rank, "backend": backend, "command": cmd, "timeout": timeout,
-            "launched_at": time.time(), "status": "running",
+            "launched_at": time.time(), "status": "running", "job_id": secrets.token_hex(16),
             "max_restarts": max_restarts, "collective_timeout": collective_timeout, **options}
     # On many nodes sharing one run directory, node 0 writes run.json and the others their own.
     suffix = f"-node{node_rank}" if nnodes > 1 and node_rank else ""
     info_path = run_dir / f"run{suffix}.json"
-    _write_json(info_path, info)
+    try:
+        write_json(info_path, info)
+    except OSError as e:
+        raise ValueError(f"run_dir={str(run_dir)!r}: cannot write {info_path.name} ({e.strerror})") from None
 
-    env = {**os.environ, "GPUVIZ_RUN_DIR": str(run_dir.resolve()), "PYTHONUNBUFFERED": "1"}
-    if backend == "gloo":
-        env.setdefault("OMP_NUM_THREADS", "1")
-    if max_restarts:
-        # torchrun shares its rendezvous store with the workers, and a restarted attempt can
-        # read the previous attempt's addresses from it and fail to connect ("Connection
-        # refused"); a store of their own per attempt avoids that (pytorch/pytorch#135712).
-        env.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
+    env = job_environment(run_dir, info_path, info["job_id"], backend, max_restarts,
+                          single_node=nnodes == 1 and rdzv_endpoint is None)
     for name, value in options.items():
         var = hooks.option(name).env
         env.pop(var, None)
@@ -259,25 +199,62 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
             job.request_where(nranks=nproc)
         else:
             status = "ok" if rc == 0 else "failed"
+    except KeyboardInterrupt:   # the cell was interrupted: stop, keep, and say so below
+        status = "interrupted"
     finally:
         job.stop()
         job.finish()
         info.update(status=status, returncode=rc, finished_at=time.time())
-        _write_json(info_path, info)
+        try:
+            write_json(info_path, info)
+        except OSError as e:  # the disk filled up during the job: say so, keep the traces
+            info["status_error"] = f"could not update {info_path}: {e.strerror}"
+    return _outcome(run_dir, info, list(job.tail), pg_timeout)
 
-    from gpuviz.run.load import load_run
 
-    run = load_run(run_dir, strict=False)
+def _outcome(run_dir: Path, info: dict, tail: list[str], pg_timeout: float | None) -> Run:
+    """The finished job's :class:`Run`, or the exception that says why it did not finish."""
+    from gpuviz.run.load import TraceError, load_run
+
+    status, rc = info["status"], info["returncode"]
+    try:
+        run = load_run(run_dir, strict=False)
+    except TraceError as e:   # no rank wrote a line: torchrun itself failed, say what it said
+        said = "\n".join(tail[-30:]) or "(no output)"
+        cause = {"interrupted": "was interrupted", "timeout": f"ran past timeout={info['timeout']} s"
+                 }.get(status, f"failed (torchrun exit code {rc})")
+        raise LaunchError(f"the job {cause} before any rank recorded a step ({e}).\n"
+                          f"torchrun's output (all of it in {run_dir / 'launcher.log'}):\n{said}",
+                          run=None) from None
+    if "status_error" in info:
+        raise LaunchError(f"the job ended ({status}) but {info['status_error']}; what the ranks "
+                          f"recorded is in {run_dir}", run=run)
+    if status == "interrupted":
+        raise Interrupted(f"interrupted: every worker was stopped; what the ranks recorded until "
+                          f"then is in {run_dir} (this error's .run, or gpuviz.load_run of it)", run=run)
     if status == "timeout":
-        raise RankHung(f"timeout={timeout} s passed and the job was stopped.\n"
+        raise RankHung(f"timeout={info['timeout']} s passed and the job was stopped.\n"
                        + run.where_report(), run=run)
     if status == "failed":
-        raise job_error(run, rc, list(job.tail), pg_timeout)
+        raise job_error(run, rc, tail, pg_timeout)
     return run
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str), encoding="utf-8")
-    tmp.replace(path)
-
+def job_environment(run_dir: Path, info_path: Path, job_id: str, backend: str, max_restarts: int,
+                    single_node: bool) -> dict:
+    """The environment every rank gets: where to write, who launched it, this job's id."""
+    me = psutil.Process()
+    env = {**os.environ, "GPUVIZ_RUN_DIR": str(run_dir.resolve()), "PYTHONUNBUFFERED": "1",
+           "GPUVIZ_RUN_JSON": str(info_path.resolve()), "GPUVIZ_JOB_ID": job_id,
+           # the workers stop when this process is gone (gpuviz.run.orphans)
+           "GPUVIZ_LAUNCHER": f"{me.pid}:{me.create_time()}"}
+    if backend == "gloo":
+        env.setdefault("OMP_NUM_THREADS", "1")
+    if single_node:   # nothing listens beyond loopback (gpuviz.run.loopback)
+        env.update(loopback_env())
+    if max_restarts:
+        # torchrun shares its rendezvous store with the workers, and a restarted attempt can
+        # read the previous attempt's addresses from it and fail to connect ("Connection
+        # refused"); a store of their own per attempt avoids that (pytorch/pytorch#135712).
+        env.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
+    return env

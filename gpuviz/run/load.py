@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from gpuviz.run.categories import CATEGORIES
+from gpuviz.run.events import read_rank_file
 from gpuviz.run.intervals import innermost, intersect, length, union
+from gpuviz.run.meta import MAX_WORLD, merge_meta, run_json_problems
 
 SPAN_COLUMNS = ["rank", "lane", "step", "name", "cat", "start", "end", "dur", "bytes", "args"]
 _RANK_FILE = re.compile(r"^rank(\d+)\.jsonl$")
@@ -55,7 +57,12 @@ class Run:
 
     @property
     def world_size(self) -> int:
-        return int(self.meta.get("world_size") or len(self.raw))
+        """Ranks in the job: the metadata's count where it is sane, else the highest rank + 1."""
+        least = max(self.raw, default=-1) + 1
+        w = self.meta.get("world_size")
+        if isinstance(w, int) and not isinstance(w, bool) and least <= w <= MAX_WORLD:
+            return w
+        return least
 
     @property
     def ranks(self) -> list[int]:
@@ -151,17 +158,32 @@ class Run:
         })
         return out.sort_values("time", kind="stable").reset_index(drop=True)
 
+    def missing_ranks(self) -> str:
+        """The ranks of the job that wrote no trace, as ranges ("ranks 2, 5 to 7"); "" if none.
+
+        >>> Run(Path("."), None, None, None, {"world_size": 8}, raw={0: [], 1: [], 3: [], 4: []}).missing_ranks()
+        'ranks 2, 5 to 7'
+        """
+        present, world, parts, lo = sorted(self.raw), self.world_size, [], 0
+        for r in [*present, world]:
+            if r > lo:
+                parts.append(str(lo) if r - 1 == lo else f"{lo} to {r - 1}")
+            lo = r + 1
+        if not parts:
+            return ""
+        return ("rank " if world - len(present) == 1 else "ranks ") + ", ".join(parts)
+
     def where_report(self) -> str:
         """Where each rank was when the launcher asked (after a timeout), one line each."""
         lines = []
         where = self.events[self.events["name"] == "where"]
-        for rank in range(self.world_size):
+        if missing := self.missing_ranks():
+            lines.append(f"{missing}: wrote no trace at all")
+        for rank in self.ranks:
             w = where[where["rank"] == rank]
             if w.empty:
                 cut = self.spans[(self.spans["rank"] == rank) & self.spans["interrupted"]]
-                if rank not in self.raw:
-                    lines.append(f"rank {rank}: wrote no trace at all")
-                elif len(cut):
+                if len(cut):
                     c = cut.iloc[-1]
                     lines.append(f"rank {rank}: step {c['step']}, stopped in span {c['name']!r} "
                                  f"({c['cat']}) after {c['dur']:.1f} s (did not answer the report request)")
@@ -215,27 +237,6 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-def read_rank_file(path: Path) -> tuple[list[dict], list[str]]:
-    """Parse one ``rank{R}.jsonl``; return the valid events and a list of what was dropped."""
-    events, problems = [], []
-    with open(path, "rb") as f:
-        data = f.read()
-    lines = data.split(b"\n")
-    truncated = bool(lines and lines[-1])  # a last line with no newline: cut off mid-write
-    for no, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            e = json.loads(raw)
-            if not isinstance(e, dict) or "ph" not in e:
-                raise ValueError("not a trace event")
-            events.append(e)
-        except (ValueError, UnicodeDecodeError):
-            what = "truncated last line" if truncated and no == len(lines) else "unreadable line"
-            problems.append(f"{path.name} line {no}: {what} dropped ({raw[:60]!r})")
-    return events, problems
-
-
 def load_run(path: str | os.PathLike, strict: bool = False) -> Run:
     """Load every ``rank{R}.jsonl`` in ``path`` into a :class:`Run`.
 
@@ -251,6 +252,10 @@ def load_run(path: str | os.PathLike, strict: bool = False) -> Run:
     files = sorted((int(m.group(1)), p) for p in path.iterdir() if (m := _RANK_FILE.match(p.name)))
     if not files:
         raise TraceError(f"path={str(path)!r} holds no rank*.jsonl trace files")
+    for (r1, p1), (r2, p2) in zip(files, files[1:], strict=False):
+        if r1 == r2:
+            raise TraceError(f"{p1.name} and {p2.name} in {path} are both rank {r1}: remove the "
+                             "one that does not belong to this run")
     raw, problems = {}, []
     for rank, p in files:
         events, dropped = read_rank_file(p)
@@ -259,6 +264,7 @@ def load_run(path: str | os.PathLike, strict: bool = False) -> Run:
             problems.append(f"{p.name}: no readable events; rank {rank} left out")
             continue
         raw[rank] = events
+    problems += run_json_problems(path, raw)
     if problems:
         msg = f"{path}: " + "; ".join(problems)
         if strict:
@@ -328,37 +334,9 @@ def _build(path: Path, raw: dict[int, list[dict]], problems: list[str]) -> Run:
     sp = sp.sort_values(["rank", "start"], kind="stable").reset_index(drop=True)
     ct = pd.DataFrame(counters, columns=["rank", "name", "time", "value", "attempt"])
     ev = pd.DataFrame(events, columns=["rank", "name", "step", "time", "args", "attempt"])
-    meta = _merge_meta(path, meta_by_rank)
+    meta = merge_meta(path, meta_by_rank)
     meta["start_time"] = base or meta["start_time"]
     meta["attempts"] = [attempts[k] for k in sorted(attempts)] or [
         {"attempt": 0, "offset_s": 0.0, "start_time": meta["start_time"], "pids": meta["pids"]}]
     meta["restarts"] = max(a["attempt"] for a in meta["attempts"])
     return Run(path=path, spans=sp, counters=ct, events=ev, meta=meta, problems=problems, raw=raw)
-
-
-def _merge_meta(path: Path, by_rank: dict[int, dict]) -> dict:
-    first = by_rank[min(by_rank)] if by_rank else {}
-    meta = {k: first.get(k) for k in ("world_size", "backend", "versions", "clock", "timing",
-                                      "target", "command")}
-    # The clock of the least certain rank describes the run (ping-pong on other hosts).
-    worst = max(by_rank.values(), key=lambda m: m.get("clock_error_us") or 0.0, default={})
-    meta["clock"], meta["clock_error_us"] = worst.get("clock"), worst.get("clock_error_us")
-    meta["start_time"] = min((m.get("start_time") or 0 for m in by_rank.values()), default=None)
-    meta["devices"] = {r: m.get("device_name") or m.get("device") for r, m in sorted(by_rank.items())}
-    meta["hosts"] = sorted({m.get("host") for m in by_rank.values() if m.get("host")})
-    meta["pids"] = {r: m.get("pid") for r, m in sorted(by_rank.items())}
-    meta["total_steps"] = next((m["total_steps"] for m in by_rank.values() if m.get("total_steps")), None)
-    meta["inject"] = first.get("inject") or []
-    meta["energy"] = {r: m.get("energy") for r, m in sorted(by_rank.items()) if m.get("energy")}
-    launcher = path / "run.json"
-    if launcher.exists():
-        try:
-            info = json.loads(launcher.read_text(encoding="utf-8"))
-            meta.update({k: info.get(k) for k in ("status", "returncode", "nproc_per_node", "nnodes",
-                                                  "timeout", "launched_at", "finished_at", "args")})
-            meta.update({k: info[k] for k in ("inject", "max_restarts", "collective_timeout")
-                         if k in info})
-            meta["command"] = info.get("command") or meta["command"]
-        except ValueError:
-            pass
-    return meta

@@ -348,6 +348,7 @@ def collect_meta(t: Tracer, total_steps: int | None = None) -> dict:
     from gpuviz._version import __version__
 
     return {"rank": t.rank, "world_size": t.world_size,
+            "launched_by": "gpuviz.launch" if os.environ.get("GPUVIZ_LAUNCHER") else "torchrun",
             "local_rank": int(os.environ.get("LOCAL_RANK", t.rank)),
             "host": socket.gethostname(), "pid": os.getpid(), "backend": backend,
             "device": device, "device_name": device_name, "cpu_count": os.cpu_count(),

@@ -27,6 +27,7 @@ from datetime import timedelta
 
 from torch.distributed.elastic.multiprocessing.errors import record
 
+from gpuviz.run import loopback, orphans
 from gpuviz.run.target import resolve_target
 
 
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     # Start recording before the process group exists, so a failure there is kept too.
     tracer = trace.Tracer(a.run_dir, rank, int(os.environ.get("WORLD_SIZE", 1)))
     trace.set_tracer(tracer)
+    orphans.watch_launcher(lambda: orphans.stop_orphaned_job(tracer))
     try:
         kind, fn = resolve_target(a.target)
         backend = pick_backend(a.backend)
@@ -74,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
             local = int(os.environ.get("LOCAL_RANK", 0))
             torch.cuda.set_device(local)
             kw["device_id"] = torch.device("cuda", local)
+        if os.environ.get(loopback.ENV) == "1":   # one node: stores listen on loopback only
+            loopback.install()
         # The first optimizer built in a process imports torch._dynamo (seconds on a
         # small CPU); do it now so it is not charged to the traced job.
         torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)

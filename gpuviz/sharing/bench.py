@@ -214,7 +214,8 @@ def collectives(ops=DEFAULT_OPS, sizes=None, nproc=4, backend: str = "auto", war
     >>> df = collectives(["all_reduce"], sizes=["4K", "1M"], nproc=[2, 4])  # doctest: +SKIP
     >>> df[["op", "world", "bytes", "busbw"]]                                # doctest: +SKIP
     """
-    from gpuviz.run.launch import check_backend, check_nproc, launch
+    from gpuviz.run.arguments import check_backend, check_nproc
+    from gpuviz.run.launch import launch
     from gpuviz.workloads.collectives import RESULT_FILE, UNSUPPORTED_FILE
 
     ops, sizes, worlds = _check(ops, sizes, nproc, warmup, iters, dtype)

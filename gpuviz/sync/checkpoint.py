@@ -12,6 +12,13 @@ steps done (the step to resume at). A save is written to ``.step{k}.tmp`` and re
 when complete, so a crash in the middle of a save leaves the previous checkpoint as the
 latest: the rename is the commit.
 
+Only checkpoints this job wrote are loaded: DCP reads a checkpoint's index with pickle,
+which can run code, so one that another job (or another person) left in the run directory
+is skipped with a warning. Each save records the job's id (``$GPUVIZ_JOB_ID``, a random
+token :func:`gpuviz.launch` makes, shared by a restarted job's attempts); without one (a
+``directory=`` of your own, outside ``gpuviz.launch``) every complete checkpoint there is
+yours to load.
+
 How often to save is a trade: each save costs time, each failure loses the work since the
 last one. With save time C and mean time between failures M, the interval that wastes
 least is about sqrt(2 C M) (Young, "A first order approximation to the optimum
@@ -40,6 +47,8 @@ from pathlib import Path
 from gpuviz.run import trace
 
 _STEP_DIR = re.compile(r"^step(\d+)$")
+#: The job's id, set by the launcher (shared by the attempts of a restarted job).
+JOB_ENV = "GPUVIZ_JOB_ID"
 
 
 def _dist():
@@ -60,8 +69,17 @@ def checkpoint_root(directory: str | os.PathLike | None = None) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
-def list_checkpoints(directory: str | os.PathLike | None = None) -> list[int]:
-    """The steps of the complete checkpoints in ``directory``, oldest first.
+def _job_of(path: Path) -> str | None:
+    try:
+        return json.loads((path / "gpuviz_checkpoint.json").read_text(encoding="utf-8")).get("job")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def list_checkpoints(directory: str | os.PathLike | None = None, *,
+                     job: str | None = None) -> list[int]:
+    """The steps of the complete checkpoints in ``directory`` that job ``job`` wrote (default:
+    this job, ``$GPUVIZ_JOB_ID``; with none, every complete one), oldest first.
 
     >>> list_checkpoints("/nonexistent")
     []
@@ -69,8 +87,18 @@ def list_checkpoints(directory: str | os.PathLike | None = None) -> list[int]:
     root = checkpoint_root(directory)
     if not root.is_dir():
         return []
-    return sorted(int(m.group(1)) for p in root.iterdir()
-                  if (m := _STEP_DIR.match(p.name)) and (p / ".metadata").is_file())
+    job = job if job is not None else os.environ.get(JOB_ENV)
+    complete = {int(m.group(1)): p for p in root.iterdir()
+                if (m := _STEP_DIR.match(p.name)) and (p / ".metadata").is_file()}
+    if job is None:
+        return sorted(complete)
+    mine = sorted(k for k, p in complete.items() if _job_of(p) == job)
+    if len(mine) < len(complete):
+        others = sorted(set(complete) - set(mine))
+        warnings.warn(f"{root}: skipped the checkpoints of steps {others}, which another job "
+                      "wrote: loading one reads its index with pickle, which can run code",
+                      stacklevel=2)
+    return mine
 
 
 def _state(model, optimizer) -> dict:
@@ -106,7 +134,7 @@ def save(step: int, model, optimizer, directory: str | os.PathLike | None = None
         if rank == 0:
             (tmp / "gpuviz_checkpoint.json").write_text(json.dumps(
                 {"step": step, "world_size": dist.get_world_size() if dist else 1,
-                 "time": time.time()}), encoding="utf-8")
+                 "time": time.time(), "job": os.environ.get(JOB_ENV)}), encoding="utf-8")
             shutil.rmtree(final, ignore_errors=True)  # the same step saved again
             os.replace(tmp, final)
         if dist:
