@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import runpy
 import sys
 from datetime import timedelta
 
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from gpuviz.run import loopback, orphans
+from gpuviz.run.scripts import makes_its_own_group, run_script
 from gpuviz.run.target import resolve_target
 
 
@@ -81,16 +81,24 @@ def main(argv: list[str] | None = None) -> None:
         # The first optimizer built in a process imports torch._dynamo (seconds on a
         # small CPU); do it now so it is not charged to the traced job.
         torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-        dist.init_process_group(backend, **kw)
-        tracer.cuda = backend == "nccl"
-        tracer.start(target=a.target, command=[sys.executable, "-m", "gpuviz.run.worker", *argv])
-        if kind == "function":
-            fn(**json.loads(a.kwargs))
+        command = [sys.executable, "-m", "gpuviz.run.worker", *argv]
+
+        def start_tracer() -> None:   # once a process group exists: align the clocks
+            tracer.cuda = dist.get_backend() == "nccl"
+            tracer.start(target=a.target, command=command)
+
+        if kind == "script" and makes_its_own_group(fn):
+            run_script(fn, script_args, start_tracer, tracer)   # its group, its arguments
         else:
-            sys.argv = [fn, *script_args]
-            runpy.run_path(fn, run_name="__main__")
+            dist.init_process_group(backend, **kw)
+            start_tracer()
+            if kind == "function":
+                fn(**json.loads(a.kwargs))
+            else:
+                run_script(fn, script_args, start_tracer, tracer)
         tracer._write_now()
-        dist.barrier()  # nobody leaves (and closes its sockets) while others still work
+        if dist.is_initialized():
+            dist.barrier()  # nobody leaves (and closes its sockets) while others still work
     except SystemExit as e:
         if e.code not in (None, 0):  # a script's sys.exit(0) is a normal end
             tracer.error(e)
