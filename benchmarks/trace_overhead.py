@@ -21,6 +21,10 @@ processes, interleaved blocks of training steps in five modes:
                 default: a thread reading this machine's meter every 10 ms, and a reading at
                 every step's end). The job itself runs with ``energy="off"``, so the other
                 modes have no sampler; energy/traced is the sampler alone.
+    auto        the tracer on, no annotations in the step: what ``gpuviz run`` records for a
+                plain script (``gpuviz.run.auto``: global module, backward, optimizer and
+                collective hooks, DDP's buckets through the comm hook it registers), on a
+                third DDP copy; the hooks are put in place and taken away around each block.
 
 A comm hook can be registered only once per DDP instance, so there are two DDP copies of
 the same model (same weights, same data): untraced, untraced-2 and profiler share one,
@@ -58,7 +62,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULT_FILE = "trace_overhead.json"
-MODES = ("untraced", "untraced-2", "hook only", "traced", "profiler", "energy")
+MODES = ("untraced", "untraced-2", "hook only", "traced", "profiler", "energy", "auto")
 GOAL = 1.01
 
 
@@ -94,15 +98,32 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
     # hook only and traced the other, so traced/hook only is free of any copy-to-copy bias.
     plain, hooked = ddp_model(False), ddp_model(True)
     models = {"untraced": plain, "untraced-2": plain, "hook only": hooked, "traced": hooked,
-              "profiler": plain, "energy": hooked}
+              "profiler": plain, "energy": hooked, "auto": ddp_model(False)}
     from gpuviz.energy.meters import make_meter
     from gpuviz.energy.sampler import Sampler
+    from gpuviz.run import auto
     null = contextlib.nullcontext()
     counter = {"i": 0}
+    mode_now = [None]
+
+    def plain_step(model, opt) -> float:
+        # The same step with no annotations (auto mode: the hooks record it, and end the step)
+        i = counter["i"] % n_batches
+        counter["i"] += 1
+        lo = i * batch + rank * local
+        x, y = x_all[lo:lo + local], y_all[lo:lo + local]
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.item()
+        return 0.0
 
     def train_step(model, opt, profiling: bool) -> float:
         # The loop body of gpuviz.workloads.mlp:train (ddp=True), plus a record_function
         # per phase when torch.profiler is the instrument.
+        if mode_now[0] == "auto":
+            return plain_step(model, opt)
         rf = record_function if profiling else (lambda name: null)
         i = counter["i"] % n_batches
         counter["i"] += 1
@@ -125,7 +146,9 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
         model, opt = models[mode]
         times, cpu, flush = [], [], []
         profiling = mode == "profiler"
-        trace.set_tracer(tracer if mode in ("traced", "energy") else None)
+        trace.set_tracer(tracer if mode in ("traced", "energy", "auto") else None)
+        mode_now[0] = mode
+        uninstall = auto.install() if mode == "auto" else None
         # started and stopped outside the timed steps
         tracer.hooks = [Sampler(tracer, make_meter("auto", warn=False, gpu_index=None))] if mode == "energy" else []
         try:
@@ -145,6 +168,8 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
             for hook in tracer.hooks:
                 hook.close()
             tracer.hooks = []
+            if uninstall is not None:
+                uninstall()
         # Everything below is outside the timed steps.
         n_events = len(prof.events()) if profiling else 0
         t = torch.tensor(times + [(t_in - t_enter) + (t_exit - t_last)], dtype=torch.float64)
@@ -329,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
             spans = f"{spans_per_step:.0f}"
         elif m == "profiler":
             spans = f"{modes[m]['events'] / n_steps:.0f} events"
+        elif m == "auto":
+            spans = "hooks"
         else:
             spans = "0"
         print(f"{m:<11} {med[m]:>8.2f} ms {_fmt(wall_r[m]):>22} {cpu[m]:>11.2f} ms "
@@ -361,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     sampler_cpu = paired_ratio(modes["energy"]["cpu"], modes["traced"]["cpu"], c["steps"])
     print(f"energy sampler alone (energy/traced, the default of every launch): {_fmt(sampler)} in "
           f"step time, {_fmt(sampler_cpu)} in CPU time")
+    print("in CPU time per step against untraced (goal <= "
+          f"{GOAL:.2f}): annotated {_fmt(cpu_r['traced'])}, default with energy "
+          f"{_fmt(cpu_r['energy'])}, auto {_fmt(cpu_r['auto'])}; torch.profiler "
+          f"{_fmt(cpu_r['profiler'])}")
     return 0
 
 

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "jitter:dist=exponential,mean_s=0.02, fail:rank=2,step=5, hang:rank=1,step=3")
     r.add_argument("--collective-timeout", type=float, default=None,
                    help="seconds a rank may wait in a collective before the job ends (a hang)")
+    r.add_argument("--auto", action=argparse.BooleanOptionalAction, default=None,
+                   help="record forward, backward, optimizer, data and every collective with no "
+                   "annotations (default: on for a script that does not use gpuviz)")
     r.add_argument("--energy", choices=("auto", "zeus", "estimate", "off"), default="auto",
                    help="energy meter of every rank: hardware counters through Zeus, the CPU-time "
                    "estimate, or auto (counters where readable, else the estimate)")
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                                 node_rank=a.node_rank, rdzv_endpoint=a.rdzv_endpoint,
                                 max_restarts=a.max_restarts, progress=not a.no_progress,
                                 inject=a.inject or None, collective_timeout=a.collective_timeout,
-                                energy=a.energy)
+                                energy=a.energy, auto=a.auto)
             if run.meta.get("restarts"):
                 print(f"\nrestarted {run.meta['restarts']} time(s) after a failure; "
                       "run.errors() has what failed")

@@ -1,17 +1,20 @@
 """Training scripts with no gpuviz in them run unchanged under gpuviz: a script that makes
 its own process group makes it (its backend and timeout win), one that destroys it at the
 end is followed, and argparse, ``__main__``, sibling imports, ``LOCAL_RANK``/``RANK`` and
-``sys.exit(0)`` behave as under plain torchrun."""
+``sys.exit(0)`` behave as under plain torchrun; with no annotations, their timelines show
+steps, compute, communication with its bytes, and the wait for other ranks."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 import gpuviz
-from gpuviz.run.scripts import makes_its_own_group
+from gpuviz.run.intervals import split_waits
+from gpuviz.run.scripts import makes_its_own_group, plain_script
 from tests.conftest import ROOT, SCRIPTS
 
 OWN = SCRIPTS / "own"
@@ -21,20 +24,56 @@ def test_a_script_that_makes_its_group_is_told_from_one_that_does_not():
     assert makes_its_own_group(str(OWN / "plain_ddp.py"))
     assert makes_its_own_group(str(OWN / "plain_allreduce.py"))
     assert not makes_its_own_group(str(SCRIPTS / "slow_steps.py"))   # relies on the worker's
+    assert plain_script(str(OWN / "plain_ddp.py"))                   # no gpuviz: auto timeline
+    assert not plain_script(str(SCRIPTS / "slow_steps.py"))          # annotated itself
+
+
+def test_a_collectives_wait_for_the_last_rank_is_split_off_as_idle():
+    def row(rank, start, end):
+        return {"rank": rank, "lane": "main", "step": 0, "name": "all_reduce", "cat": "comm",
+                "start": start, "end": end, "dur": end - start, "bytes": 64, "attempt": 0,
+                "args": {"auto": True, "collective": True, "seq": 1, "group": None},
+                "interrupted": False}
+
+    sp = pd.DataFrame([row(0, 1.0, 3.0), row(1, 2.5, 3.0)])
+    out = split_waits(sp)
+    wait = out[out["name"] == "wait for others"]
+    assert list(wait["rank"]) == [0] and wait["start"].iloc[0] == 1.0 and wait["end"].iloc[0] == 2.5
+    comm = out[out["cat"] == "comm"].set_index("rank")
+    assert comm.loc[0, "start"] == 2.5 and comm.loc[0, "dur"] == 0.5   # the transfer itself
+    assert comm.loc[1, "start"] == 2.5                                   # the last one waits not
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script, args, says", [
-    ("plain_ddp.py", ["--lr", "0.05"], "plain_ddp done: local rank 0, loss"),   # DDP, destroys
-    ("plain_fsdp2.py", [], "plain_fsdp2 done"),               # FSDP2, its own timeout
-    ("plain_allreduce.py", [], "plain_allreduce done"),       # env reads, sys.exit(0)
+@pytest.mark.parametrize("script, args, says, steps, comm", [
+    # DDP, destroys its group at the end: gradient buckets on the comm lane
+    ("plain_ddp.py", ["--lr", "0.05"], "plain_ddp done: local rank 0, loss", 10, "all_reduce bucket 0"),
+    # FSDP2 with its own timeout: its all-gathers and reduce-scatters
+    ("plain_fsdp2.py", [], "plain_fsdp2 done", 5, "all_gather_single"),
+    # env reads, a DataLoader, a hand-written all-reduce per parameter, sys.exit(0)
+    ("plain_allreduce.py", [], "plain_allreduce done", 5, "all_reduce"),
 ])
-def test_an_ordinary_script_runs_unchanged(tmp_path, capsys, script, args, says):
+def test_an_ordinary_script_runs_unchanged_and_shows_its_timeline(tmp_path, capsys, script, args,
+                                                                 says, steps, comm):
     run = gpuviz.launch(str(OWN / script), nproc=2, args=args, run_dir=tmp_path / "r",
                         progress=False, timeout=180)
     assert says in capsys.readouterr().out
     assert run.meta["status"] == "ok" and run.ranks == [0, 1]
     assert run.meta["backend"] == "gloo" and run.meta["clock"] != "not aligned"
+    assert run.steps() == steps
+    sp = run.spans
+    for rank in run.ranks:
+        mine = sp[sp["rank"] == rank]
+        assert {"forward", "backward", "optimizer step"} <= set(mine["name"])
+        c = mine[mine["name"] == comm]
+        assert len(c) and (c["bytes"] > 0).all()
+    total = run.summary()
+    assert (total["compute"] > 0).all() and (total["optimizer"] > 0).all()
+    if script != "plain_ddp.py":   # blocking collectives: the wait for the last rank is idle
+        assert (sp["name"] == "wait for others").any() and total["idle"].sum() > 0
+    if script == "plain_allreduce.py":
+        # a batch a step, and the last call that finds the loader empty
+        assert (sp[sp["cat"] == "data"]["name"] == "load batch").sum() == 2 * (steps + 1)
 
 
 @pytest.mark.slow

@@ -12,6 +12,11 @@ from typing import Any
 from gpuviz.run.tracer import COMM_LANE, get_tracer, span
 
 
+def _untraced(fn):
+    """torch's own function, where :mod:`gpuviz.run.auto` wrapped it: these record themselves."""
+    return getattr(fn, "_gpuviz_original", fn)
+
+
 def all_reduce(tensor, wait: bool = True, name: str = "all_reduce"):
     """All-reduce ``tensor`` (sum), traced as waiting (``idle``) then ``comm``.
 
@@ -22,9 +27,9 @@ def all_reduce(tensor, wait: bool = True, name: str = "all_reduce"):
 
     if wait:
         with span("wait for others", cat="idle"):
-            dist.barrier()
+            _untraced(dist.barrier)()
     with span(name, cat="comm", bytes=tensor.numel() * tensor.element_size()):
-        dist.all_reduce(tensor)
+        _untraced(dist.all_reduce)(tensor)
     return tensor
 
 
@@ -98,13 +103,15 @@ def ddp_comm_hook(state, bucket):
     nbytes = buf.numel() * buf.element_size()
     index = bucket.index()
     buf.div_(world)
+    # the untraced all_reduce (gpuviz.run.auto wraps torch's): this hook records the bucket
+    reduce_all = _untraced(dist.all_reduce)
     if t is None:
-        return dist.all_reduce(buf, group=group, async_op=True).get_future().then(lambda f: f.value()[0])
+        return reduce_all(buf, group=group, async_op=True).get_future().then(lambda f: f.value()[0])
     if t.cuda:
         start_ev = t.cuda_event()
     t0 = t.now()
     step_at_launch = t.step_index
-    fut = dist.all_reduce(buf, group=group, async_op=True).get_future()
+    fut = reduce_all(buf, group=group, async_op=True).get_future()
 
     def done(f):
         if t.cuda:

@@ -68,3 +68,29 @@ def intersect(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def length(iv: np.ndarray) -> float:
     return float((iv[:, 1] - iv[:, 0]).sum()) if len(iv) else 0.0
+
+
+def split_waits(spans: pd.DataFrame) -> pd.DataFrame:
+    """Split each automatically recorded blocking collective (``args`` ``auto`` and
+    ``collective``) into the wait for the last rank of its group to arrive (``wait for
+    others``, idle) and the transfer after it (comm). The ranks' clocks are aligned, so the
+    last arrival is the latest start among the spans with the same group and sequence number.
+    """
+    auto = [bool(a.get("auto") and a.get("collective")) for a in spans["args"]]
+    if not any(auto):
+        return spans
+    c = spans[auto]
+    key = pd.Series([f"{a.get('group')}/{a.get('seq')}" for a in c["args"]], index=c.index)
+    last = c["start"].groupby([c["attempt"], key]).transform("max")
+    late = c[(last > c["start"]) & (last < c["end"])]
+    if late.empty:
+        return spans
+    waits = late.copy()
+    waits["name"], waits["cat"], waits["bytes"] = "wait for others", "idle", pd.NA
+    waits["end"] = last[late.index]
+    waits["dur"] = waits["end"] - waits["start"]
+    out = spans.copy()
+    out.loc[late.index, "start"] = last[late.index]
+    out.loc[late.index, "dur"] = out.loc[late.index, "end"] - out.loc[late.index, "start"]
+    out = pd.concat([out, waits])
+    return out.sort_values(["rank", "start"], kind="stable").reset_index(drop=True)

@@ -66,7 +66,8 @@ __all__ = ["launch", "torchrun_command", "job_environment", "BACKENDS"]
 def torchrun_command(target: str, run_dir: Path, nproc: int, backend: str, kwargs_json: str,
                      script_args: list[str], nnodes: int = 1, node_rank: int | None = None,
                      rdzv_endpoint: str | None = None, max_restarts: int = 0,
-                     pg_timeout: float | None = None, extra: list[str] | tuple = ()) -> list[str]:
+                     pg_timeout: float | None = None, extra: list[str] | tuple = (),
+                     auto: bool | None = None) -> list[str]:
     """The torchrun command line that ``launch`` runs: ``python -m torch.distributed.run ...``,
     or on one node ``python -m gpuviz.run.torchrun ...`` (torchrun with its stores on
     loopback)."""
@@ -87,6 +88,8 @@ def torchrun_command(target: str, run_dir: Path, nproc: int, backend: str, kwarg
             "--kwargs", kwargs_json]
     if pg_timeout:
         cmd += ["--pg-timeout", str(pg_timeout)]
+    if auto is not None:
+        cmd += ["--auto", "on" if auto else "off"]
     if script_args:
         cmd += ["--", *script_args]
     return cmd
@@ -99,7 +102,7 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
            rdzv_endpoint: str | None = None, max_restarts: int = 0, progress: bool = True,
            stream: bool = True, torchrun_args: list[str] | tuple = (),
            inject: list[dict] | None = None, collective_timeout: float | None = None,
-           energy: str | None = "auto") -> Run:
+           energy: str | None = "auto", auto: bool | None = None) -> Run:
     """Run ``target`` as ``nproc`` real processes under torchrun and return its :class:`Run`.
 
     Args:
@@ -122,6 +125,9 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
         collective_timeout: seconds a rank may wait in a collective before the process
             group gives up (default: 30 min, torch's; or twice ``timeout``, at least 60 s).
             A hung rank then ends the job by itself, as :class:`RankHung`.
+        auto: record forward, backward, optimizer steps, data loading and every collective
+            with no annotations (:mod:`gpuviz.run.auto`); default: on for a script that
+            does not use gpuviz itself, off otherwise.
         energy: the energy meter of every rank (:mod:`gpuviz.energy.meters`): ``"auto"`` (hardware
             counters through Zeus where they can be read, else an estimate from CPU time,
             labelled so), ``"zeus"``, ``"estimate"`` or ``"off"``; see :func:`gpuviz.energy.attribution.joules`.
@@ -169,8 +175,10 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
     pg_timeout = None if timeout is None else max(60.0, 2.0 * timeout)
     if collective_timeout is not None:
         pg_timeout = collective_timeout
+    if auto is not None and not isinstance(auto, bool):
+        raise ValueError(f"auto={auto!r}: give True, False or None (on for a plain script)")
     cmd = torchrun_command(target, run_dir, nproc, backend, kwargs_json, script_args, nnodes,
-                           node_rank, rdzv_endpoint, max_restarts, pg_timeout, torchrun_args)
+                           node_rank, rdzv_endpoint, max_restarts, pg_timeout, torchrun_args, auto)
     info = {"target": target, "args": args, "nproc_per_node": nproc, "nnodes": nnodes,
             "node_rank": node_rank, "backend": backend, "command": cmd, "timeout": timeout,
             "launched_at": time.time(), "status": "running", "job_id": secrets.token_hex(16),

@@ -20,7 +20,7 @@ import pandas as pd
 
 from gpuviz.run.categories import CATEGORIES
 from gpuviz.run.events import read_rank_file
-from gpuviz.run.intervals import innermost, intersect, length, union
+from gpuviz.run.intervals import innermost, intersect, length, split_waits, union
 from gpuviz.run.meta import MAX_WORLD, merge_meta, run_json_problems
 
 SPAN_COLUMNS = ["rank", "lane", "step", "name", "cat", "start", "end", "dur", "bytes", "args"]
@@ -332,6 +332,7 @@ def _build(path: Path, raw: dict[int, list[dict]], problems: list[str]) -> Run:
     sp["interrupted"] = [bool(a.get("interrupted")) for a in sp["args"]]
     sp["attempt"] = sp.pop("attempt")  # after "interrupted": the documented columns come first
     sp = sp.sort_values(["rank", "start"], kind="stable").reset_index(drop=True)
+    sp = split_waits(sp)  # automatic collectives: the wait for the last rank is idle
     ct = pd.DataFrame(counters, columns=["rank", "name", "time", "value", "attempt"])
     ev = pd.DataFrame(events, columns=["rank", "name", "step", "time", "args", "attempt"])
     meta = merge_meta(path, meta_by_rank)

@@ -44,6 +44,22 @@ def makes_its_own_group(path: str) -> bool:
     return False
 
 
+def plain_script(path: str) -> bool:
+    """Whether the script imports no gpuviz itself (then its timeline is recorded
+    automatically: :mod:`gpuviz.run.auto`)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        if any(n == "gpuviz" or n.startswith("gpuviz.") for n in names):
+            return False
+    return True
+
+
 @contextlib.contextmanager
 def script_owns_the_group(start_tracer, tracer=None):
     """While inside, ``dist.init_process_group`` makes the script's group and then calls

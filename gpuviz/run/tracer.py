@@ -81,6 +81,7 @@ class Tracer:
         self._cuda_ref = None
         self._cuda_ref_us = 0.0
         self.closed = False
+        self.started = False  # start() has aligned the clock
         # Opens this process's part of the file: later events belong to this attempt.
         self._emit({"ph": "M", "name": "process_name", "pid": rank,
                     "args": {"name": f"rank {rank}", "attempt": self.attempt,
@@ -146,6 +147,7 @@ class Tracer:
         self._write_now()
         if total:
             self.set_total_steps(total)
+        self.started = True
         self._begin_step()
 
     def _begin_step(self) -> None:

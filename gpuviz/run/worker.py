@@ -26,8 +26,8 @@ from datetime import timedelta
 
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from gpuviz.run import loopback, orphans
-from gpuviz.run.scripts import makes_its_own_group, run_script
+from gpuviz.run import auto, loopback, orphans
+from gpuviz.run.scripts import makes_its_own_group, plain_script, run_script
 from gpuviz.run.target import resolve_target
 
 
@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--run-dir", default=os.environ.get("GPUVIZ_RUN_DIR"), required=False)
     p.add_argument("--backend", default="auto", choices=["auto", "gloo", "nccl"])
     p.add_argument("--kwargs", default="{}", help="JSON object of keyword arguments for a function target")
+    p.add_argument("--auto", choices=["on", "off", "default"], default="default",
+                   help="record forward, backward, optimizer, data and every collective with no "
+                   "annotations (default: on for a script that does not use gpuviz itself)")
     p.add_argument("--pg-timeout", type=float, default=None,
                    help="seconds a collective may wait before the process group gives up")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -87,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
             tracer.cuda = dist.get_backend() == "nccl"
             tracer.start(target=a.target, command=command)
 
+        if a.auto == "on" or (a.auto == "default" and kind == "script" and plain_script(fn)):
+            auto.install()   # hooks; they record once the tracer has started
         if kind == "script" and makes_its_own_group(fn):
             run_script(fn, script_args, start_tracer, tracer)   # its group, its arguments
         else:

@@ -1,20 +1,23 @@
-"""A hand-written gradient all-reduce loop that reads RANK and WORLD_SIZE from the
-environment and ends with sys.exit(0); no gpuviz, no destroy_process_group."""
+"""A hand-written gradient all-reduce loop over a DataLoader; it reads RANK and WORLD_SIZE
+from the environment and ends with sys.exit(0); no gpuviz, no destroy_process_group."""
 
 import os
 import sys
 
 import torch
 import torch.distributed as dist
-from helpers import batch, make_model
+from helpers import make_model
+from torch.utils.data import DataLoader, TensorDataset
 
 rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
 dist.init_process_group("gloo", rank=rank, world_size=world)
+g = torch.Generator().manual_seed(rank)
+x = torch.randn(40, 16, generator=g)
+loader = DataLoader(TensorDataset(x, x.sum(dim=1, keepdim=True)), batch_size=8)
 model = make_model()
 opt = torch.optim.SGD(model.parameters(), lr=0.01)
-for step in range(5):
-    x, y = batch(rank, step)
-    torch.nn.functional.mse_loss(model(x), y).backward()
+for xb, yb in loader:
+    torch.nn.functional.mse_loss(model(xb), yb).backward()
     for p in model.parameters():
         dist.all_reduce(p.grad)
         p.grad /= world
