@@ -288,24 +288,3 @@ def test_nothing_listens_beyond_loopback(tmp_path, max_restarts):
     listening = json.loads((run_dir / "listening.json").read_text())
     assert len({pid for pid, _, _ in listening}) == 3          # torchrun and both ranks
     assert [x for x in listening if not (x[1].startswith("127.") or x[1] == "::1")] == []
-
-
-@pytest.mark.slow
-def test_an_interrupted_cell_says_where_the_partial_run_is(tmp_path):
-    import _thread
-    import threading
-
-    run_dir = tmp_path / "r"
-
-    def interrupt_when_running():
-        wait_for_steps(run_dir, 3)
-        _thread.interrupt_main()
-
-    threading.Thread(target=interrupt_when_running, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt) as e:
-        gpuviz.launch("tests/scripts/slow_steps.py", nproc=2, run_dir=run_dir, progress=False)
-    assert isinstance(e.value, gpuviz.LaunchError)
-    assert str(e.value).startswith("interrupted: every worker was stopped")
-    assert str(run_dir) in str(e.value)
-    assert e.value.run is not None and e.value.run.steps() >= 3
-    assert len(e.value._render_traceback_()) == 1              # one line in a notebook

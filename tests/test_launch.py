@@ -185,8 +185,12 @@ def test_interrupting_the_cell_stops_every_worker(tmp_path):
         _thread.interrupt_main()
 
     threading.Thread(target=interrupt_when_running, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as e:
         gpuviz.launch("tests/scripts/slow_steps.py", nproc=2, run_dir=run_dir, progress=False)
+    # one line in a notebook: the workers were stopped, and where the partial run is
+    assert isinstance(e.value, gpuviz.LaunchError) and len(e.value._render_traceback_()) == 1
+    assert str(e.value).startswith("interrupted: every worker was stopped")
+    assert str(run_dir) in str(e.value) and e.value.run.steps() >= 3
     run = gpuviz.load_run(run_dir)
     assert run.meta["status"] == "interrupted" and run.steps() >= 3
     assert run.spans["interrupted"].any()  # the span each rank was in is kept, cut at the stop

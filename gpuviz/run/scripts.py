@@ -28,14 +28,18 @@ import sys
 import warnings
 
 
-def makes_its_own_group(path: str) -> bool:
-    """Whether the script's source calls ``init_process_group`` anywhere."""
+def _parse(path: str) -> ast.Module | None:
     try:
         with open(path, encoding="utf-8") as f:
-            tree = ast.parse(f.read(), filename=path)
+            return ast.parse(f.read(), filename=path)
     except (OSError, SyntaxError, ValueError):
-        return False
-    for node in ast.walk(tree):
+        return None
+
+
+def makes_its_own_group(path: str) -> bool:
+    """Whether the script's source calls ``init_process_group`` anywhere."""
+    tree = _parse(path)
+    for node in ast.walk(tree) if tree is not None else ():
         if isinstance(node, ast.Call):
             f = node.func
             name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)
@@ -47,10 +51,8 @@ def makes_its_own_group(path: str) -> bool:
 def plain_script(path: str) -> bool:
     """Whether the script imports no gpuviz itself (then its timeline is recorded
     automatically: :mod:`gpuviz.run.auto`)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            tree = ast.parse(f.read(), filename=path)
-    except (OSError, SyntaxError, ValueError):
+    tree = _parse(path)
+    if tree is None:
         return False
     for node in ast.walk(tree):
         names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
