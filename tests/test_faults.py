@@ -19,7 +19,7 @@ import pytest
 
 import gpuviz
 from gpuviz.run import files, orphans
-from gpuviz.run.failures import LaunchError, torchrun_root_cause
+from gpuviz.run.failures import LaunchError, torchrun_failures
 from gpuviz.run.load import TraceError, TraceWarning, load_run
 from gpuviz.run.target import check_target
 from tests.conftest import ROOT, assert_all_gone, wait_for_steps, worker_pids
@@ -102,11 +102,13 @@ def test_a_launch_error_shows_in_ipython_as_its_message():
                                       "Traceback of rank 2:"]
 
 
-def test_torchrun_root_cause_is_read_from_its_report():
-    report = ["Root Cause (first observed failure):", "[0]:", "  time      : 2026-12-04",
+def test_torchrun_failures_are_read_from_its_report():
+    report = ["Failures:", "[1]:", "  rank      : 2 (local_rank: 0)", "  exitcode  : -9 (pid: 98)",
+              "  traceback : Signal 9 (SIGKILL) received by PID 98", "-" * 60,
+              "Root Cause (first observed failure):", "[0]:", "  time      : 2026-12-04",
               "  rank      : 3 (local_rank: 1)", "  exitcode  : 7 (pid: 99)", "=" * 60]
-    assert torchrun_root_cause(report) == {"rank": 3, "exitcode": 7, "pid": 99}
-    assert torchrun_root_cause(["no report here"]) is None
+    assert torchrun_failures(report) == {2: {"exitcode": -9, "pid": 98}, 3: {"exitcode": 7, "pid": 99}}
+    assert torchrun_failures(["no report here"]) == {}
 
 
 def test_the_launcher_watch_knows_a_dead_process_from_a_live_one():
@@ -259,8 +261,9 @@ def test_a_rank_that_dies_without_an_exception_is_the_one_blamed(tmp_path, how, 
         gpuviz.launch("tests/scripts/die_on_rank.py", nproc=3, args=["1", "2", how],
                       run_dir=tmp_path / "r", progress=False, stream=False)
     msg = str(e.value)
-    # torchrun's report names the exit code; when torchrun itself trips (it can read a
-    # survivor's error file half-written), the ranks' traces still name the rank
+    # torchrun's report names the exit code; when it does not list the rank (it reports the
+    # ranks it saw fail first) or trips itself (over a survivor's half-written error file),
+    # the ranks' traces still name the rank
     unreported = "rank 1 ended with no Python exception and was not stopped by torchrun"
     assert msg.startswith((words, unreported)) and "during step 2" in msg
     assert "rank 1:" not in msg          # the survivors are listed as consequences, not rank 1

@@ -60,46 +60,52 @@ def job_error(run: Run, rc: int | None = None, tail: list[str] | tuple = (),
     errors = errors[errors["attempt"] == run.meta.get("restarts", 0)].reset_index(drop=True)
     # A rank that died with no Python exception left no error in its trace: torchrun's report
     # names it (its "first observed failure" is no guide among ranks that all raised).
-    root = torchrun_root_cause(tail) or _silent_death(run, errors)
-    if root is not None and root["rank"] not in set(errors["rank"]):
+    root = _dead_rank(run, errors, torchrun_failures(tail))
+    if root is not None:
         return RankFailed(_death_message(run, root, errors), run=run)
     bad_injection = len(errors) and errors["error"].iloc[0].startswith("OptionError: ")
     cls = InjectionError if bad_injection else RankFailed
     return cls(_failure_message(run, rc, list(tail), errors), run=run)
 
 
-def torchrun_root_cause(output: list[str] | tuple) -> dict | None:
-    """The failure torchrun's report names as the root cause (``rank``, ``exitcode``, a
-    negative one for a signal, ``pid``), or None when its output has no such report.
+def torchrun_failures(output: list[str] | tuple) -> dict[int, dict]:
+    """The failed ranks of torchrun's last failure report: rank -> ``exitcode`` (negative
+    for a signal) and ``pid``; empty when its output has no report.
 
-    >>> torchrun_root_cause(["Root Cause (first observed failure):", "[0]:",
-    ...     "  rank      : 1 (local_rank: 1)", "  exitcode  : -9 (pid: 4321)  (SIGKILL)"])
-    {'rank': 1, 'exitcode': -9, 'pid': 4321}
+    >>> torchrun_failures(["Failures:", "[0]:", "  rank      : 1 (local_rank: 1)",
+    ...     "  exitcode  : -9 (pid: 4321)  (SIGKILL)", "Root Cause (first observed failure):"])
+    {1: {'exitcode': -9, 'pid': 4321}}
     """
     text = "\n".join(output)
-    i = text.rfind("Root Cause (first observed failure):")
+    i = max(text.rfind("Failures:"), text.rfind("Root Cause (first observed failure):"))
     if i < 0:
-        return None
-    block = text[i:].split("=" * 20)[0]
-    rank, code = re.search(r"rank\s*:\s*(\d+)", block), re.search(r"exitcode\s*:\s*(-?\d+)", block)
-    if not rank or not code:
-        return None
-    pid = re.search(r"\(pid:\s*(\d+)\)", block)
-    return {"rank": int(rank.group(1)), "exitcode": int(code.group(1)),
-            "pid": int(pid.group(1)) if pid else None}
+        return {}
+    j = text.rfind("Failures:", 0, i + 1)
+    out = {}
+    for m in re.finditer(r"rank\s*:\s*(\d+)[^\n]*\n\s*exitcode\s*:\s*(-?\d+)(?:\s*\(pid:\s*(\d+)\))?",
+                         text[j if j >= 0 else i:]):
+        out.setdefault(int(m.group(1)), {"exitcode": int(m.group(2)),
+                                         "pid": int(m.group(3)) if m.group(3) else None})
+    return out
 
 
-def _silent_death(run: Run, errors) -> dict | None:
-    """The first rank that left no error and was not stopped, while others failed: it died
-    with no Python exception (when torchrun's own report is missing, as when torchrun trips
-    over a survivor's half-written error file)."""
-    if errors.empty:
+def _dead_rank(run: Run, errors, reported: dict[int, dict]) -> dict | None:
+    """The rank that died with no Python exception, while others failed: one that left no
+    error in its trace and was not stopped by torchrun, or one torchrun reports failed that
+    left no error (with its exit code or signal where torchrun's report has it). None when
+    every failed rank raised."""
+    if errors.empty and not reported:
         return None
     ev = run.events[run.events["attempt"] == run.meta.get("restarts", 0)]
     told = set(ev.loc[ev["name"].isin(["error", "stopped"]), "rank"])
-    silent = [r for r in run.ranks if r not in told]
-    return {"rank": silent[0], "exitcode": None, "pid": run.meta.get("pids", {}).get(silent[0])} \
-        if silent else None
+    silent = [r for r in run.ranks if r not in told] if len(errors) else []
+    silent += [r for r in sorted(reported) if r not in told and r not in silent]
+    if not silent:
+        return None
+    rank = silent[0]
+    info = reported.get(rank, {})
+    return {"rank": rank, "exitcode": info.get("exitcode"),
+            "pid": info.get("pid") or run.meta.get("pids", {}).get(rank)}
 
 
 def _death_message(run: Run, root: dict, errors) -> str:
