@@ -68,12 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "estimate, or auto (counters where readable, else the estimate)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    s = sub.add_parser("summary", help="print each rank's time per category for a run directory")
+    s = sub.add_parser("summary", help="print each rank's time per category for a run directory "
+                       "or a folder of PyTorch profiler traces")
     s.add_argument("run_dir")
 
     f = sub.add_parser("perfetto", help="write one merged Chrome trace JSON for Perfetto")
     f.add_argument("run_dir")
     f.add_argument("out")
+
+    m = sub.add_parser("import", help="read PyTorch profiler traces (one per rank) into a gpuviz run directory")
+    m.add_argument("traces", help="a folder of .json / .json.gz profiler traces")
+    m.add_argument("--out", required=True, help="the run directory to write (rank*.jsonl)")
 
     b = sub.add_parser("bench", help="benchmarks: `gpuviz bench collectives --help`")
     bsub = b.add_subparsers(dest="bench_command", required=True)
@@ -157,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
             run = gpuviz.load_run(a.run_dir)
             print(run.summary().round(4).to_string())
             _print_energy(run)
+        elif a.command == "import":
+            from gpuviz.run.imported import write_run_dir
+
+            run = gpuviz.load_run(a.traces)
+            print(f"{run}\nwritten to {write_run_dir(run, a.out)}")
         elif a.command == "perfetto":
             print(gpuviz.load_run(a.run_dir).to_perfetto(a.out))
         elif a.command == "bench":
@@ -172,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_energy(run) -> None:
+    if run.imported:
+        gpu = run.meta.get("gpu") or "GPU model not recorded"
+        print(f"\nGPU time from PyTorch profiler traces ({gpu}, {run.meta.get('ranks_present')} "
+              f"of {run.world_size} ranks); these traces hold no energy, and none is estimated")
+        return
     if run.counters.empty or "energy J" not in set(run.counters["name"]):
         return
     from gpuviz.energy.attribution import joules

@@ -44,6 +44,9 @@ def meters(run) -> dict[int, dict]:
 
 def _check(run) -> dict:
     c = curves(run)
+    if not c and getattr(run, "imported", False):
+        raise ValueError(f"run={run.path}: no energy was recorded: PyTorch profiler traces hold "
+                         "no power or energy counters, and gpuviz does not invent them")
     if not c:
         raise ValueError(f"run={run.path}: no energy was recorded (the job ran with energy='off', "
                          "or with a gpuviz older than its energy meters)")

@@ -34,7 +34,8 @@ _LEGEND = dict(title="category", itemsizing="constant", tracegroupgap=2)
 _EPS = 1e-9                  # 1 ns: spans closer than this touch, they do not overlap
 
 
-def timeline(run, *, ranks=None, steps=None, max_spans: int = 20000, title: str | None = None) -> go.Figure:
+def timeline(run, *, ranks=None, steps=None, lanes=None, max_spans: int = 20000,
+             title: str | None = None) -> go.Figure:
     """Every rank's spans over time: one row per rank, rank 0 at the top.
 
     Each row has the rank's main thread as a thick bar and, just below it, a thin comm
@@ -50,12 +51,27 @@ def timeline(run, *, ranks=None, steps=None, max_spans: int = 20000, title: str 
     categories' times side by side; hover says how many spans were merged and their mix,
     and the subtitle says so. Large figures are drawn with WebGL.
 
+    A run imported from PyTorch profiler traces has a row per lane of each rank: one per
+    CUDA stream (its kernels) and one per CPU thread (its top-level ops); ``lanes`` keeps
+    the lanes whose names start with one of the given strings (``lanes="GPU"``).
+
     >>> fig = timeline(run, steps=range(5, 10))                   # doctest: +SKIP
     >>> fig = timeline(run, ranks=[0, 3], title="two ranks")      # doctest: +SKIP
+    >>> fig = timeline(gpu_run, lanes=["GPU", "CPU main"])        # doctest: +SKIP
     """
     sp = _spans(run)
     rows = _pick_ranks(run, ranks)
     sp = sp[sp["rank"].isin(rows)]
+    per_lane = bool(getattr(run, "imported", False))
+    if lanes is not None:
+        want = [lanes] if isinstance(lanes, str) else list(lanes)
+        if not per_lane or not want or not all(isinstance(w, str) for w in want):
+            raise ValueError(f"lanes={lanes!r}: give lane name prefixes (e.g. 'GPU') of a run "
+                             "imported from profiler traces; gpuviz's own runs have main and comm")
+        keep = sp["lane"].astype(str).str.startswith(tuple(want))
+        if not keep.any():
+            raise ValueError(f"lanes={lanes!r}: no lane starts so; lanes: {sorted(sp['lane'].unique())}")
+        sp = sp[keep]
     if steps is not None:
         wanted = _as_ints(steps, "steps")
         have = sp["step"].dropna().astype(int)
@@ -68,8 +84,18 @@ def timeline(run, *, ranks=None, steps=None, max_spans: int = 20000, title: str 
     if not isinstance(max_spans, int) or max_spans < 1:
         raise ValueError(f"max_spans={max_spans!r}: must be a positive int")
 
-    row_of = {r: i for i, r in enumerate(rows)}
-    lane = (sp["rank"].map(row_of) * 2 + (sp["lane"] == "comm")).to_numpy()
+    if per_lane:   # a row per (rank, lane): GPU streams first, then CPU threads
+        keys = sorted({(r, ln) for r, ln in zip(sp["rank"], sp["lane"], strict=True)},
+                      key=lambda k: (rows.index(k[0]), _lane_order(k[1])))
+        row_key = {k: i for i, k in enumerate(keys)}
+        row_of = {r: next(i for i, k in enumerate(keys) if k[0] == r) for r in rows
+                  if any(k[0] == r for k in keys)}
+        lane = np.array([row_key[(r, ln)] * 2 for r, ln in zip(sp["rank"], sp["lane"], strict=True)])
+        labels = [f"rank {r} · {ln}" for r, ln in keys]
+    else:
+        row_of = {r: i for i, r in enumerate(rows)}
+        lane = (sp["rank"].map(row_of) * 2 + (sp["lane"] == "comm")).to_numpy()
+        labels = [f"rank {r}" + ("" if r in set(run.ranks) else " (no trace)") for r in rows]
     depth = _depth(lane, sp["start"].to_numpy(float), sp["end"].to_numpy(float))
     order = np.lexsort((sp["start"].to_numpy(), depth, lane))   # by lane, nesting level, time
     sp, lane, depth = sp.iloc[order], lane[order], depth[order]
@@ -92,15 +118,17 @@ def timeline(run, *, ranks=None, steps=None, max_spans: int = 20000, title: str 
     h = np.where(comm, th * 0.8, _MAIN_H * np.maximum(0.4, 1 - 0.25 * depth))
     level = np.where(comm, 0, depth)                           # nested spans drawn later, on top
 
-    row_px = int(np.clip(520 / len(rows), 13, 34 + 10 * ntrack))
-    height = max(380, 140 + 18 * bool(note) + row_px * len(rows))
+    row_px = int(np.clip(520 / len(labels), 13, 34 + 10 * ntrack))
+    height = max(380, 140 + 18 * bool(note) + row_px * len(labels))
     fig = go.Figure()
     draw = _draw_bars if len(idx) <= _GL_ABOVE else _draw_gl
     draw(fig, start, end, y, h, cat, level, stopped, hover, cats, px_per_unit=row_px, wall=wall)
     _draw_errors(fig, run, row_of, steps)
     restarts = _draw_restarts(fig, run, row_of, float(start.min()), float(end.max()))
 
-    sub = [f"{len(rows)} ranks; thick bar: main thread"
+    sub = [(f"{len(row_of)} ranks of {run.world_size}, recorded by the PyTorch profiler "
+            f"({run.meta.get('gpu') or 'GPU'}): a row per CUDA stream and CPU thread; gaps: GPU idle"
+            if per_lane else f"{len(rows)} ranks; thick bar: main thread")
            + ("; thin bars below it: comm lane (DDP buckets beside backward)" if comm.any() else "")
            + (f"; {restarts + 1} attempts (restarted after a failure), lines mark each" if restarts
               else "")]
@@ -111,9 +139,8 @@ def timeline(run, *, ranks=None, steps=None, max_spans: int = 20000, title: str 
                       template="plotly_white", barmode="overlay", hovermode="closest",
                       margin=dict(t=80 + 18 * len(sub), b=50, l=80, r=20), legend=_LEGEND)
     fig.update_xaxes(title="time (s) from the aligned start", showline=True, linecolor="#888")
-    labels = [f"rank {r}" + ("" if r in set(run.ranks) else " (no trace)") for r in rows]
-    fig.update_yaxes(tickvals=list(range(len(rows))), ticktext=labels, showgrid=False, zeroline=False,
-                     range=[len(rows) - 0.2, -0.5], tickfont=dict(size=11 if len(rows) <= 32 else 9))
+    fig.update_yaxes(tickvals=list(range(len(labels))), ticktext=labels, showgrid=False, zeroline=False,
+                     range=[len(labels) - 0.2, -0.5], tickfont=dict(size=11 if len(labels) <= 32 else 9))
     return fig
 
 
@@ -344,8 +371,16 @@ def _spans(run) -> pd.DataFrame:
     return sp
 
 
+def _lane_order(lane: str):
+    """GPU streams by number, then the CPU's main thread, then other CPU threads."""
+    parts = str(lane).split()
+    num = int(parts[-1]) if parts and parts[-1].isdigit() else -1
+    return (0 if str(lane).startswith("GPU") else 1 if "main" in str(lane) else 2, num, str(lane))
+
+
 def _pick_ranks(run, ranks) -> list[int]:
-    avail = sorted(set(run.ranks) | set(range(run.world_size)))
+    # An imported trace may hold a few ranks of a large job: only those are drawn.
+    avail = sorted(set(run.ranks) | (set() if getattr(run, "imported", False) else set(range(run.world_size))))
     if ranks is None:
         return avail
     want = _as_ints(ranks, "ranks")

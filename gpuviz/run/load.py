@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from gpuviz.run.categories import CATEGORIES
+from gpuviz.run.collectives import bus_factor
+from gpuviz.run.collectives import collective_in as _collective_in
 from gpuviz.run.events import read_rank_file
 from gpuviz.run.intervals import innermost, intersect, length, split_waits, union
 from gpuviz.run.meta import MAX_WORLD, merge_meta, run_json_problems
@@ -68,6 +70,19 @@ class Run:
     def ranks(self) -> list[int]:
         return sorted(self.raw)
 
+    @property
+    def imported(self) -> bool:
+        """Read from PyTorch profiler traces (a real GPU job), not recorded by gpuviz."""
+        return self.meta.get("source") == "pytorch-profiler"
+
+    @property
+    def main_lanes(self) -> list[str]:
+        """The lanes that hold a rank's own timeline: ``main`` (gpuviz's tracer), or each
+        CUDA stream of an imported GPU trace."""
+        if self.imported:
+            return sorted(ln for ln in self.spans["lane"].unique() if str(ln).startswith("GPU stream"))
+        return ["main"]
+
     def __repr__(self) -> str:
         return (f"Run({str(self.path)!r}, world_size={self.world_size}, "
                 f"backend={self.meta.get('backend')!r}, spans={len(self.spans)}, "
@@ -88,8 +103,15 @@ class Run:
         span. ``comm_lane`` is communication running beside the main thread (DDP's
         gradient buckets) and ``overlap`` the fraction of it hidden behind compute.
 
+        On a run imported from PyTorch profiler traces the split is the GPU's instead
+        (:func:`gpuviz.run.device_time.gpu_summary`): its streams' kernels, ``idle`` the
+        waits inside collectives and the gaps with no kernel (``idle_gaps``).
+
         >>> run.summary()[["compute", "comm", "idle", "overlap"]]   # doctest: +SKIP
         """
+        if self.imported:
+            from gpuviz.run.device_time import gpu_summary
+            return gpu_summary(self)
         rows = []
         for rank in self.ranks:
             s = self.spans[self.spans["rank"] == rank]
@@ -132,20 +154,26 @@ class Run:
         return w.reset_index(drop=True)
 
     def comm(self) -> pd.DataFrame:
-        """Every all-reduce span with its algorithm and bus bandwidth (bytes/s).
+        """Every collective with its bytes, algorithm and bus bandwidth (bytes/s).
 
-        algbw = bytes / time; busbw = algbw x 2(p-1)/p, nccl-tests' all-reduce factor
-        (github.com/NVIDIA/nccl-tests/blob/master/doc/PERFORMANCE.md): the bytes each
-        rank's link carries in a ring, comparable with the link's speed. p is the span's
-        ``world`` argument where it has one, else the run's world size.
+        algbw = bytes / time; busbw = algbw x nccl-tests' factor for the collective
+        (github.com/NVIDIA/nccl-tests/blob/master/doc/PERFORMANCE.md): 2(p-1)/p for
+        all_reduce, (p-1)/p for all_gather, reduce_scatter and all_to_all, 1 for broadcast,
+        reduce and send/recv: the bytes each rank's link carries, comparable with the link's
+        speed. p is the span's ``world`` argument where it has one, else the run's world size.
+        On imported GPU traces the time is the NCCL kernel's after the last rank arrived.
         """
-        c = self.spans[(self.spans["cat"] == "comm") & self.spans["bytes"].notna()
-                       & self.spans["name"].str.contains("all_reduce")].copy()
+        sp = self.spans
+        c = sp[(sp["cat"] == "comm") & sp["bytes"].notna()].copy()
+        coll = [a.get("collective") or _collective_in(n) for a, n in zip(c["args"], c["name"], strict=True)]
+        c["collective"] = pd.array(coll, dtype=object)
+        c = c[c["collective"].notna() & (c["dur"] > 0)]
         # A span from a subgroup (gpuviz.sharing.bench) names its own world size.
-        p = np.array([a.get("world", self.world_size) for a in c["args"]], dtype=float)
+        p = np.array([a.get("world") or self.world_size for a in c["args"]], dtype=float)
         c["algbw"] = c["bytes"].astype(float) / c["dur"]
-        c["busbw"] = c["algbw"] * 2 * (p - 1) / p
-        return c[["rank", "lane", "step", "name", "bytes", "dur", "algbw", "busbw"]].reset_index(drop=True)
+        c["busbw"] = c["algbw"] * np.array([bus_factor(k, q) for k, q in zip(c["collective"], p, strict=True)])
+        return c[["rank", "lane", "step", "name", "collective", "bytes", "dur", "algbw",
+                  "busbw"]].reset_index(drop=True)
 
     def errors(self) -> pd.DataFrame:
         """Each rank's recorded exception, earliest first (the first is the root cause)."""
@@ -212,6 +240,7 @@ class Run:
             out.append({"ph": "M", "name": "process_sort_index", "pid": rank, "args": {"sort_index": rank}})
             out.append({"ph": "M", "name": "thread_name", "pid": rank, "tid": 0, "args": {"name": "main"}})
             out.append({"ph": "M", "name": "thread_name", "pid": rank, "tid": 1, "args": {"name": "comm"}})
+            out += [e for e in self.raw[rank] if e.get("ph") == "M" and e.get("name") == "thread_name"]
             offsets = {a["attempt"]: a["offset_s"] * 1e6 for a in self.meta.get("attempts") or []}
             shift = 0.0
             for e in self.raw[rank]:
@@ -237,15 +266,22 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-def load_run(path: str | os.PathLike, strict: bool = False) -> Run:
-    """Load every ``rank{R}.jsonl`` in ``path`` into a :class:`Run`.
+def load_run(path, strict: bool = False) -> Run:
+    """Load a run: every ``rank{R}.jsonl`` in a gpuviz run directory, or PyTorch profiler
+    traces of a real job (a folder or a list of ``.json`` / ``.json.gz`` files, one per rank;
+    see :mod:`gpuviz.run.imported`).
 
-    Unreadable lines (a rank killed mid-write, a corrupt file) are dropped with a
-    :class:`TraceWarning` that says which; ``strict=True`` raises :class:`TraceError`
-    instead. What is valid always loads.
+    Unreadable lines (a rank killed mid-write, a corrupt file) and files (not a trace,
+    truncated, another job's) are dropped with a :class:`TraceWarning` that says which;
+    ``strict=True`` raises :class:`TraceError` instead. What is valid always loads.
 
     >>> run = load_run("runs/20261122-101500-train")   # doctest: +SKIP
+    >>> gpu = load_run("profiler_traces/")             # doctest: +SKIP
     """
+    from gpuviz.run.imported import is_trace_folder
+
+    if is_trace_folder(path):
+        return _load_traces(path, strict)
     path = Path(path)
     if not path.is_dir():
         raise TraceError(f"path={str(path)!r} is not a run directory (it should hold rank*.jsonl files)")
@@ -275,6 +311,23 @@ def load_run(path: str | os.PathLike, strict: bool = False) -> Run:
     return _build(path, raw, problems)
 
 
+def _load_traces(path, strict: bool) -> Run:
+    from gpuviz.run.imported import import_traces
+
+    problems: list[str] = []
+    try:
+        raw, problems = import_traces(path, problems)
+    except (ValueError, FileNotFoundError) as e:
+        raise TraceError(str(e)) from None
+    where = Path(path[0]).parent if isinstance(path, (list, tuple)) else Path(path)
+    if problems:
+        msg = f"{where}: " + "; ".join(problems)
+        if strict:
+            raise TraceError(msg)
+        warnings.warn(msg, TraceWarning, stacklevel=3)
+    return _build(where, raw, problems)
+
+
 def _attempt_starts(raw: dict[int, list[dict]]) -> dict[int, float]:
     """Wall-clock time 0 of each attempt: rank 0's, which every rank received at alignment."""
     starts: dict[int, float] = {}
@@ -302,11 +355,15 @@ def _build(path: Path, raw: dict[int, list[dict]], problems: list[str]) -> Run:
     base = starts[min(starts)] if starts else 0.0
     for rank, evs in raw.items():
         attempt, shift = 0, 0.0
+        # Imported traces name their lanes (GPU streams, CPU threads); gpuviz's are tid 0 and 1.
+        lanes = {e.get("tid"): str((e.get("args") or {}).get("name")) for e in evs
+                 if e.get("ph") == "M" and e.get("name") == "thread_name"}
         for e in evs:
             ph, args = e.get("ph"), e.get("args") or {}
             if ph == "X":
                 ts, dur = float(e["ts"]) / 1e6 + shift, float(e.get("dur", 0.0)) / 1e6
-                spans.append((rank, "comm" if e.get("tid") == 1 else "main", args.get("step"),
+                lane = lanes.get(e.get("tid")) or ("comm" if e.get("tid") == 1 else "main")
+                spans.append((rank, lane, args.get("step"),
                               e.get("name", "?"), e.get("cat", "compute"), ts, ts + dur, dur,
                               args.get("bytes"), args, attempt))
             elif ph == "C":

@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
+from gpuviz.run.collectives import bus_factor  # noqa: F401 (part of this module's API)
 from gpuviz.run.load import Run
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all", "reduce")
@@ -39,21 +40,6 @@ _PROCESS_BYTES = 400 * 2**20  # one worker's own memory on CPU (RSS 300 MB measu
 #: What a backend does not do as its name says (verified by trying, torch 2.13).
 _BACKEND_NOTES = {("gloo", "reduce_scatter"): "gloo: an all-reduce of S, then each rank keeps "
                   "its part (2x a ring reduce-scatter's traffic; pytorch/pytorch#118911)"}
-
-
-def bus_factor(op: str, world: int) -> float:
-    """busbw / algbw for ``op`` on ``world`` ranks (nccl-tests, doc/PERFORMANCE.md).
-
-    >>> bus_factor("all_reduce", 4), bus_factor("all_gather", 4), bus_factor("broadcast", 4)
-    (1.5, 0.75, 1.0)
-    """
-    if op == "all_reduce":
-        return 2 * (world - 1) / world
-    if op in _SPLIT:
-        return (world - 1) / world
-    if op in ("broadcast", "reduce"):
-        return 1.0
-    raise ValueError(f"op={op!r}: use one of {', '.join(OPS)}")
 
 
 def ring_steps(op: str, world: int) -> int:

@@ -27,7 +27,8 @@ def _warmup_steps(run) -> set:
 
 
 def waiting(run, *, skip_warmup: bool = True) -> pd.DataFrame:
-    """Each rank's waits for the others: one row per ``idle`` span on a rank's main thread.
+    """Each rank's waits for the others: one row per ``idle`` span on a rank's main thread
+    (on an imported GPU trace: the wait inside each NCCL kernel for the last rank).
 
     Columns: rank, step, name (the collective the wait came before, e.g. ``all_reduce``:
     the next span if it is ``comm``, else the idle span's own name), span (the idle span's
@@ -37,9 +38,10 @@ def waiting(run, *, skip_warmup: bool = True) -> pd.DataFrame:
     >>> waiting(run).groupby("rank")["wait_s"].mean()            # doctest: +SKIP
     """
     sp = _spans(run)
-    main = sp[sp["lane"] == "main"].sort_values(["rank", "start"], kind="stable")
+    lanes = getattr(run, "main_lanes", ["main"])   # an imported GPU trace: its CUDA streams
+    main = sp[sp["lane"].isin(lanes)].sort_values(["rank", "lane", "start"], kind="stable")
     parts = []
-    for rank, m in main.groupby("rank"):
+    for (rank, _lane), m in main.groupby(["rank", "lane"]):
         i = np.flatnonzero((m["cat"] == "idle").to_numpy())
         if not len(i):
             continue

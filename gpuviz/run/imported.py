@@ -1,0 +1,433 @@
+"""PyTorch profiler traces of a real multi-GPU job, one file per rank, as a gpuviz run.
+
+Each rank's GPU kernels become spans on a lane per CUDA stream: NCCL kernels are ``comm``
+(the collective, its bytes from the message size and dtype), kernels launched inside the
+profiler's ``Optimizer.*`` or ``enumerate(DataLoader)`` annotations are ``optimizer`` and
+``data``, every other kernel (and memory copy or set) is ``compute``. Time on no stream is
+the GPU's idle time (:func:`gpu_summary`). Steps come from ``ProfilerStep#N``; the CPU's
+top-level ops lie on a lane per CPU thread. Ranks of one node share their clock; across
+nodes each node is shifted so that the collectives they share end together, and what is
+left over is recorded as the alignment error. A collective found on every rank is split,
+as in gpuviz's own traces, into the wait for the last rank (``wait for others``, idle) and
+the transfer after it.
+
+>>> run = import_traces("traces/")        # one trace per rank  # doctest: +SKIP
+>>> run.meta["source"], run.meta["gpu"]   # doctest: +SKIP
+('pytorch-profiler', 'Tesla V100-SXM2-32GB')
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from gpuviz.run.kineto import RankTrace, collective_of, dtype_bytes, read_trace
+
+SOURCE = "pytorch-profiler"
+_TRACE_FILE = re.compile(r"\.json(\.gz)?$")
+_STEP = re.compile(r"^ProfilerStep#(\d+)$")
+
+
+def trace_files(path) -> list[Path]:
+    """The profiler trace files a folder (or a list of files) holds, in name order."""
+    if isinstance(path, (list, tuple)):
+        files = [Path(p) for p in path]
+        for p in files:
+            if not p.is_file():
+                raise FileNotFoundError(f"path={str(p)!r} is not a file")
+        return files
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.iterdir()
+                  if p.is_file() and _TRACE_FILE.search(p.name) and p.name != "run.json")
+
+
+def import_traces(path, problems: list[str] | None = None) -> tuple[dict[int, list[dict]], list[str]]:
+    """Read every rank's trace; return gpuviz events per rank and what went wrong (by file).
+
+    Raises :class:`ValueError` (the loader turns it into a TraceError) where nothing can be
+    loaded or two files claim one rank.
+    """
+    problems = [] if problems is None else problems
+    files = trace_files(path)
+    if not files:
+        raise ValueError(f"path={str(path)!r} holds no .json or .json.gz profiler trace")
+    traces = []
+    for f in files:
+        t = read_trace(f)
+        problems += t.problems
+        if not t.gpu and not t.cpu:
+            if not t.problems:
+                problems.append(f"{f.name}: no profiler events; left out")
+            continue
+        if not t.gpu:
+            problems.append(f"{f.name}: no GPU kernels (a CPU-only profile); only its CPU ops load")
+        traces.append(t)
+    if not traces:
+        raise ValueError(f"path={str(path)!r}: no file holds a readable PyTorch profiler trace "
+                         f"({'; '.join(problems[:3])})")
+    traces = _one_job(traces, problems)
+    _give_ranks(traces, problems)
+    ranks = [_Rank(t) for t in sorted(traces, key=lambda t: t.rank)]
+    world = max([t.world_size or 0 for t in traces] + [max(r.rank for r in ranks) + 1])
+    _number_collectives(ranks, problems)
+    clock, error_us = _align(ranks, problems)
+    t0 = min(r.first + r.offset for r in ranks if r.first is not None)
+    extra = {"source": SOURCE, "world_size": world, "clock": clock, "clock_error_us": error_us,
+             "ranks_present": len(ranks)}
+    return {r.rank: r.events(t0, extra) for r in ranks}, problems
+
+
+# -- which files belong together ------------------------------------------------------------------
+
+def _job_key(t: RankTrace):
+    pgs = t.info.get("pg_config")
+    sizes = tuple(sorted((str(p.get("pg_name")), p.get("pg_size")) for p in pgs
+                         if isinstance(p, dict))) if isinstance(pgs, list) else ()
+    return (t.world_size, t.info.get("backend"), sizes)
+
+
+def _one_job(traces: list[RankTrace], problems: list[str]) -> list[RankTrace]:
+    """Keep the traces of the job most files belong to (by world size, backend, groups)."""
+    keys = Counter(_job_key(t) for t in traces)
+    if len(keys) == 1:
+        return traces
+    # A file that states less (no world size) joins any job.
+    best = max(keys, key=lambda k: (k[0] is not None, keys[k]))
+    keep = [t for t in traces if _job_key(t) == best or t.world_size is None]
+    for t in traces:
+        if t not in keep:
+            problems.append(f"{t.path.name}: from another job (world_size={t.world_size}, "
+                            f"backend={t.info.get('backend')!r}; the others have "
+                            f"world_size={best[0]}); left out")
+    return keep
+
+
+def _give_ranks(traces: list[RankTrace], problems: list[str]) -> None:
+    seen: dict[int, Path] = {}
+    for t in traces:
+        if t.rank is None:
+            continue
+        if t.rank in seen:
+            raise ValueError(f"{seen[t.rank].name} and {t.path.name} both hold rank {t.rank} "
+                             f"(from their {t.rank_from}): remove the one that does not belong")
+        seen[t.rank] = t.path
+    free = (r for r in range(1 << 20) if r not in seen)
+    for t in traces:
+        if t.rank is None:
+            t.rank, t.rank_from = next(free), "file order"
+            problems.append(f"{t.path.name}: names no rank (no distributedInfo, no rank in its "
+                            f"name); taken as rank {t.rank}")
+
+
+# -- one rank ------------------------------------------------------------------------------------
+
+def _windows(cpu, test) -> tuple[np.ndarray, np.ndarray]:
+    w = sorted((ts, ts + dur) for ts, dur, name, *_ in cpu if test(name))
+    s = np.array([a for a, _ in w], dtype=float)
+    e = np.maximum.accumulate(np.array([b for _, b in w], dtype=float)) if w else np.zeros(0)
+    return s, e
+
+
+def _inside(t: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Index of the window holding each time (or -1)."""
+    if not len(starts):
+        return np.full(len(t), -1)
+    i = np.searchsorted(starts, t, side="right") - 1
+    ok = (i >= 0) & (t <= ends[np.maximum(i, 0)])
+    return np.where(ok, i, -1)
+
+
+class _Rank:
+    """One rank's trace turned into spans (still in the file's microseconds)."""
+
+    def __init__(self, t: RankTrace):
+        self.t, self.rank, self.offset = t, t.rank, 0.0
+        steps = sorted((int(m.group(1)), ts, ts + dur) for ts, dur, name, *_ in t.cpu
+                       if (m := _STEP.match(name)))
+        self.steps = steps
+        st = np.array([s for _, s, _ in steps], dtype=float)
+        se = np.array([e for _, _, e in steps], dtype=float)
+        n = len(t.gpu)
+        ts = np.array([g[0] for g in t.gpu], dtype=float)
+        launch = np.array([t.launches.get(g[4], (g[0], None))[0] for g in t.gpu], dtype=float)
+        opt = _inside(launch, *_windows(t.cpu, lambda s: s.startswith("Optimizer.")))
+        data = _inside(launch, *_windows(t.cpu, lambda s: s.startswith("enumerate(DataLoader)")))
+        step_i = _inside(launch, st, se)
+        self.gpu_cat = np.where(opt >= 0, "optimizer", np.where(data >= 0, "data", "compute")).astype(object)
+        self.gpu_step = [steps[i][0] if i >= 0 else None for i in step_i]
+        self.comm: list[dict | None] = [None] * n
+        ann = _Annotations(t.cpu)
+        for i, g in enumerate(t.gpu):
+            if g[6] is not None:
+                self.gpu_cat[i] = "comm"
+                self.comm[i] = _message(g, ann.around(t.launches.get(g[4])), t)
+        firsts = ([float(ts.min())] if n else []) + ([min(c[0] for c in t.cpu)] if t.cpu else [])
+        self.first = min(firsts, default=None)
+        self.device = _device_name(t)
+
+    def collectives(self):
+        """(group, seq) -> index into gpu, for the NCCL kernels numbered by _number_collectives."""
+        return {(c["group"], c["seq"]): i for i, c in enumerate(self.comm) if c and "seq" in c}
+
+    def events(self, t0: float, extra: dict) -> list[dict]:
+        t, rank, off = self.t, self.rank, self.offset - t0
+        streams = sorted({g[3] for g in t.gpu}, key=lambda s: (s is None, s))
+        main_tid = Counter(c[3] for c in t.cpu if _STEP.match(c[2])).most_common(1)
+        threads = sorted({c[3] for c in t.cpu},
+                         key=lambda x: (not main_tid or x != main_tid[0][0], x is None, x))
+        lane = {("gpu", s): 2 + i for i, s in enumerate(streams)}
+        lane.update({("cpu", c): 2 + len(streams) + i for i, c in enumerate(threads)})
+        meta = {**extra, "rank": rank, "backend": t.info.get("backend"), "gpu": self.device,
+                "nccl_version": t.info.get("nccl_version"), "file": t.path.name,
+                "rank_from": t.rank_from, "clock_offset_us": self.offset,
+                "device_name": self.device, "devices_on_node": len(t.devices) or None}
+        out = [{"ph": "M", "name": "process_name", "pid": rank, "args": {"name": f"rank {rank}", "attempt": 0}},
+               {"ph": "M", "name": "gpuviz_meta", "pid": rank, "args": meta}]
+        out += [{"ph": "M", "name": "thread_name", "pid": rank, "tid": tid,
+                 "args": {"name": f"GPU stream {k[1]}" if k[0] == "gpu" else
+                          "CPU main thread" if main_tid and k[1] == main_tid[0][0] else f"CPU thread {k[1]}"}}
+                for k, tid in lane.items()]
+        ends: dict[int, float] = {}
+        for i, (ts, dur, name, stream, _c, kind, _a) in enumerate(t.gpu):
+            args = {"stream": stream, "kind": kind}
+            if self.gpu_step[i] is not None:
+                args["step"] = self.gpu_step[i]
+                ends[self.gpu_step[i]] = max(ends.get(self.gpu_step[i], -math.inf), ts + dur)
+            bytes_ = None
+            if (c := self.comm[i]) is not None:
+                args.update({k: v for k, v in c.items() if v is not None})
+                bytes_ = c.get("bytes")
+            if bytes_ is not None:
+                args["bytes"] = bytes_
+            out.append({"ph": "X", "name": name, "cat": self.gpu_cat[i], "ts": ts + off, "dur": dur,
+                        "pid": rank, "tid": lane[("gpu", stream)], "args": args})
+        st = np.array([s for _, s, _ in self.steps], dtype=float)
+        for tid, ops in _top_level(t.cpu).items():
+            for ts, dur, name, *_ in ops:
+                i, args = int(np.searchsorted(st, ts, "right")) - 1, {}
+                if i >= 0 and ts <= self.steps[i][2]:
+                    args["step"] = self.steps[i][0]
+                out.append({"ph": "X", "name": name, "cat": _cpu_cat(name), "ts": ts + off, "dur": dur,
+                            "pid": rank, "tid": lane[("cpu", tid)], "args": args})
+        for n, s, e in self.steps:
+            out.append({"ph": "i", "name": "step_end", "ts": max(e, ends.get(n, e)) + off, "pid": rank,
+                        "args": {"step": n, "cpu_start_us": s + off}})
+        return out
+
+
+def _cpu_cat(name: str) -> str:
+    if name.startswith("Optimizer."):
+        return "optimizer"
+    if name.startswith("enumerate(DataLoader)"):
+        return "data"
+    if name.startswith(("nccl:", "record_param_comms", "c10d::")):
+        return "comm"
+    return "compute"
+
+
+def _top_level(cpu) -> dict:
+    """Per CPU thread, the ops no other op encloses (the profiler's step windows dropped)."""
+    by: dict = defaultdict(list)
+    for c in cpu:
+        if not _STEP.match(c[2]) and not c[2].startswith("PyTorch Profiler"):
+            by[c[3]].append(c)
+    out = {}
+    for tid, ops in by.items():
+        ops.sort(key=lambda c: (c[0], -c[1]))
+        keep, end = [], -math.inf
+        for c in ops:
+            if c[0] >= end:
+                keep.append(c)
+                end = c[0] + c[1]
+        out[tid] = keep
+    return out
+
+
+def _device_name(t: RankTrace) -> str | None:
+    devs = [d for d in t.devices if isinstance(d, dict)]
+    if not devs:
+        return None
+    names = {str(d.get("name")) for d in devs if d.get("name")}
+    return names.pop() if len(names) == 1 else ", ".join(sorted(names)) or None
+
+
+class _Annotations:
+    """The CPU ops that describe collectives (``nccl:*``, ``record_param_comms``, ``c10d::*``),
+    to find the ones around a kernel's launch."""
+
+    def __init__(self, cpu):
+        self.ops = sorted((c for c in cpu if c[5] is not None), key=lambda c: c[0])
+        self.starts = np.array([c[0] for c in self.ops], dtype=float)
+
+    def around(self, launch) -> list:
+        if launch is None or not len(self.ops):
+            return []
+        ts, tid = launch
+        hi = int(np.searchsorted(self.starts, ts, side="right"))
+        out = [c for c in self.ops[max(0, hi - 16):hi]
+               if c[0] <= ts <= c[0] + c[1] and (tid is None or c[3] == tid)]
+        return sorted(out, key=lambda c: -c[0])   # innermost first
+
+
+def _nelems(dims) -> int | None:
+    if not isinstance(dims, list) or not dims or not isinstance(dims[0], list) or not dims[0]:
+        return None
+    return int(np.prod([int(x) for x in dims[0]]))
+
+
+def _message(g, around: list, t: RankTrace) -> dict:
+    """A collective's name, bytes (nccl-tests' S), group and group size from the kernel's args
+    and, where it has none, from the annotations around its launch."""
+    kargs = g[6] or {}
+    sources = [kargs] + [c[5] for c in around]
+    names = [kargs.get("Collective name")] + [c[2] for c in around] + [g[2]]
+    coll = next((c for n in names if n and (c := collective_of(str(n))) and c != "send_recv"), None)
+    coll = coll or collective_of(g[2]) or "unknown"
+    group = next((str(s["Process Group Name"]) for s in sources if "Process Group Name" in s), "0")
+    size = next((int(s["Group size"]) for s in sources if _num_ok(s.get("Group size"))), None)
+    if size is None:
+        pgs = [p for p in t.info.get("pg_config") or [] if isinstance(p, dict)
+               and str(p.get("pg_name")) == group]
+        size = pgs[0].get("pg_size") if pgs else t.world_size
+    nbytes, how = None, None
+    for s in sources:
+        el = dtype_bytes(s.get("dtype"))
+        if el and _num_ok(s.get("In msg nelems")):
+            n_in, n_out = int(s["In msg nelems"]), int(s.get("Out msg nelems") or s["In msg nelems"])
+            nbytes = (n_out if coll == "all_gather" else n_in) * el
+            how = "message size on the kernel" if s is kargs else "message size on record_param_comms"
+            break
+    if nbytes is None and coll == "all_gather":
+        # c10d's _allgather_base_ lists (output, input): the output is S, their ratio the group
+        for s in sources:
+            dims = s.get("Input Dims")
+            if isinstance(dims, list) and len(dims) >= 2 and all(isinstance(d, list) and d for d in dims[:2]):
+                n_out, n_in = int(np.prod(dims[0])), int(np.prod(dims[1]))
+                el = dtype_bytes((s.get("Input type") or [None])[0])
+                if el and n_in and n_out > n_in and n_out % n_in == 0:
+                    nbytes, size, how = n_out * el, n_out // n_in, "output dims of c10d::_allgather_base_"
+                    break
+    if nbytes is None:
+        for s in sources:
+            n, el = _nelems(s.get("Input Dims")), dtype_bytes((s.get("Input type") or [None])[0])
+            if n and el:
+                nbytes = n * el * (size if coll == "all_gather" and size else 1)
+                how = "input dims on the nccl annotation"
+                break
+    return {"collective": coll, "bytes": nbytes, "world": size, "group": group, "bytes_from": how,
+            "auto": True}
+
+
+def _num_ok(v) -> bool:
+    try:
+        return v is not None and float(v) == float(v)
+    except (TypeError, ValueError):
+        return False
+
+
+# -- across ranks ----------------------------------------------------------------------------------
+
+def _number_collectives(ranks: list[_Rank], problems: list[str]) -> None:
+    """Number each rank's collectives per group in GPU order; where the ranks disagree on the
+    sequence of collectives the numbers are dropped (no waits are split there)."""
+    seqs: dict[str, dict[int, list[tuple[str, int]]]] = defaultdict(dict)
+    for r in ranks:
+        order = sorted((g[0], i) for i, g in enumerate(r.t.gpu) if r.comm[i] is not None)
+        per: dict[str, list] = defaultdict(list)
+        for _, i in order:
+            c = r.comm[i]
+            c["seq"] = len(per[c["group"]])
+            c["collective_seq"] = c["seq"]
+            per[c["group"]].append((c["collective"], i))
+        for grp, lst in per.items():
+            seqs[grp][r.rank] = lst
+    for grp, by_rank in seqs.items():
+        kinds = {rk: [c for c, _ in lst] for rk, lst in by_rank.items()}
+        if len({tuple(v) for v in kinds.values()}) > 1:
+            problems.append(f"process group {grp}: the ranks' traces hold different sequences of "
+                            "collectives (different steps profiled?); the wait inside each "
+                            "collective is not split from its transfer")
+            for rk, lst in by_rank.items():
+                r = next(x for x in ranks if x.rank == rk)
+                for _, i in lst:
+                    r.comm[i].pop("seq", None)
+                    r.comm[i]["auto"] = False
+
+
+def _node_of(r: _Rank) -> int | None:
+    n = len(r.t.devices)
+    return r.rank // n if n else None
+
+
+def _align(ranks: list[_Rank], problems: list[str]) -> tuple[str, float | None]:
+    """Put every rank on one clock: ranks of a node share theirs; other nodes are shifted so
+    that their collectives end when the first node's do. Returns (clock, error in us)."""
+    nodes = {_node_of(r) for r in ranks}
+    if None in nodes:
+        if len(ranks) > 1:
+            problems.append("the traces do not say how many GPUs a node has (no deviceProperties); "
+                            "their clocks are taken as one (as on one node)")
+        return "as recorded (node layout unknown)", None
+    if len(nodes) == 1:
+        return "shared (one node)", 0.0
+    ref = [r for r in ranks if _node_of(r) == min(nodes)]
+    ref_end: dict = defaultdict(list)
+    for r in ref:
+        for key, i in r.collectives().items():
+            ref_end[key].append(r.t.gpu[i][0] + r.t.gpu[i][1])
+    worst = 0.0
+    for node in sorted(nodes - {min(nodes)}):
+        members = [r for r in ranks if _node_of(r) == node]
+        diffs = [np.median(ref_end[k]) - (m.t.gpu[i][0] + m.t.gpu[i][1])
+                 for m in members for k, i in m.collectives().items() if k in ref_end]
+        if not diffs:
+            problems.append(f"node {node} (ranks {[m.rank for m in members]}) shares no collective "
+                            "with the first node; its clock is left as recorded")
+            continue
+        shift = float(np.median(diffs))
+        worst = max(worst, float(np.max(np.abs(np.asarray(diffs) - shift))))
+        for m in members:
+            m.offset = shift
+    return "aligned on shared collectives across nodes", worst
+
+
+def is_trace_folder(path) -> bool:
+    """A folder of profiler traces rather than a gpuviz run (no rank*.jsonl in it)."""
+    if isinstance(path, (list, tuple)):
+        return True
+    p = Path(path)
+    if p.is_file():
+        return True
+    if not p.is_dir():
+        return False
+    names = os.listdir(p)
+    return not any(n.startswith("rank") and n.endswith(".jsonl") for n in names) and any(
+        _TRACE_FILE.search(n) and n != "run.json" for n in names)
+
+
+def write_run_dir(run, out) -> Path:
+    """Write an imported run as a gpuviz run directory (``rank{R}.jsonl``), which
+    :func:`gpuviz.load_run` reads back as the same run.
+
+    >>> write_run_dir(gpuviz.load_run("traces/"), "runs/imported")   # doctest: +SKIP
+    """
+    import json
+
+    out = Path(out)
+    if out.exists() and any(out.glob("rank*.jsonl")):
+        raise FileExistsError(f"out={str(out)!r} already holds a run (rank*.jsonl); choose a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    for rank, events in run.raw.items():
+        tmp = out / f".rank{rank}.jsonl.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            for e in events:
+                f.write(json.dumps(e, separators=(",", ":")) + "\n")
+        tmp.replace(out / f"rank{rank}.jsonl")
+    return out
