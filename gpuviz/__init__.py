@@ -22,12 +22,13 @@ import importlib
 # The topics that plug into the engine register their launch options and rank hooks when
 # imported (gpuviz.run.hooks); importing them here puts those in place in every process.
 import gpuviz.energy.sampler  # noqa: F401
+import gpuviz.run.profiling  # noqa: F401
 import gpuviz.sync.injector  # noqa: F401
 from gpuviz._version import __version__
 from gpuviz.run.failures import InjectionError, LaunchError, RankFailed, RankHung
 from gpuviz.run.launch import launch
 
-_NAMES = {"load_run": "gpuviz.run.load", "Run": "gpuviz.run.load",
+_NAMES = {"load_run": "gpuviz.run.load", "Run": "gpuviz.run.load", "load_real": "gpuviz.run.recorded",
           "TraceError": "gpuviz.run.load", "TraceWarning": "gpuviz.run.load"}
 _MODULES = {"run": "gpuviz.run", "trace": "gpuviz.run.trace", "parallel": "gpuviz.parallel",
             "sharing": "gpuviz.sharing", "sync": "gpuviz.sync", "energy": "gpuviz.energy",

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--energy", choices=("auto", "zeus", "estimate", "off"), default="auto",
                    help="energy meter of every rank: hardware counters through Zeus, the CPU-time "
                    "estimate, or auto (counters where readable, else the estimate)")
+    r.add_argument("--profile", action="store_true",
+                   help="also write torch.profiler traces of every rank to RUN_DIR/profiler")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("summary", help="print each rank's time per category for a run directory "
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                                 node_rank=a.node_rank, rdzv_endpoint=a.rdzv_endpoint,
                                 max_restarts=a.max_restarts, progress=not a.no_progress,
                                 inject=a.inject or None, collective_timeout=a.collective_timeout,
-                                energy=a.energy, auto=a.auto)
+                                energy=a.energy, auto=a.auto, profile=a.profile)
             if run.meta.get("restarts"):
                 print(f"\nrestarted {run.meta['restarts']} time(s) after a failure; "
                       "run.errors() has what failed")

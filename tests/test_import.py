@@ -197,7 +197,9 @@ def test_a_trace_with_no_gpu_events_is_named(tmp_path):
     p.write_text(json.dumps(doc))
     run, msg = _load_warned(tmp_path)
     assert "worker1.pt.trace.json: no GPU kernels" in msg and run.ranks == [0, 1]
-    assert run.summary().loc[1, "wall"] == 0.0
+    s = run.summary()   # rank 1: its CPU main thread's ops, the time between them untraced
+    assert s.loc[1, "comm_lane"] == 0.0 and s.loc[1, "optimizer"] > 0 and s.loc[1, "untraced"] > 0
+    assert s.loc[0, "comm_lane"] > 0
 
 
 def test_nothing_readable_is_an_error(tmp_path):
@@ -205,3 +207,24 @@ def test_nothing_readable_is_an_error(tmp_path):
     (tmp_path / "b.json.gz").write_bytes(gzip.compress(b"{"))
     with pytest.raises(TraceError, match="no file holds a readable PyTorch profiler trace"):
         gpuviz.load_run(tmp_path)
+
+
+# -- the learner's own run, recorded by torch.profiler too ----------------------------------------
+
+@pytest.mark.slow
+def test_profile_writes_torch_profiler_traces_beside_the_spans(tmp_path):
+    run = gpuviz.launch("gpuviz.workloads.mlp:train", nproc=2, args={"steps": 3}, profile=True,
+                        run_dir=tmp_path / "run", progress=False)
+    files = sorted(p.name for p in (run.path / "profiler").iterdir())
+    assert files == ["rank0.pt.trace.json.gz", "rank1.pt.trace.json.gz"]
+    with pytest.warns(TraceWarning, match="no GPU kernels"):
+        prof = gpuviz.load_run(run.path / "profiler")
+    assert prof.imported and prof.ranks == [0, 1] and prof.meta["backend"] == "gloo"
+    assert prof.steps() == run.steps() == 3                # gpuviz's steps are the profiler's
+    s = prof.summary()
+    assert (s["compute"] > 0).all() and (s["wall"] > 0).all() and (s["optimizer"] > 0).all()
+    assert "CPU main thread" in set(prof.spans["lane"])
+    # the profiler's step windows lie inside the gpuviz run's wall time
+    assert (s["wall"] <= run.summary()["wall"] * 1.5).all()
+    with pytest.raises(ValueError, match="profile=1"):
+        gpuviz.launch("gpuviz.workloads.mlp:train", nproc=2, profile=1)

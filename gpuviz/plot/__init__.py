@@ -12,6 +12,7 @@ look different and the legend says which.
 
 from gpuviz.plot.at_scale import energy_per_token, power_cap
 from gpuviz.plot.bench import alpha_beta, collectives
+from gpuviz.plot.breakdown import breakdown
 from gpuviz.plot.bucketing import bucket_sweep
 from gpuviz.plot.energy import energy_breakdown, energy_per_sample, pareto, power_timeline
 from gpuviz.plot.hardware import hardware_ladder, topology
@@ -19,12 +20,14 @@ from gpuviz.plot.notebook import setup_notebook
 from gpuviz.plot.parallel import memory, scaling, timelines
 from gpuviz.plot.pipeline import pipeline_bubble, pipeline_schedule
 from gpuviz.plot.plan import layout_heatmap, model_breakdown, predicted_vs_measured
+from gpuviz.plot.real_gpus import busbw_beside_real
 from gpuviz.plot.ring import ring_allreduce
-from gpuviz.plot.spans import breakdown, timeline
+from gpuviz.plot.spans import timeline
 from gpuviz.plot.sync import relaxed_sync, stragglers, waiting_vs_ranks
 
 __all__ = ["timeline", "breakdown", "setup_notebook", "ring_allreduce", "hardware_ladder",
            "topology", "bucket_sweep", "collectives", "alpha_beta", "scaling", "memory",
            "pipeline_schedule", "pipeline_bubble", "timelines", "waiting_vs_ranks", "stragglers",
            "relaxed_sync", "energy_breakdown", "energy_per_sample", "pareto", "power_timeline",
-           "energy_per_token", "power_cap", "model_breakdown", "layout_heatmap", "predicted_vs_measured"]
+           "energy_per_token", "power_cap", "model_breakdown", "layout_heatmap", "predicted_vs_measured",
+           "busbw_beside_real"]

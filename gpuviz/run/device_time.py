@@ -5,7 +5,8 @@ instant, in this order: a compute kernel (``compute``, ``optimizer``, ``data``),
 NCCL kernel moving data (``comm``), else an NCCL kernel still waiting for the other ranks
 (``idle``), else nothing at all (also ``idle``: a gap on every stream, which is
 ``idle_gaps``). This is the split Holistic Trace Analysis calls the temporal breakdown,
-with the wait inside collectives told apart.
+with the wait inside collectives told apart. A rank profiled without a GPU is split by its
+CPU main thread's top-level ops instead, the time between them ``untraced``.
 
 >>> import numpy as np
 >>> covered_lengths({"compute": np.array([[0.0, 2.0]]), "comm": np.array([[1.0, 3.0]])},
@@ -22,6 +23,7 @@ from gpuviz.run.categories import CATEGORIES
 from gpuviz.run.intervals import intersect, length, union
 
 GPU_LANE = "GPU stream"
+CPU_MAIN = "CPU main thread"
 #: What wins an instant when several streams are busy: the first in this list.
 PRIORITY = ("compute", "optimizer", "data", "io", "comm", "idle")
 
@@ -49,9 +51,13 @@ def gpu_summary(run) -> pd.DataFrame:
     (first kernel to last), NCCL kernel time (``comm_lane``) and the fraction of it that ran
     beside a compute kernel (``overlap``). Categories and ``idle`` add up to ``wall``."""
     rows = []
-    sp = run.spans[is_gpu_lane(run.spans["lane"])]
+    gpu = is_gpu_lane(run.spans["lane"])
+    sp, cpu = run.spans[gpu], run.spans[~gpu & (run.spans["lane"] == CPU_MAIN)]
     for rank in run.ranks:
         s = sp[sp["rank"] == rank]
+        if s.empty:   # a CPU-only profile: the main thread's top-level ops; gaps untraced
+            rows.append(_cpu_row(rank, cpu[cpu["rank"] == rank]))
+            continue
         row = {"rank": rank, **{c: 0.0 for c in CATEGORIES}, "untraced": 0.0, "wall": 0.0,
                "comm_lane": 0.0, "overlap": 0.0, "idle_gaps": 0.0}
         if len(s):
@@ -70,3 +76,46 @@ def gpu_summary(run) -> pd.DataFrame:
         rows.append(row)
     cols = ["rank", *CATEGORIES, "untraced", "wall", "comm_lane", "overlap", "idle_gaps"]
     return pd.DataFrame(rows, columns=cols).set_index("rank")
+
+
+def _cpu_row(rank, s: pd.DataFrame) -> dict:
+    row = {"rank": rank, **{c: 0.0 for c in CATEGORIES}, "untraced": 0.0, "wall": 0.0,
+           "comm_lane": 0.0, "overlap": 0.0, "idle_gaps": 0.0}
+    if len(s):
+        by = {c: union(g[["start", "end"]].to_numpy(float)) for c, g in s.groupby("cat")}
+        got = covered_lengths(by, PRIORITY)
+        row.update({c: got.get(c, 0.0) for c in CATEGORIES})
+        row["wall"] = float(s["end"].max() - s["start"].min())
+        row["untraced"] = max(0.0, row["wall"] - sum(got.values()))
+    return row
+
+
+def describe(run) -> str:
+    """Where an imported GPU job's time went, in sentences computed from its summary.
+
+    >>> print(describe(gpuviz.run.recorded.load_real("dlrm-8xV100")))   # doctest: +SKIP
+    """
+    s = gpu_summary(run)
+    s = s[s["wall"] > 0]
+    if s.empty:
+        return "No rank of this run has GPU kernels."
+    f = s[["compute", "optimizer", "data", "comm", "idle", "idle_gaps"]].div(s["wall"], axis=0)
+    work = f["compute"] + f["optimizer"] + f["data"]
+    waiting = f["idle"] - f["idle_gaps"]
+    rec = (run.meta.get("recorded") or {}).get("what") or f"{len(s)} ranks"
+    busiest, idlest = work.idxmax(), work.idxmin()
+    lines = [f"{rec}. Each GPU's time from its first kernel to its last "
+             f"({s['wall'].min() * 1e3:.1f} to {s['wall'].max() * 1e3:.1f} ms).",
+             f"Computing (compute, optimizer and data kernels): {work.min():.0%} to {work.max():.0%} "
+             f"of it (most on rank {busiest}, least on rank {idlest}).",
+             f"Moving data in NCCL kernels, with no compute beside them: {f['comm'].min():.0%} to "
+             f"{f['comm'].max():.0%}.",
+             f"Inside an NCCL kernel, waiting for the last rank to arrive: {waiting.min():.0%} to "
+             f"{waiting.max():.0%}.",
+             f"No kernel at all (the GPU waiting for its CPU, or for data): {f['idle_gaps'].min():.0%} to "
+             f"{f['idle_gaps'].max():.0%}."]
+    top = "computing" if work.mean() >= max(f["comm"].mean(), waiting.mean(), f["idle_gaps"].mean()) else (
+        "waiting for the other ranks" if waiting.mean() >= f["idle_gaps"].mean() and waiting.mean() >= f["comm"].mean()
+        else "idle with no kernel" if f["idle_gaps"].mean() >= f["comm"].mean() else "moving data")
+    lines.append(f"On average over ranks these GPUs spent the most time {top}.")
+    return "\n".join(lines)

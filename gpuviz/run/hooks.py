@@ -5,11 +5,12 @@ something for it registers here, and ``gpuviz/__init__.py`` imports that topic, 
 registrations are in place wherever gpuviz is imported: in the notebook and in every
 worker. Two topics use it: fault injection (:mod:`gpuviz.sync.inject`: a delay, failure
 or hang at the start of a step) and energy (:mod:`gpuviz.energy.sampler`: a meter read at
-the end of each step).
+the end of each step); the engine's own torch.profiler option (:mod:`gpuviz.run.profiling`)
+uses it too.
 
 >>> from gpuviz.run import hooks
 >>> sorted(hooks.OPTIONS)        # registered by the topics that gpuviz imports
-['energy', 'inject']
+['energy', 'inject', 'profile']
 """
 
 from __future__ import annotations

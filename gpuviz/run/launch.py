@@ -102,7 +102,7 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
            rdzv_endpoint: str | None = None, max_restarts: int = 0, progress: bool = True,
            stream: bool = True, torchrun_args: list[str] | tuple = (),
            inject: list[dict] | None = None, collective_timeout: float | None = None,
-           energy: str | None = "auto", auto: bool | None = None) -> Run:
+           energy: str | None = "auto", auto: bool | None = None, profile: bool = False) -> Run:
     """Run ``target`` as ``nproc`` real processes under torchrun and return its :class:`Run`.
 
     Args:
@@ -131,6 +131,9 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
         energy: the energy meter of every rank (:mod:`gpuviz.energy.meters`): ``"auto"`` (hardware
             counters through Zeus where they can be read, else an estimate from CPU time,
             labelled so), ``"zeus"``, ``"estimate"`` or ``"off"``; see :func:`gpuviz.energy.attribution.joules`.
+        profile: also run torch.profiler on every rank and write its traces to
+            ``run.path / "profiler"`` (:mod:`gpuviz.run.profiling`): the same job as the PyTorch
+            profiler sees it, loadable with ``gpuviz.load_run(run.path / "profiler")``.
 
     Raises:
         ValueError: bad arguments (the message names the argument and what is allowed).
@@ -167,7 +170,7 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
         check_endpoint(rdzv_endpoint, node_rank)
     # Options that topics own (gpuviz.run.hooks): checked here, sent to every rank.
     options = {name: hooks.option(name).check(value, nproc * nnodes)
-               for name, value in (("inject", inject), ("energy", energy))}
+               for name, value in (("inject", inject), ("energy", energy), ("profile", profile))}
     run_dir = check_run_dir(Path(run_dir) if run_dir is not None else default_run_dir(target))
 
     # A collective that waits longer than this is abandoned by the process group; with a

@@ -80,7 +80,8 @@ class Run:
         """The lanes that hold a rank's own timeline: ``main`` (gpuviz's tracer), or each
         CUDA stream of an imported GPU trace."""
         if self.imported:
-            return sorted(ln for ln in self.spans["lane"].unique() if str(ln).startswith("GPU stream"))
+            lanes = sorted(ln for ln in self.spans["lane"].unique() if str(ln).startswith("GPU stream"))
+            return lanes or ["CPU main thread"]
         return ["main"]
 
     def __repr__(self) -> str:
@@ -170,9 +171,9 @@ class Run:
         c = c[c["collective"].notna() & (c["dur"] > 0)]
         # A span from a subgroup (gpuviz.sharing.bench) names its own world size.
         p = np.array([a.get("world") or self.world_size for a in c["args"]], dtype=float)
-        c["algbw"] = c["bytes"].astype(float) / c["dur"]
+        c["world"], c["algbw"] = p.astype(int), c["bytes"].astype(float) / c["dur"]
         c["busbw"] = c["algbw"] * np.array([bus_factor(k, q) for k, q in zip(c["collective"], p, strict=True)])
-        return c[["rank", "lane", "step", "name", "collective", "bytes", "dur", "algbw",
+        return c[["rank", "lane", "step", "name", "collective", "world", "bytes", "dur", "algbw",
                   "busbw"]].reset_index(drop=True)
 
     def errors(self) -> pd.DataFrame:
@@ -275,7 +276,6 @@ def load_run(path, strict: bool = False) -> Run:
     truncated, another job's) are dropped with a :class:`TraceWarning` that says which;
     ``strict=True`` raises :class:`TraceError` instead. What is valid always loads.
 
-    >>> run = load_run("runs/20261122-101500-train")   # doctest: +SKIP
     >>> gpu = load_run("profiler_traces/")             # doctest: +SKIP
     """
     from gpuviz.run.imported import is_trace_folder

@@ -260,3 +260,30 @@ def waiting_vs_ranks(nprocs=(2, 4, 8), spec=None, steps: int = 150, *, one_job: 
                      run_dir=run_dir, **kwargs)
         rows.append(wait_summary(run, spec))
     return pd.concat(rows, ignore_index=True)
+
+
+def describe_hidden_waits(run) -> str:
+    """On an imported GPU trace: how much of the NCCL kernels' time was waiting for the last
+    rank, and who arrived last; sentences computed from the run."""
+    if not getattr(run, "imported", False):
+        raise ValueError(f"run={run.path}: give an imported GPU trace (gpuviz.load_run of "
+                         "PyTorch profiler traces)")
+    sp = run.spans[run.spans["lane"].isin(run.main_lanes)]
+    nccl = sp[sp["args"].map(lambda a: bool(a.get("collective")))]
+    waits = nccl[nccl["cat"] == "idle"]["dur"].sum()
+    total = nccl["dur"].sum()
+    if total <= 0:
+        return "These traces hold no NCCL kernel."
+    # Each rank arrives when its first span of the collective starts (its wait, if it waited).
+    key = nccl["args"].map(lambda a: (a.get("group"), a.get("seq")))
+    arrival = nccl.assign(key=key).groupby(["key", "rank"])["start"].min().reset_index()
+    arrival = arrival[arrival["key"].map(lambda k: k[1] is not None)]
+    lines = [f"NCCL kernels ran {total * 1e3:.2f} ms in all, over {run.meta.get('ranks_present')} "
+             f"ranks; {waits * 1e3:.2f} ms of it ({waits / total:.0%}) was waiting inside the kernel "
+             "for the last rank to arrive, not moving data."]
+    if len(arrival):
+        last = arrival.loc[arrival.groupby("key")["start"].idxmax(), "rank"].value_counts()
+        n = int(last.sum())
+        lines.append("The last to arrive, whom the others waited for: " + ", ".join(
+            f"rank {r} at {c} of {n} collectives" for r, c in last.items()) + ".")
+    return "\n".join(lines)
