@@ -13,4 +13,9 @@ It depends on no topic (sharing, sync, energy...); topics plug in through
 - :mod:`~gpuviz.run.load`: a run directory as a :class:`~gpuviz.run.load.Run` of DataFrames;
   :mod:`~gpuviz.run.intervals` splits a lane's time; :mod:`~gpuviz.run.categories` names
   and colours the categories.
+- :mod:`~gpuviz.run.imported`: PyTorch profiler traces of a real GPU job as a Run
+  (:mod:`~gpuviz.run.kineto` reads one file, streamed; :mod:`~gpuviz.run.nccl_message` a
+  collective's bytes; :mod:`~gpuviz.run.device_time` a GPU's time); :mod:`~gpuviz.run.recorded`
+  the real traces shipped with gpuviz; :mod:`~gpuviz.run.profiling` runs torch.profiler
+  beside gpuviz (``launch(profile=True)``).
 """
