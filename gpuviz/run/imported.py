@@ -171,6 +171,11 @@ class _Rank:
                 self.comm[i] = message(g, ann.around(t.launches.get(g[4])), t)
         firsts = ([float(ts.min())] if n else []) + ([min(c[0] for c in t.cpu)] if t.cpu else [])
         self.first = min(firsts, default=None)
+        main = Counter(c[3] for c in t.cpu if _STEP.match(c[2])).most_common(1)
+        self.main_tid = main[0][0] if main else None
+        self.threads = sorted({c[3] for c in t.cpu}, key=lambda x: (x != self.main_tid, x is None, x))
+        self.cpu_top = _top_level(t.cpu)
+        t.cpu, t.launches = [], {}   # all that is needed is kept above: free the rest
         self.device = _device_name(t)
 
     def collectives(self):
@@ -180,9 +185,7 @@ class _Rank:
     def events(self, t0: float, extra: dict) -> list[dict]:
         t, rank, off = self.t, self.rank, self.offset - t0
         streams = sorted({g[3] for g in t.gpu}, key=lambda s: (s is None, s))
-        main_tid = Counter(c[3] for c in t.cpu if _STEP.match(c[2])).most_common(1)
-        threads = sorted({c[3] for c in t.cpu},
-                         key=lambda x: (not main_tid or x != main_tid[0][0], x is None, x))
+        threads = self.threads
         lane = {("gpu", s): 2 + i for i, s in enumerate(streams)}
         lane.update({("cpu", c): 2 + len(streams) + i for i, c in enumerate(threads)})
         meta = {**extra, "rank": rank, "backend": t.info.get("backend"), "gpu": self.device,
@@ -193,7 +196,7 @@ class _Rank:
                {"ph": "M", "name": "gpuviz_meta", "pid": rank, "args": meta}]
         out += [{"ph": "M", "name": "thread_name", "pid": rank, "tid": tid,
                  "args": {"name": f"GPU stream {k[1]}" if k[0] == "gpu" else
-                          "CPU main thread" if main_tid and k[1] == main_tid[0][0] else f"CPU thread {k[1]}"}}
+                          "CPU main thread" if self.main_tid is not None and k[1] == self.main_tid else f"CPU thread {k[1]}"}}
                 for k, tid in lane.items()]
         ends: dict[int, float] = {}
         for i, (ts, dur, name, stream, _c, kind, _a) in enumerate(t.gpu):
@@ -210,7 +213,7 @@ class _Rank:
             out.append({"ph": "X", "name": name, "cat": self.gpu_cat[i], "ts": ts + off, "dur": dur,
                         "pid": rank, "tid": lane[("gpu", stream)], "args": args})
         st = np.array([s for _, s, _ in self.steps], dtype=float)
-        for tid, ops in _top_level(t.cpu).items():
+        for tid, ops in self.cpu_top.items():
             for ts, dur, name, *_ in ops:
                 i, args = int(np.searchsorted(st, ts, "right")) - 1, {}
                 if i >= 0 and ts <= self.steps[i][2]:
