@@ -127,7 +127,8 @@ def timeline(run, *, ranks=None, steps=None, lanes=None, max_spans: int = 20000,
     restarts = _draw_restarts(fig, run, row_of, float(start.min()), float(end.max()))
 
     sub = [(f"{len(row_of)} ranks of {run.world_size}, recorded by the PyTorch profiler "
-            f"({run.meta.get('gpu') or 'GPU'}): a row per CUDA stream and CPU thread; gaps: GPU idle"
+            f"({run.meta.get('gpu') or 'GPU'}): a row per "
+            + ("CUDA stream and CPU thread" if lanes is None else "lane asked for") + "; gaps: GPU idle"
             if per_lane else f"{len(rows)} ranks; thick bar: main thread")
            + ("; thin bars below it: comm lane (DDP buckets beside backward)" if comm.any() else "")
            + (f"; {restarts + 1} attempts (restarted after a failure), lines mark each" if restarts
