@@ -79,11 +79,9 @@ def test_stage_must_be_1_2_or_3(stage):
         ZeRO(GPT(TINY), stage)
 
 
-@pytest.mark.parametrize("model, match", [
-    ("a model", "model="), (nn.ReLU(), "model="), (nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2).double()), "dtype"),
-])
-def test_model_must_be_a_module_with_parameters_of_one_dtype(model, match):
-    with pytest.raises(ValueError, match=match):
+@pytest.mark.parametrize("model", ["a model", nn.ReLU(), nn.Linear(2, 2).requires_grad_(False)])
+def test_model_must_be_a_module_with_trainable_parameters(model):
+    with pytest.raises(ValueError, match="model=.*trainable parameters"):
         ZeRO(model, 1)
 
 
@@ -120,7 +118,7 @@ def test_one_rank_equals_the_reference_and_stage_3_frees_its_units(one_rank):
     for step in range(2):
         x, y = data.batch(step, 4)
         assert zero3.train_step(x, y) == ref.train_step(x, y)
-        assert all(p.untyped_storage().nbytes() == 0 for p in zero3.model.parameters())
+        assert all(p.untyped_storage().nbytes() == 0 for u in zero3.units for p in u.params)
     theirs = ref.full_parameters()
     assert all(torch.equal(p, theirs[n]) for n, p in zero3.full_parameters().items())
     assert all(not u.gathered for u in zero3.units)       # full_parameters() freed them again

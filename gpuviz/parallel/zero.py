@@ -19,8 +19,14 @@ Adam is elementwise, so Adam on a shard is that slice of Adam on the whole: ever
 trains what :class:`~gpuviz.parallel.strategy.SingleProcess` trains, up to float32
 rounding of the gradient sums. Flat vectors are zero-padded to divide by N (the padding
 gets zero gradients and stays zero). Simplest versions: every collective is synchronous,
-no prefetching, no buckets. Stage 3 uses module hooks (forward pre/post, full backward
-pre) and a post-accumulate-grad hook per parameter, the most direct to read.
+no prefetching, no buckets. Parameters with ``requires_grad=False`` are in no shard and
+never change.
+
+The strategies are built on the pieces you can use on your own model and loop: stages 1
+and 2 on :class:`~gpuviz.parallel.sharded.ShardedOptimizer` (any optimizer class, with
+its arguments) beside :class:`~gpuviz.parallel.ddp.DataParallel`; stage 3 on
+:func:`~gpuviz.parallel.fsdp.fully_shard` (module hooks, a hook on each unit's outputs'
+gradients, and a post-accumulate-grad hook per parameter).
 
 Collectives: ``all_gather_single`` / ``reduce_scatter_single`` (torch 2.13's names for
 ``all_gather_into_tensor`` / ``reduce_scatter_tensor``); a span's ``bytes`` is the full
@@ -48,6 +54,16 @@ On one rank every stage computes exactly what the reference computes:
 True
 >>> sorted(zero[2].memory())
 ['activations', 'gathered params', 'grads', 'optimizer', 'params']
+
+A frozen parameter is left alone, even by AdamW's weight decay:
+
+>>> model = GPT(cfg)
+>>> model.head.bias = nn.Parameter(torch.full((cfg.vocab,), 2.0), requires_grad=False)
+>>> z = ZeRO(model, 1, optimizer_cls=torch.optim.AdamW, weight_decay=0.1)
+>>> for step in range(3):
+...     _ = z.train_step(*data.batch(step, 8))
+>>> model.head.bias.unique().tolist()
+[2.0]
 >>> dist.destroy_process_group()
 """
 
@@ -55,14 +71,15 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
+from gpuviz.parallel.ddp import DataParallel
+from gpuviz.parallel.fsdp import fully_shard
 from gpuviz.parallel.ring import members
+from gpuviz.parallel.sharded import ShardedOptimizer
 from gpuviz.parallel.strategy import (
     LR,
     ActivationMeter,
-    adam,
     global_mean_loss,
     local_batch,
     optimizer_bytes,
@@ -70,10 +87,6 @@ from gpuviz.parallel.strategy import (
 )
 from gpuviz.run import trace
 from gpuviz.workloads.gpt import lm_loss
-
-# torch 2.13 renamed the single-tensor collectives; older versions have only the old names.
-_all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
-_reduce_scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
 
 
 def zero_memory(n_params, world: int, stage: int, param_bytes=4, grad_bytes=4,
@@ -110,61 +123,14 @@ def zero_memory(n_params, world: int, stage: int, param_bytes=4, grad_bytes=4,
     return {"params": float(p), "grads": float(g), "optimizer": float(o), "total": float(p + g + o)}
 
 
-def _flatten(tensors, world: int) -> torch.Tensor:
-    """The tensors end to end in one new vector, zero-padded to a multiple of ``world``."""
-    flat = torch.cat([t.detach().reshape(-1) for t in tensors])
-    return F.pad(flat, (0, -flat.numel() % world))
-
-
-def _view_into(params, flat: torch.Tensor) -> None:
-    """Make each parameter a view of its slice of ``flat``: they share memory from now on."""
-    offset = 0
-    for p in params:
-        p.data = flat[offset:offset + p.numel()].view_as(p)
-        offset += p.numel()
-
-
-def _take_grads(params, world: int) -> torch.Tensor:
-    """The parameters' gradients in one padded vector (zeros for a parameter that got
-    none); the gradients themselves are dropped, so only the vector holds them now."""
-    flat = _flatten([torch.zeros_like(p) if p.grad is None else p.grad
-                     for p in params], world)
-    for p in params:
-        p.grad = None
-    return flat
-
-
-class _Unit:
-    """Stage 3: parameters gathered and freed together. ``full`` is the gather buffer,
-    its memory freed (storage resized to 0) between uses; the parameters are views of it,
-    so what autograd saved in forward reads the parameters again once they are regathered
-    (the trick of FSDP's first version)."""
-
-    def __init__(self, name: str, params: list, rank: int, world: int):
-        self.name, self.params = name, params
-        self.full = _flatten(params, world)
-        per = self.full.numel() // world
-        self.shard = nn.Parameter(self.full[rank * per:(rank + 1) * per].clone())
-        self.padding = self.full.numel() - sum(p.numel() for p in params)
-        self.ready = 0  # parameters whose gradient is complete in this backward
-        _view_into(params, self.full)
-        self.free()
-
-    @property
-    def gathered(self) -> bool:
-        return self.full.untyped_storage().nbytes() > 0
-
-    def free(self) -> None:
-        self.full.untyped_storage().resize_(0)
-
-
-def _gathered_now(units: list[_Unit]):
+def _gathered_now(units):
     """A test for :class:`ActivationMeter`'s ``skip``: is this tensor a gathered unit's
     parameters? (Stage 3 gathers into fresh memory each time, so no list made in advance
     can name them.)"""
     def skip(t: torch.Tensor) -> bool:
         ptr = t.untyped_storage().data_ptr()
-        return any(u.gathered and ptr == u.full.untyped_storage().data_ptr() for u in units)
+        return any(pc.gathered and ptr == pc.full.untyped_storage().data_ptr()
+                   for u in units for pc in u.pieces)
 
     return skip
 
@@ -173,162 +139,83 @@ class ZeRO:
     """Data parallelism with ZeRO ``stage`` 1, 2 or 3 sharding (see the module docstring).
 
     Follows the contract of :mod:`gpuviz.parallel.strategy`; needs a process group.
-    ``group``: the ranks that share the model state (default: all). ``padding``: zeros
-    added so the flat vectors divide by the world size. ``memory()`` has, in stage 3,
-    ``"gathered params"`` too: the most full parameters held at one time in the last step.
+    ``group``: the ranks that share the model state (default: all). The optimizer is Adam
+    (:func:`~gpuviz.parallel.strategy.adam`) unless ``optimizer_cls`` (and its keyword
+    arguments) say otherwise. ``padding``: zeros added so the flat vectors divide by the
+    world size. ``memory()`` has, in stage 3, ``"gathered params"`` too: the most full
+    parameters held at one time in the last step.
     """
 
-    def __init__(self, model: nn.Module, stage: int, group=None, lr: float = LR):
+    def __init__(self, model: nn.Module, stage: int, group=None, lr: float = LR,
+                 optimizer_cls: type[torch.optim.Optimizer] | None = None, **optimizer_kwargs):
         if isinstance(stage, bool) or not isinstance(stage, int) or stage not in (1, 2, 3):
             raise ValueError(f"stage={stage!r}: ZeRO stages are 1 (optimizer state), "
                              "2 (and gradients) and 3 (and parameters)")
-        if not isinstance(model, nn.Module) or not any(True for _ in model.parameters()):
-            raise ValueError(f"model={type(model).__name__}: give an nn.Module with parameters")
-        dtypes = {p.dtype for p in model.parameters()}
-        if len(dtypes) > 1:
-            raise ValueError(f"model has parameters of {len(dtypes)} dtypes ({sorted(map(str, dtypes))}): "
-                             "ZeRO flattens them into one vector, so they must share one dtype")
+        if not isinstance(model, nn.Module) or not any(p.requires_grad for p in model.parameters()):
+            raise ValueError(f"model={type(model).__name__}: give an nn.Module with trainable parameters")
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
             raise ValueError(f"lr={lr!r}: the learning rate must be a number > 0")
         self.group, self.rank, self.world = members(group)
         self.stage, self.name, self.model = stage, f"zero{stage}", model
+        self.names = {id(p): n for n, p in model.named_parameters()}
         self._memory: dict[str, int] | None = None
-        params = list(model.parameters())
+        opt_cls = optimizer_cls or torch.optim.Adam
+        kwargs = {"lr": lr, **({"foreach": False} if optimizer_cls is None else {}), **optimizer_kwargs}
         if stage < 3:
-            self.flat = _flatten(params, self.world)
-            _view_into(params, self.flat)
-            per = self.flat.numel() // self.world
-            # A view of this rank's slice: Adam's in-place update writes into the model.
-            self.shard = nn.Parameter(self.flat[self.rank * per:(self.rank + 1) * per])
-            self.padding = self.flat.numel() - sum(p.numel() for p in params)
-            self.opt = adam([self.shard], lr)
+            self.dp = DataParallel(model, group=group, sync_gradients=False)
+            self.opt = ShardedOptimizer(model.parameters(), opt_cls, group=group,
+                                        reduce_gradients="all_reduce" if stage == 1 else "reduce_scatter",
+                                        **kwargs)
+            self.shards = self.opt.shards
+            self.flat = self.shards[0].flat if len(self.shards) == 1 else None
+            self.padding = sum(s.padding for s in self.shards)
+            self.shard_optimizer = self.opt.optim
             return
         blocks = list(getattr(model, "blocks", None) or [])
-        in_blocks = {id(p) for b in blocks for p in b.parameters()}
-        rest = [p for p in params if id(p) not in in_blocks]
-        groups = [(f"blocks.{i}", b, list(b.parameters())) for i, b in enumerate(blocks)]
-        groups += [("root", model, rest)] if rest else []
-        self.units = [_Unit(name, ps, self.rank, self.world) for name, _, ps in groups if ps]
-        self.padding = sum(u.padding for u in self.units)
-        self._peak = 0
-        for unit, (_, module, _) in zip(self.units, groups, strict=True):
-            self._hook(unit, module, root=module is model)
-        self.opt = adam([u.shard for u in self.units], lr)
+        self.fsdp = fully_shard(model, units=blocks or None, group=group)
+        self.units = self.fsdp.units
+        self.padding = sum(pc.padding for u in self.units for pc in u.pieces)
+        self.opt = self.shard_optimizer = opt_cls(self.fsdp.parameters(), **kwargs)
 
-    # -- stage 3: hooks that gather, free and reduce each unit ------------------------------
-    def _hook(self, unit: _Unit, module: nn.Module, root: bool) -> None:
-        def before_forward(_module, _args):
-            self._gather(unit)
-
-        def after_forward(_module, _args, _output):
-            unit.free()
-
-        def before_backward(_module, _grad_output):
-            self._gather(unit)
-
-        def grad_ready(_param):
-            unit.ready += 1
-            if unit.ready == len(unit.params):
-                self._reduce(unit)
-
-        module.register_forward_pre_hook(before_forward)
-        if not root:  # the root's backward starts as soon as its forward ends: keep it
-            module.register_forward_hook(after_forward)
-            module.register_full_backward_pre_hook(before_backward)
-        for p in unit.params:
-            p.register_post_accumulate_grad_hook(grad_ready)
-
-    def _gather(self, unit: _Unit) -> None:
-        if unit.gathered:
-            return
-        nbytes = unit.full.numel() * unit.full.element_size()
-        unit.full.untyped_storage().resize_(nbytes)
-        with trace.span(f"all_gather params {unit.name}", cat="comm", bytes=nbytes):
-            _all_gather(unit.full, unit.shard.detach(), group=self.group)
-        self._peak = max(self._peak, tensor_bytes(u.full for u in self.units))
-
-    def _reduce(self, unit: _Unit) -> None:
-        """Reduce-scatter the unit's gradients into its shard's, then free them and it."""
-        flat = _take_grads(unit.params, self.world)
-        unit.free()
-        grad = torch.empty_like(unit.shard)
-        with trace.span(f"reduce_scatter grads {unit.name}", cat="comm",
-                        bytes=flat.numel() * flat.element_size()):
-            _reduce_scatter(grad, flat, group=self.group)
-        unit.shard.grad = grad.div_(self.world)
-
-    # -- stages 1 and 2: one flat vector, reduced after backward ----------------------------
-    def _reduce_flat(self) -> None:
-        flat = _take_grads(list(self.model.parameters()), self.world)
-        nbytes = flat.numel() * flat.element_size()
-        with trace.span("wait for others", cat="idle"):
-            dist.barrier(group=self.group)
-        if self.stage == 1:
-            with trace.span("all_reduce grads", cat="comm", bytes=nbytes):
-                dist.all_reduce(flat, group=self.group)
-            lo = self.rank * self.shard.numel()
-            self.shard.grad = flat.div_(self.world)[lo:lo + self.shard.numel()]  # keeps all
-        else:
-            grad = torch.empty_like(self.shard)
-            with trace.span("reduce_scatter grads", cat="comm", bytes=nbytes):
-                _reduce_scatter(grad, flat, group=self.group)
-            del flat  # the full gradient is gone: only this rank's shard is kept
-            self.shard.grad = grad.div_(self.world)
-
-    # -- the contract -------------------------------------------------------------------------
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         x, y = local_batch(x, y, self.rank, self.world)
         if self.stage == 3:
-            self._peak = 0
-            for u in self.units:
-                u.ready = 0
             meter = ActivationMeter(skip=_gathered_now(self.units))
             with trace.span("wait for others", cat="idle"):  # before the first all-gather
                 dist.barrier(group=self.group)
+            net = self.fsdp
         else:
-            meter = ActivationMeter([self.flat])
+            meter, net = ActivationMeter([s.flat for s in self.shards]), self.dp
         with trace.span("forward"), meter:
-            loss = lm_loss(self.model(x), y)
+            loss = lm_loss(net(x), y)
         with trace.span("backward"):
-            loss.backward()
-        if self.stage == 3:
-            for u in self.units:  # a unit whose parameters were not all used this step
-                if u.ready < len(u.params):
-                    self._reduce(u)
-        else:
-            self._reduce_flat()
-        with trace.span("optimizer step", cat="optimizer"):
-            self.opt.step()
-            self._memory = self._measure(meter.bytes)
-            self.opt.zero_grad(set_to_none=True)
+            loss.backward()     # stage 3: each unit's gradients reduce-scattered on the way
         if self.stage < 3:
-            nbytes = self.flat.numel() * self.flat.element_size()
-            with trace.span("all_gather params", cat="comm", bytes=nbytes):
-                # a copy of the shard: the input must not be part of the output
-                _all_gather(self.flat, self.shard.detach().clone(), group=self.group)
+            with trace.span("wait for others", cat="idle"):
+                dist.barrier(group=self.group)
+            self.opt.step()     # reduce, the optimizer step on the shards, all-gather
+        else:
+            with trace.span("optimizer step", cat="optimizer"):
+                self.opt.step()
+        self._memory = self._measure(meter.bytes)
+        self.opt.zero_grad(set_to_none=True)
         return global_mean_loss(loss, self.group)
 
     def _measure(self, activations: int) -> dict[str, int]:
-        shards = [self.shard] if self.stage < 3 else [u.shard for u in self.units]
+        shards = ([s.param for s in self.shards] if self.stage < 3
+                  else [pc.shard for u in self.units for pc in u.pieces])
         memory = {"params": tensor_bytes([*self.model.parameters(), *shards]),
                   "grads": tensor_bytes(s.grad for s in shards),
-                  "optimizer": optimizer_bytes(self.opt), "activations": activations}
+                  "optimizer": optimizer_bytes(self.shard_optimizer), "activations": activations}
         if self.stage == 3:
-            memory["gathered params"] = self._peak
+            memory["gathered params"] = self.fsdp.peak_gathered
         return memory
 
     def full_parameters(self) -> dict[str, torch.Tensor]:
         if self.stage < 3:  # every rank holds them all after each step's all-gather
             return {n: p.detach().clone() for n, p in self.model.named_parameters()}
-        names = {id(p): n for n, p in self.model.named_parameters()}
-        out = {}
-        for u in self.units:
-            was_gathered = u.gathered
-            self._gather(u)
-            out.update({names[id(p)]: p.detach().clone() for p in u.params})
-            if not was_gathered:
-                u.free()
-        return {n: out[n] for n in names.values()}
+        whole = self.fsdp.full_state_dict()
+        return {n: whole[n] for n in self.names.values()}
 
     def memory(self) -> dict[str, int]:
         """Bytes this rank held in the last step, after the optimizer step: the persistent

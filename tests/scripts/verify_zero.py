@@ -112,22 +112,23 @@ class TorchFSDP2:
 
 def capture_first_grads(strategy) -> list:
     """The gradients the optimizer of ``strategy`` sees at its first step (filled then)."""
-    seen, step = [], strategy.opt.step
+    opt = strategy.shard_optimizer       # the optimizer that sees the shards
+    seen, step = [], opt.step
 
     def capture(*args, **kwargs):
         if not seen:
-            seen.extend(p.grad.clone() for p in strategy.opt.param_groups[0]["params"])
+            seen.extend(p.grad.clone() for p in opt.param_groups[0]["params"])
         return step(*args, **kwargs)
 
-    strategy.opt.step = capture
+    opt.step = capture
     return seen
 
 
 def expected_shards(strategy: ZeRO, grads: dict) -> list:
     """Each shard's gradient as it must be: this rank's slice of the padded flat gradient
     of one process on the whole batch (stages 1-2: one flat vector; 3: one per unit)."""
-    names = {id(p): n for n, p in strategy.model.named_parameters()}
-    groups = ([list(strategy.model.parameters())] if strategy.stage < 3
+    names = strategy.names
+    groups = ([strategy.shards[0].params] if strategy.stage < 3
               else [u.params for u in strategy.units])
     world, out = dist.get_world_size(), []
     for params in groups:
@@ -184,7 +185,7 @@ def main() -> None:
             res["grad_diff"] = max(float((g - w).abs().max()) for g, w in zip(seen, want, strict=True))
             res["grad_scale"] = max(float(w.abs().max()) for w in want)
             res["padding"] = strategy.padding
-            res["shards"] = len(strategy.opt.param_groups[0]["params"])
+            res["shards"] = len(strategy.shard_optimizer.param_groups[0]["params"])
             res["flat"] = ({"all": strategy.flat.numel()} if strategy.stage < 3
                            else {u.name: u.full.numel() for u in strategy.units})
         out["strategies"][name] = res
