@@ -28,8 +28,8 @@ about 70 s for one 25 MB rank on this machine, so ``big`` would take HTA an hour
 
 HTA lives in its own venv so it cannot disturb the project's: by default /tmp/hta-venv,
 created on first run (``python -m venv``, then ``pip install torch==2.13.0`` and
-``holistictraceanalysis==0.5.0``; torch is pinned so pip takes the local CPU wheel rather
-than GBs of CUDA). ``--hta-python`` names another interpreter; ``--no-install`` never
+``holistictraceanalysis==0.5.0 pandas<3``; torch is pinned so pip takes the local CPU wheel
+rather than GBs of CUDA; pandas 3 breaks HTA 0.5.0's parser, see PANDAS_PIN). ``--hta-python`` names another interpreter; ``--no-install`` never
 installs. Where HTA cannot be installed or run the script says so and prints gpuviz's
 numbers alone.
 
@@ -57,6 +57,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HTA_VENV = Path("/tmp/hta-venv")
 DATA = Path("/tmp/gpuviz-bench-hta")
 TORCH_PIN, HTA_PIN = "torch==2.13.0", "holistictraceanalysis==0.5.0"
+# HTA 0.5.0 predates pandas 3, under which its parser fails on many traces (it downcasts the
+# correlation column to int16, then writes event indices > 32767 into it: TypeError).
+PANDAS_PIN = "pandas<3"
 KERNELS_PER_STEP = 50          # compute kernels per step in the synthetic traces
 GOAL_TIME, GOAL_MEM = 1.0, 1 / 3
 
@@ -187,8 +190,8 @@ def run_child(python: str, code: str, args: list[str], timeout: float) -> tuple[
 # -- HTA's venv ---------------------------------------------------------------------------------
 
 def _check_hta(python: Path) -> tuple[bool, str]:
-    code = ("import importlib.metadata as m, hta.trace_analysis; "
-            "print(m.version('holistictraceanalysis'), m.version('torch'))")
+    code = ("import importlib.metadata as m, hta.trace_analysis; print(' '.join("
+            "f'{p} {m.version(p)},' for p in ('holistictraceanalysis', 'torch', 'pandas')))")
     try:
         p = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -209,6 +212,11 @@ def _step(cmd: list[str]) -> bool:
 def ensure_hta(python: Path, install: bool) -> tuple[str | None, str]:
     """HTA's interpreter (installing it where allowed) and what it runs, or None and why."""
     ok, what = _check_hta(python) if python.exists() else (False, f"{python} does not exist")
+    if ok and " pandas 3." in what and install:
+        print(f"HTA's venv has {what.split(' pandas ')[1].strip(',')} pandas, which breaks "
+              "HTA 0.5.0; installing pandas<3 there:")
+        _step([str(python), "-m", "pip", "install", "-q", TORCH_PIN, PANDAS_PIN])
+        ok, what = _check_hta(python)
     if ok:
         return str(python), what
     if not install:
@@ -218,8 +226,8 @@ def ensure_hta(python: Path, install: bool) -> tuple[str | None, str]:
     if not python.exists() and not _step([sys.executable, "-m", "venv", str(venv)]):
         return None, f"could not create the venv {venv}"
     pip = [str(python), "-m", "pip", "install", "-q"]
-    if not (_step([*pip, TORCH_PIN]) and _step([*pip, TORCH_PIN, HTA_PIN])):
-        return None, f"pip could not install {TORCH_PIN} and {HTA_PIN} into {venv}"
+    if not (_step([*pip, TORCH_PIN]) and _step([*pip, TORCH_PIN, HTA_PIN, PANDAS_PIN])):
+        return None, f"pip could not install {TORCH_PIN}, {HTA_PIN}, {PANDAS_PIN} into {venv}"
     ok, what = _check_hta(python)
     return (str(python), what) if ok else (None, f"installed, but HTA does not import: {what}")
 
@@ -376,7 +384,7 @@ def main() -> None:
     hta_py, hta_what = (None, "--no-hta given") if a.no_hta else ensure_hta(a.hta_python,
                                                                           not a.no_install)
     if hta_py:
-        print(f"HTA: {hta_py} (holistictraceanalysis, torch = {hta_what})")
+        print(f"HTA: {hta_py} ({hta_what.rstrip(',')})")
     else:
         print(f"HTA: NOT AVAILABLE: {hta_what}. Printing gpuviz's numbers only.")
     modes = ["single", "pool"] if a.hta_mode == "both" else [a.hta_mode]

@@ -16,6 +16,7 @@ from gpuviz.parallel.fsdp import MixedPrecision, fully_shard
 from gpuviz.parallel.sharded import ShardedOptimizer
 from gpuviz.parallel.zero import ZeRO
 from gpuviz.workloads.gpt import GPT, GPTConfig, TokenData
+from tests.conftest import ROOT
 
 OURS = ["dp_naive", "dp_bucket", "zero1", "zero2", "fsdp", "fsdp_replicated"]
 THEIRS = ["torch_ddp", "torch_zero1", "torch_fsdp2"]
@@ -172,3 +173,15 @@ def test_fully_shard_mixed_precision_and_units(one_rank):
         fully_shard(nn.Linear(2, 2), units=nn.Conv1d)
     with pytest.raises(ValueError, match="mp="):
         fully_shard(nn.Sequential(nn.Linear(2, 2)), mp="bf16")
+
+
+@pytest.mark.slow
+def test_the_readme_example_runs_as_written(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("from gpuviz.parallel import DataParallel")[1].split("```")[0]
+    script = (ROOT / "tests/scripts/readme_parallel.py").read_text()
+    for line in block.strip().splitlines()[1:]:       # the README's lines, in the script
+        assert line.split("#")[0].strip() in script, line
+    run = gpuviz.launch("tests/scripts/readme_parallel.py", nproc=2, progress=False, stream=False,
+                        run_dir=tmp_path / "run", timeout=120)
+    assert run.meta["status"] == "ok"
