@@ -18,12 +18,14 @@ for x, y in loader:
     loss = loss_fn(model(x), y)
     loss.backward()
     model.finish_gradient_synchronization()     # the averaged gradients are in .grad
-    opt.step(); opt.zero_grad()
+    opt.step()
+    opt.zero_grad()
 net = make()
 model = fully_shard(net, units=torch.nn.Linear, mp=MixedPrecision(param_dtype=torch.bfloat16))
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 for x, y in loader:
     loss = loss_fn(model(x).float(), y)
     loss.backward()
-    opt.step(); opt.zero_grad()
+    opt.step()
+    opt.zero_grad()
 print("readme example ok", float(loss.detach()))
