@@ -39,6 +39,18 @@ def ddp_run(tmp_path_factory) -> gpuviz.Run:
                          run_dir=tmp_path_factory.mktemp("ddp") / "run", progress=False)
 
 
+@pytest.fixture
+def one_rank():
+    """A gloo process group of one rank in this process (no ports: a HashStore)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        pytest.skip("a process group is already running in this test process")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
 def assert_all_gone(pids, timeout: float = 5.0) -> None:
     """Every pid has exited (zombies awaiting their parent count as gone)."""
     deadline = time.monotonic() + timeout

@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-import torch.distributed as dist
 from torch import nn
 
 import gpuviz
@@ -75,15 +74,6 @@ def test_replicas_agree_and_frozen_parameters_never_move(results):
 
 
 # -- one rank, in this process ---------------------------------------------------------------
-
-@pytest.fixture
-def one_rank():
-    if dist.is_initialized():
-        pytest.skip("a process group is already running in this test process")
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
-
 
 def test_data_parallel_is_a_module(one_rank):
     net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))

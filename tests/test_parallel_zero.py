@@ -100,16 +100,6 @@ def test_needs_a_process_group():
 
 # -- one rank, in this process: exact, and stage 3 really frees --------------------------------
 
-@pytest.fixture
-def one_rank():
-    """A gloo process group of one rank in this process."""
-    if dist.is_initialized():
-        pytest.skip("a process group is already running in this test process")
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
-
-
 def test_one_rank_equals_the_reference_and_stage_3_frees_its_units(one_rank):
     cfg = GPTConfig(vocab=32, seq_len=8, dim=12, heads=2, layers=2)
     data = TokenData(cfg.vocab, cfg.seq_len)
