@@ -29,11 +29,13 @@ from gpuviz.run.failures import InjectionError, LaunchError, RankFailed, RankHun
 from gpuviz.run.launch import launch
 
 _NAMES = {"load_run": "gpuviz.run.load", "Run": "gpuviz.run.load", "load_real": "gpuviz.run.recorded",
+          "doctor": "gpuviz.classroom.doctor",
           "TraceError": "gpuviz.run.load", "TraceWarning": "gpuviz.run.load"}
 _MODULES = {"run": "gpuviz.run", "trace": "gpuviz.run.trace", "parallel": "gpuviz.parallel",
             "sharing": "gpuviz.sharing", "sync": "gpuviz.sync", "energy": "gpuviz.energy",
             "plan": "gpuviz.plan", "checks": "gpuviz.checks", "plot": "gpuviz.plot",
-            "widgets": "gpuviz.widgets", "workloads": "gpuviz.workloads"}
+            "widgets": "gpuviz.widgets", "workloads": "gpuviz.workloads",
+            "classroom": "gpuviz.classroom"}
 
 __all__ = ["launch", "LaunchError", "RankFailed", "RankHung", "InjectionError", *_NAMES,
            *sorted(_MODULES), "__version__"]

@@ -82,6 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("traces", help="a folder of .json / .json.gz profiler traces")
     m.add_argument("--out", required=True, help="the run directory to write (rank*.jsonl)")
 
+    d = sub.add_parser("doctor", help="is this seat ready for the labs? one line per check, and the fix")
+    d.add_argument("--seats", type=int, default=1, help="learners this machine must hold (a shared server)")
+    d.add_argument("--ports", default="29500,29400", help="ports a hand-started torchrun needs free")
+    d.add_argument("--no-job", action="store_true", help="skip the 4-rank gloo job (the slowest check)")
+    d.add_argument("--json", action="store_true", help="the report as JSON, for an instructor to collect")
+
+    g = sub.add_parser("progress", help="where a learner stands, lab by lab (their gpuviz-progress.jsonl)")
+    g.add_argument("folder", nargs="?", default=".", help="the learner's folder (default: here)")
+
+    gr = sub.add_parser("grade", help="a class's progress files in one table (CSV) and a figure")
+    gr.add_argument("folders", nargs="+", help="one folder per learner (named after the learner)")
+    gr.add_argument("--csv", default="grades.csv", help="the table to write")
+    gr.add_argument("--figure", default=None, help="an HTML file for the figure (exercises by completion)")
+
     b = sub.add_parser("bench", help="benchmarks: `gpuviz bench collectives --help`")
     bsub = b.add_subparsers(dest="bench_command", required=True)
     c = bsub.add_parser("collectives", help="time collectives on N ranks; algbw and busbw as "
@@ -173,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             print(gpuviz.load_run(a.run_dir).to_perfetto(a.out))
         elif a.command == "bench":
             _bench(a)
+        elif a.command in ("doctor", "progress", "grade"):
+            return _classroom(a)
     except KeyboardInterrupt as e:   # Ctrl-C or SIGTERM; launch says where the run is
         print(f"gpuviz {a.command}: {e}" if str(e) else
               "gpuviz: interrupted; every worker was stopped", file=sys.stderr)
@@ -180,6 +196,38 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, gpuviz.LaunchError) as e:   # a user's mistake: no traceback
         print(f"gpuviz {a.command}: {e}", file=sys.stderr)
         return 2 if isinstance(e, ValueError) else 1
+    return 0
+
+
+def _classroom(a) -> int:
+    if a.command == "doctor":
+        from gpuviz.classroom.doctor import doctor
+
+        try:
+            ports = [int(p) for p in a.ports.split(",") if p.strip()]
+        except ValueError:
+            raise ValueError(f"--ports={a.ports!r}: give port numbers separated by commas") from None
+        report = doctor(seats=a.seats, ports=ports, job=not a.no_job)
+        print(report.json() if a.json else report.text())
+        return 0 if report.ok else 1
+    if a.command == "progress":
+        from gpuviz.classroom.grade import find
+        from gpuviz.classroom.progress import summary
+
+        print(summary(find(a.folder)))
+        return 0
+    from gpuviz.classroom.grade import completion, grades
+
+    table = grades(a.folders)
+    table.to_csv(a.csv, index=False)
+    done = completion(table)
+    print(done.to_string(index=False))
+    print(f"\n{table['learner'].nunique()} learners; table written to {a.csv}")
+    if a.figure:
+        from gpuviz.plot.classroom import exercise_completion
+
+        exercise_completion(done).write_html(a.figure, include_plotlyjs=True)
+        print(f"figure written to {a.figure}")
     return 0
 
 

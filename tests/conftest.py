@@ -17,6 +17,10 @@ SCRIPTS = ROOT / "tests" / "scripts"
 # Scripts that jobs run (targets, not tests): never imported by the collector.
 collect_ignore_glob = ["scripts/*"]
 
+# The checks the tests call record a learner's progress: not into the repository.
+os.environ.setdefault("GPUVIZ_PROGRESS", os.path.join(__import__("tempfile").mkdtemp(prefix="gpuviz-tests-"),
+                                                      "gpuviz-progress.jsonl"))
+
 
 @pytest.fixture(autouse=True)
 def _repo_cwd(monkeypatch):

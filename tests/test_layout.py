@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "gpuviz"
-TOPICS = ("parallel", "sharing", "sync", "energy", "plan", "workloads")
+TOPICS = ("parallel", "sharing", "sync", "energy", "plan", "workloads", "classroom")
 ABOVE_TOPICS = ("plot", "checks", "widgets", "cli")
 MAX_LINES = 400
 

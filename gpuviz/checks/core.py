@@ -17,6 +17,8 @@ class Result:
 
     ok: bool
     message: str
+    mistake: str | None = None
+    """A short name for the mistake the check recognised (recorded in the learner's progress)."""
 
     def __bool__(self) -> bool:
         return self.ok

@@ -1,0 +1,89 @@
+"""The classroom kit: the seat doctor, each learner's progress, a class's grades."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from gpuviz import checks, cli
+from gpuviz.classroom import doctor as doc
+from gpuviz.classroom.grade import completion, grades
+from gpuviz.classroom.progress import progress, read
+from tests.conftest import ROOT
+
+
+@pytest.mark.slow
+def test_doctor_passes_on_this_machine(capsys):
+    assert cli.main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS  gloo, 4 ranks on loopback" in out and "all-reduce of ones gave [4.0] on 4 ranks" in out
+    assert "This seat is ready for the labs." in out
+    for name in ("python", "torch", "memory", "jupyterlab", "ipywidgets", "widget extension", "plotly offline"):
+        assert f"PASS  {name}" in out, name
+
+
+def test_a_port_taken_fails_with_its_fix(capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert cli.main(["doctor", "--no-job", "--ports", str(port)]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL  ports {port}" in out and f"in use: {port}" in out
+    assert f"sport = :{port}" in out and "NOT ready" in out
+
+
+def test_too_little_memory_for_the_seats_fails_with_its_fix(capsys):
+    assert cli.main(["doctor", "--no-job", "--seats", "100000", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    mem = next(c for c in report["checks"] if c["name"] == "memory")
+    assert mem["ok"] is False and "seat at most" in mem["fix"] and not report["ok"]
+    assert {c["name"] for c in report["checks"]} >= {"python", "torch", "cores", "plotly offline"}
+    with pytest.raises(ValueError, match="seats="):
+        doc.doctor(seats=0)
+
+
+def test_ipywidgets_missing_fails_with_its_fix(tmp_path):
+    (tmp_path / "ipywidgets.py").write_text("raise ImportError('planted: no ipywidgets here')\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    r = subprocess.run([sys.executable, "-m", "gpuviz.cli", "doctor", "--no-job"], capture_output=True,
+                       text=True, env=env, timeout=120, cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAIL  ipywidgets" in r.stdout and "fix: pip install ipywidgets" in r.stdout
+
+
+def test_every_check_records_progress_and_grade_collects_a_class(tmp_path, monkeypatch, capsys, mlp_run):
+    for learner, answers in (("ada", [0.5, None]), ("bo", [None])):
+        monkeypatch.setenv("GPUVIZ_PROGRESS", str(tmp_path / learner / "gpuviz-progress.jsonl"))
+        (tmp_path / learner).mkdir()
+        for a in answers:
+            checks.ring_allreduce_bytes(a, nbytes=1e6, world=4)
+        s = mlp_run.summary().loc[0]
+        if learner == "ada":
+            checks.idle_fraction(s["idle"] / s["wall"], mlp_run)
+            checks.ring_allreduce_bytes(1.5e6, nbytes=1e6, world=4)
+    ada = read(tmp_path / "ada" / "gpuviz-progress.jsonl")
+    assert [(r["exercise"], r["ok"], r["attempt"]) for r in ada] == [
+        ("ring_allreduce_bytes", False, 1), ("ring_allreduce_bytes", False, 2), ("idle_fraction", True, 1),
+        ("ring_allreduce_bytes", True, 3)]
+    assert ada[0]["lab"] == "02" and "Replace `None`" in ada[1]["mistake"]
+    p = progress(tmp_path / "ada" / "gpuviz-progress.jsonl").set_index("exercise")
+    assert p.loc["ring_allreduce_bytes", "attempts"] == 3 and p.loc["ring_allreduce_bytes", "correct"]
+
+    assert cli.main(["progress", str(tmp_path / "ada")]) == 0
+    assert "Lab 02: 1 of 2 solved, 3 attempts; to do: best_bucket_size" in capsys.readouterr().out
+    (tmp_path / "cy").mkdir()                                  # a learner who never ran a check
+    folders = [str(tmp_path / n) for n in ("ada", "bo", "cy")]
+    assert cli.main(["grade", *folders, "--csv", str(tmp_path / "g.csv"),
+                     "--figure", str(tmp_path / "g.html")]) == 0
+    table = pd.read_csv(tmp_path / "g.csv")
+    assert set(table["learner"]) == {"ada", "bo", "cy"} and table.loc[table["learner"] == "cy", "missing"].all()
+    done = completion(grades(folders)).set_index("exercise")
+    assert done.loc["ring_allreduce_bytes", ["solved", "tried", "learners"]].tolist() == [1, 2, 3]
+    assert (tmp_path / "g.html").stat().st_size > 1_000_000   # plotly.js inside: opens offline
