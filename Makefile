@@ -1,7 +1,8 @@
 # gpuviz: every command sets itself up first (a .venv with pinned packages).
 #   make lab    set up, then open JupyterLab on Lab 00
 #   make book   set up, execute every lab and build the HTML book into book/_build/html
-#   make test   set up, then lint, unit tests, every lab through nbval, and a book build
+#   make test   set up, then lint, unit tests, and a book build that runs every lab
+#   make wheelhouse / make setup-offline   every wheel in a folder; install from it alone
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.gpuviz-setup
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup lab book test lint unit labs browser lock clean
+.PHONY: setup lab book test lint unit labs browser lock clean wheelhouse setup-offline
 setup: $(STAMP)
 
 # torch 2.13.0: the CUDA build from PyPI where nvidia-smi sees a GPU; otherwise the CPU
@@ -43,7 +44,29 @@ unit: setup
 labs: setup
 	$(PY) -m pytest --nbval-lax labs -q
 
-test: lint browser unit labs
+# Every lab runs once, in the book's build (tests/test_book.py); `make labs` runs them alone.
+test: lint browser unit
+
+# A room with no internet: every wheel the labs need (torch's CPU build included) in one
+# folder, then a seat installs from that folder alone. tests/test_wheelhouse.py does both.
+WHEELHOUSE ?= wheelhouse
+wheelhouse: setup
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	$(PIP) download -q -d $(WHEELHOUSE) "torch==2.13.0+cpu" || \
+	  $(PIP) download -q -d $(WHEELHOUSE) "torch==2.13.0+cpu" --index-url https://download.pytorch.org/whl/cpu
+	echo "torch==2.13.0+cpu" > $(WHEELHOUSE)/torch-cpu.txt
+	$(PIP) download -q -d $(WHEELHOUSE) --find-links $(WHEELHOUSE) -c requirements/lock.txt \
+	  -c $(WHEELHOUSE)/torch-cpu.txt ".[lab]"
+	$(PIP) wheel -q --no-deps -w $(WHEELHOUSE) .
+	@echo "make: $$(ls $(WHEELHOUSE) | wc -l) files in $(WHEELHOUSE)/ ($$(du -sh $(WHEELHOUSE) | cut -f1)): copy it and this folder to each seat, then: make setup-offline"
+
+setup-offline:
+	@test -d $(WHEELHOUSE) || { echo "make: no $(WHEELHOUSE)/ here: make it with 'make wheelhouse' where there is a network"; exit 1; }
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --no-index --find-links $(WHEELHOUSE) "torch==2.13.0+cpu"
+	$(PIP) install -q --no-index --find-links $(WHEELHOUSE) -c requirements/lock.txt \
+	  -c $(WHEELHOUSE)/torch-cpu.txt "gpuviz[lab]"
+	touch $(STAMP)
 
 # The book's browser test draws every figure in headless Chromium. As root with apt (CI,
 # containers) it is installed here; elsewhere that test is skipped and says why.

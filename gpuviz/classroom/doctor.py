@@ -34,12 +34,24 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-#: What one seat needs, measured (benchmarks/seats.py on a 2-core, 24 GiB machine, Lab 00's
-#: job: 4 ranks of the MLP, the launcher and the notebook's kernel): peak memory, and the
-#: cores below which the labs' jobs run more than twice as long as on 2.
-SEAT_MEMORY_GB = 2.5
-SEAT_CORES = 2
+SEATS = Path(__file__).resolve().parent.parent / "data" / "seats.json"
+#: A notebook kernel with gpuviz, pandas and plotly loaded: 0.3 GiB resident here; with room.
+KERNEL_GB = 0.5
+
+
+def seat_needs() -> tuple[float, int]:
+    """(GiB, cores) one learner needs: the peak memory of Lab 00's job measured by
+    benchmarks/seats.py (``gpuviz/data/seats.json``) plus a notebook kernel, and the cores
+    that job keeps busy alone (4 ranks on 2 cores: more copies than cores / 2 slow each
+    other down in proportion, as the measurement shows)."""
+    data = json.loads(SEATS.read_text(encoding="utf-8"))
+    one = next(r for r in data["rounds"] if r["copies"] == 1)
+    return round(one["peak_one_gb"] + KERNEL_GB, 1), int(data["cores"])
+
+
+SEAT_MEMORY_GB, SEAT_CORES = seat_needs()
 #: The default ports of torch.distributed: MASTER_PORT of torchrun, and its c10d rendezvous.
 TORCH_PORTS = (29500, 29400)
 
