@@ -14,8 +14,10 @@ In one run, for each dataset, each tool loads the same folder in its own fresh p
                     (one worker per core, at most one per rank), then the breakdown.
 
 Time is wall time of the load and of the breakdown/summary; peak memory is the process's
-``ru_maxrss`` (RUSAGE_SELF) and, for the pool, also its largest worker's (RUSAGE_CHILDREN)
-and the peak of parent + workers' RSS summed (psutil, sampled every 20 ms). "above libs" is
+peak RSS (``VmHWM`` in /proc/self/status: Linux's ``ru_maxrss`` of RUSAGE_SELF also keeps the
+RSS of the process that started it, from before exec) and, for the pool, also its largest
+worker's (``ru_maxrss`` of RUSAGE_CHILDREN) and the peak of parent + workers' RSS summed
+(psutil, sampled every 20 ms; shared pages counted once per process). "above libs" is
 the peak less ``ru_maxrss`` once the tool's libraries are imported. Both tools read every
 kernel: HTA is given ``include_last_profiler_step=True`` (by default it drops the last
 profiled step, which gpuviz keeps).
@@ -70,6 +72,13 @@ GPUVIZ_CHILD = r'''
 import json, re, resource, sys, time, warnings
 
 def maxrss_mb(who=resource.RUSAGE_SELF):
+    if who == resource.RUSAGE_SELF:  # this address space's peak (ru_maxrss keeps the parent's
+        try:                         # RSS from before exec on Linux)
+            for line in open("/proc/self/status"):
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
     return resource.getrusage(who).ru_maxrss / 1024
 
 folder, out = sys.argv[1], sys.argv[2]
@@ -113,6 +122,13 @@ HTA_CHILD = r'''
 import json, logging, os, resource, sys, threading, time
 
 def maxrss_mb(who=resource.RUSAGE_SELF):
+    if who == resource.RUSAGE_SELF:  # this address space's peak (ru_maxrss keeps the parent's
+        try:                         # RSS from before exec on Linux)
+            for line in open("/proc/self/status"):
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
     return resource.getrusage(who).ru_maxrss / 1024
 
 folder, mode, out = sys.argv[1], sys.argv[2], sys.argv[3]

@@ -149,3 +149,13 @@ def test_figure_the_book_cannot_draw_fails_the_build(tmp_path):
     proc, _ = build_book(tmp_path, labs)
     assert proc.returncode != 0, "the build passed with a figure it cannot draw"
     assert "no text/html output" in proc.stdout + proc.stderr, tail(proc)
+
+
+def test_the_instructors_guide_has_times_measured_by_this_build(html):
+    page = (html / "teaching" / "guide.html").read_text(encoding="utf-8")
+    text = re.sub(r"<[^>]+>", " ", page)
+    measured = re.findall(r"Measured when this page was built: the notebook ran in ([^.]+?) on the machine", text)
+    assert len(measured) == 6, measured                      # one per lab, none missing
+    assert "did not run the notebook" not in text
+    assert re.search(r"All 6 together: \d+ min \d+ s", text)
+    assert "min(M / " in text and "copies at once" in text   # the sizing rule and its table
