@@ -26,7 +26,8 @@ Datasets: ``dlrm`` (the 8-rank DLRM V100 traces shipped in gpuviz/data/real-trac
 ``synth`` (8 ranks of ``tests/kineto_fakes`` traces, uncompressed JSON, ``--synth-mb`` MB
 each, written under /tmp once). ``--big`` adds ``big``: 64 ranks, about 1 GB of JSON, for
 gpuviz only unless ``--hta-big`` (HTA's parse time grows faster than linearly with the file:
-about 70 s for one 25 MB rank on this machine, so ``big`` would take HTA an hour or more).
+7 s for one 12 MB rank, 25 s for one 24 MB rank on this machine, so ``big`` takes HTA 10-15
+minutes per mode).
 
 HTA lives in its own venv so it cannot disturb the project's: by default /tmp/hta-venv,
 created on first run (``python -m venv``, then ``pip install torch==2.13.0`` and
@@ -392,7 +393,7 @@ def main() -> None:
                     help="MB of JSON per rank of the 8-rank synthetic trace (default 8)")
     ap.add_argument("--big", action="store_true", help="add 64 ranks, ~1 GB (gpuviz only)")
     ap.add_argument("--big-mb", type=float, default=1000.0, help="total MB of --big (1000)")
-    ap.add_argument("--hta-big", action="store_true", help="run HTA on --big too (an hour+)")
+    ap.add_argument("--hta-big", action="store_true", help="run HTA on --big too (10+ min)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per measured process")
     a = ap.parse_args()
 

@@ -53,6 +53,9 @@ export JUPYTER_PATH="$KERNELS${JUPYTER_PATH:+:$JUPYTER_PATH}"
 export PATH="$VENV/bin:$PATH"           # torchrun and friends from the same venv
 export PYTHONNOUSERSITE=1               # no packages from ~/.local in the kernel
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# No one watches the build: no progress bars (widgets drawn from the launcher's thread are
+# dropped from the pages anyway, and an execution stalled after one in a long cell).
+export GPUVIZ_NO_PROGRESS_BAR=1
 
 # 3. Build. --all: a fresh environment, every page written again from this run.
 #    --warningiserror --keep-going: report every warning, then fail if there was one.

@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             print(run.summary().round(4).to_string())
             _print_energy(run)
         elif a.command == "import":
-            from gpuviz.run.imported import write_run_dir
+            from gpuviz.run.export import write_run_dir
 
             run = gpuviz.load_run(a.traces)
             print(f"{run}\nwritten to {write_run_dir(run, a.out)}")

@@ -18,7 +18,7 @@ SCRIPTS = ROOT / "tests" / "scripts"
 collect_ignore_glob = ["scripts/*"]
 
 # The checks the tests call record a learner's progress: not into the repository.
-os.environ.setdefault("GPUVIZ_PROGRESS", os.path.join(__import__("tempfile").mkdtemp(prefix="gpuviz-tests-"),
+os.environ.setdefault("GPUVIZ_PROGRESS_FILE", os.path.join(__import__("tempfile").mkdtemp(prefix="gpuviz-tests-"),
                                                       "gpuviz-progress.jsonl"))
 
 

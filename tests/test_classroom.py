@@ -60,7 +60,7 @@ def test_ipywidgets_missing_fails_with_its_fix(tmp_path):
 
 def test_every_check_records_progress_and_grade_collects_a_class(tmp_path, monkeypatch, capsys, mlp_run):
     for learner, answers in (("ada", [0.5, None]), ("bo", [None])):
-        monkeypatch.setenv("GPUVIZ_PROGRESS", str(tmp_path / learner / "gpuviz-progress.jsonl"))
+        monkeypatch.setenv("GPUVIZ_PROGRESS_FILE", str(tmp_path / learner / "gpuviz-progress.jsonl"))
         (tmp_path / learner).mkdir()
         for a in answers:
             checks.ring_allreduce_bytes(a, nbytes=1e6, world=4)

@@ -90,9 +90,11 @@ class SeatSizing(SphinxDirective):
         gb, cores = seat_needs()
         rows = [(r["copies"], f"{r['mean_wall_s']:.1f}", f"{r['mean_wall_s'] / data['rounds'][0]['mean_wall_s']:.2f}x",
                  f"{r['peak_one_gb']:.2f}", f"{r['peak_all_gb']:.2f}") for r in data["rounds"]]
-        intro = nodes.paragraph(text=(
-            f"Measured by {data['measured_by']} on {data['when']}, on a machine with {data['cores']} cores "
-            f"and {data['memory_gb']:.0f} GiB: copies of Lab 00's job ({data['job']}) started together."))
+        intro = nodes.paragraph()
+        intro += nodes.Text(f"Measured by {data['measured_by']} on {data['when']}, on a machine with "
+                            f"{data['cores']} cores and {data['memory_gb']:.0f} GiB: copies of Lab 00's job (")
+        intro += nodes.literal(text=data["job"])
+        intro += nodes.Text(") started together.")
         worst = data["rounds"][-1]
         rule = nodes.paragraph(text=(
             f"The rule this gives: one learner needs {gb} GiB (the job's peak of "
@@ -101,7 +103,10 @@ class SeatSizing(SphinxDirective):
             f"min(M / {gb}, C / {cores}) learners at full speed; more learners than C / {cores} still fit in "
             f"memory, and each job then runs about that many times slower: {worst['copies']} copies on "
             f"{data['cores']} cores took {worst['mean_wall_s'] / data['rounds'][0]['mean_wall_s']:.1f} times "
-            "as long as one. `gpuviz doctor --seats N` applies this rule to a server."))
+            "as long as one."))
+        rule += nodes.Text(" ")
+        rule += nodes.literal(text="gpuviz doctor --seats N")
+        rule += nodes.Text(" applies this rule to a server.")
         return [intro, _table(["copies at once", "mean wall (s)", "slowdown", "peak, one copy (GiB)",
                                "peak, all (GiB)"], rows), rule]
 

@@ -2,7 +2,7 @@
 
 Each call of a :mod:`gpuviz.checks` function appends one JSON line to
 ``gpuviz-progress.jsonl`` in the working folder (the notebook's, ``labs/``; or the file
-``$GPUVIZ_PROGRESS`` names): the lab, the exercise, correct or not, the mistake the check
+``$GPUVIZ_PROGRESS_FILE`` names): the lab, the exercise, correct or not, the mistake the check
 named (or its hint), the attempt number and the time. Appending a line never rewrites what
 was recorded. :func:`progress` reads it back, lab by lab.
 
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 FILE = "gpuviz-progress.jsonl"
-ENV = "GPUVIZ_PROGRESS"
+ENV = "GPUVIZ_PROGRESS_FILE"
 
 #: The exercises of each lab, in the order the labs set them (gpuviz.checks' names).
 EXERCISES = {

@@ -21,10 +21,12 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from gpuviz.run.kineto import RankTrace, read_trace
 from gpuviz.run.nccl_message import Annotations, message
@@ -49,8 +51,10 @@ def trace_files(path) -> list[Path]:
                   if p.is_file() and _TRACE_FILE.search(p.name) and p.name != "run.json")
 
 
-def import_traces(path, problems: list[str] | None = None) -> tuple[dict[int, list[dict]], list[str]]:
-    """Read every rank's trace; return gpuviz events per rank and what went wrong (by file).
+def import_traces(path, problems: list[str] | None = None):
+    """Read every rank's trace; return ``(raw, problems, spans)``: each rank's metadata and
+    step events (gpuviz's format), what went wrong (by file), and every span as one
+    DataFrame (columns as :attr:`Run.spans`), built column by column, not event by event.
 
     Raises :class:`ValueError` (the loader turns it into a TraceError) where nothing can be
     loaded or two files claim one rank.
@@ -59,7 +63,7 @@ def import_traces(path, problems: list[str] | None = None) -> tuple[dict[int, li
     files = trace_files(path)
     if not files:
         raise ValueError(f"path={str(path)!r} holds no .json or .json.gz profiler trace")
-    traces = []
+    reduced: dict[int, _Rank] = {}
     for f in files:
         t = read_trace(f)
         problems += t.problems
@@ -69,20 +73,22 @@ def import_traces(path, problems: list[str] | None = None) -> tuple[dict[int, li
             continue
         if not t.gpu:
             problems.append(f"{f.name}: no GPU kernels (a CPU-only profile); only its CPU ops load")
-        traces.append(t)
-    if not traces:
+        reduced[id(t)] = _Rank(t)    # at once: a file's CPU ops and launches are freed here
+    if not reduced:
         raise ValueError(f"path={str(path)!r}: no file holds a readable PyTorch profiler trace "
                          f"({'; '.join(problems[:3])})")
-    traces = _one_job(traces, problems)
+    traces = _one_job([r.t for r in reduced.values()], problems)
     _give_ranks(traces, problems)
-    ranks = [_Rank(t) for t in sorted(traces, key=lambda t: t.rank)]
+    ranks = sorted((reduced[id(t)] for t in traces), key=lambda r: r.rank)
     world = max([t.world_size or 0 for t in traces] + [max(r.rank for r in ranks) + 1])
     _number_collectives(ranks, problems)
     clock, error_us = _align(ranks, problems)
     t0 = min(r.first + r.offset for r in ranks if r.first is not None)
     extra = {"source": SOURCE, "world_size": world, "clock": clock, "clock_error_us": error_us,
              "ranks_present": len(ranks)}
-    return {r.rank: r.events(t0, extra) for r in ranks}, problems
+    raw = {r.rank: r.meta_events(t0, extra) for r in ranks}
+    frames = [r.frame(t0) for r in ranks]      # each rank's kernels freed once in its frame
+    return raw, problems, pd.concat(frames, ignore_index=True)
 
 
 # -- which files belong together ------------------------------------------------------------------
@@ -149,7 +155,7 @@ class _Rank:
     """One rank's trace turned into spans (still in the file's microseconds)."""
 
     def __init__(self, t: RankTrace):
-        self.t, self.rank, self.offset = t, t.rank, 0.0
+        self.t, self.offset = t, 0.0
         steps = sorted((int(m.group(1)), ts, ts + dur) for ts, dur, name, *_ in t.cpu
                        if (m := _STEP.match(name)))
         self.steps = steps
@@ -178,52 +184,83 @@ class _Rank:
         t.cpu, t.launches = [], {}   # all that is needed is kept above: free the rest
         self.device = _device_name(t)
 
+    @property
+    def rank(self) -> int:
+        return self.t.rank
+
     def collectives(self):
         """(group, seq) -> index into gpu, for the NCCL kernels numbered by _number_collectives."""
         return {(c["group"], c["seq"]): i for i, c in enumerate(self.comm) if c and "seq" in c}
 
-    def events(self, t0: float, extra: dict) -> list[dict]:
-        t, rank, off = self.t, self.rank, self.offset - t0
-        streams = sorted({g[3] for g in t.gpu}, key=lambda s: (s is None, s))
-        threads = self.threads
+    def _lanes(self) -> dict:
+        streams = sorted({g[3] for g in self.t.gpu}, key=lambda s: (s is None, s))
         lane = {("gpu", s): 2 + i for i, s in enumerate(streams)}
-        lane.update({("cpu", c): 2 + len(streams) + i for i, c in enumerate(threads)})
+        lane.update({("cpu", c): 2 + len(streams) + i for i, c in enumerate(self.threads)})
+        return lane
+
+    def _lane_name(self, key) -> str:
+        if key[0] == "gpu":
+            return f"GPU stream {key[1]}"
+        return "CPU main thread" if self.main_tid is not None and key[1] == self.main_tid else f"CPU thread {key[1]}"
+
+    def meta_events(self, t0: float, extra: dict) -> list[dict]:
+        """The rank's metadata, its lanes' names and a ``step_end`` per profiler step."""
+        t, rank, off = self.t, self.rank, self.offset - t0
         meta = {**extra, "rank": rank, "backend": t.info.get("backend"), "gpu": self.device,
                 "nccl_version": t.info.get("nccl_version"), "file": t.path.name,
                 "rank_from": t.rank_from, "clock_offset_us": self.offset,
                 "device_name": self.device, "devices_on_node": len(t.devices) or None}
         out = [{"ph": "M", "name": "process_name", "pid": rank, "args": {"name": f"rank {rank}", "attempt": 0}},
                {"ph": "M", "name": "gpuviz_meta", "pid": rank, "args": meta}]
-        out += [{"ph": "M", "name": "thread_name", "pid": rank, "tid": tid,
-                 "args": {"name": f"GPU stream {k[1]}" if k[0] == "gpu" else
-                          "CPU main thread" if self.main_tid is not None and k[1] == self.main_tid else f"CPU thread {k[1]}"}}
-                for k, tid in lane.items()]
+        out += [{"ph": "M", "name": "thread_name", "pid": rank, "tid": tid, "args": {"name": self._lane_name(k)}}
+                for k, tid in self._lanes().items()]
         ends: dict[int, float] = {}
-        for i, (ts, dur, name, stream, _c, kind, _a) in enumerate(t.gpu):
-            args = {"stream": stream, "kind": kind}
-            if self.gpu_step[i] is not None:
-                args["step"] = self.gpu_step[i]
-                ends[self.gpu_step[i]] = max(ends.get(self.gpu_step[i], -math.inf), ts + dur)
-            bytes_ = None
-            if (c := self.comm[i]) is not None:
-                args.update({k: v for k, v in c.items() if v is not None})
-                bytes_ = c.get("bytes")
-            if bytes_ is not None:
-                args["bytes"] = bytes_
-            out.append({"ph": "X", "name": name, "cat": self.gpu_cat[i], "ts": ts + off, "dur": dur,
-                        "pid": rank, "tid": lane[("gpu", stream)], "args": args})
-        st = np.array([s for _, s, _ in self.steps], dtype=float)
-        for tid, ops in self.cpu_top.items():
-            for ts, dur, name, *_ in ops:
-                i, args = int(np.searchsorted(st, ts, "right")) - 1, {}
-                if i >= 0 and ts <= self.steps[i][2]:
-                    args["step"] = self.steps[i][0]
-                out.append({"ph": "X", "name": name, "cat": _cpu_cat(name), "ts": ts + off, "dur": dur,
-                            "pid": rank, "tid": lane[("cpu", tid)], "args": args})
+        for (ts, dur, *_), step in zip(t.gpu, self.gpu_step, strict=True):
+            if step is not None:
+                ends[step] = max(ends.get(step, -math.inf), ts + dur)
         for n, s, e in self.steps:
             out.append({"ph": "i", "name": "step_end", "ts": max(e, ends.get(n, e)) + off, "pid": rank,
                         "args": {"step": n, "cpu_start_us": s + off}})
         return out
+
+    def frame(self, t0: float) -> pd.DataFrame:
+        """Every span of this rank as columns (seconds from the job's start); the kernels'
+        tuples are freed. Spans of one kind share one ``args`` dict (read, never written)."""
+        t, off = self.t, self.offset - t0
+        shared: dict = {}
+        names, lanes, cats, steps, starts, durs, nbytes, args = [], [], [], [], [], [], [], []
+        for i, (ts, dur, name, stream, _c, kind, _a) in enumerate(t.gpu):
+            c = self.comm[i]
+            names.append(name)
+            lanes.append(("gpu", stream))
+            cats.append(self.gpu_cat[i])
+            steps.append(self.gpu_step[i])
+            starts.append(ts + off)
+            durs.append(dur)
+            nbytes.append(c.get("bytes") if c else None)
+            args.append({"stream": stream, "kind": kind, **{k: v for k, v in c.items() if v is not None}}
+                        if c else shared.setdefault((stream, kind), {"stream": stream, "kind": kind}))
+        st = np.array([s for _, s, _ in self.steps], dtype=float)
+        for tid, ops in self.cpu_top.items():
+            for ts, dur, name, *_ in ops:
+                i = int(np.searchsorted(st, ts, "right")) - 1
+                names.append(name)
+                lanes.append(("cpu", tid))
+                cats.append(_cpu_cat(name))
+                steps.append(self.steps[i][0] if i >= 0 and ts <= self.steps[i][2] else None)
+                starts.append(ts + off)
+                durs.append(dur)
+                nbytes.append(None)
+                args.append(shared.setdefault(("cpu", tid), {"thread": tid}))
+        lane_names = {k: sys.intern(self._lane_name(k)) for k in self._lanes()}
+        start, dur = np.asarray(starts, float) / 1e6, np.asarray(durs, float) / 1e6
+        df = pd.DataFrame({
+            "rank": np.full(len(names), self.rank), "lane": [lane_names[k] for k in lanes],
+            "step": pd.array(steps, dtype="Int64"), "name": names, "cat": cats, "start": start,
+            "end": start + dur, "dur": dur, "bytes": pd.array(nbytes, dtype="Int64"), "args": args,
+            "interrupted": np.zeros(len(names), bool), "attempt": np.zeros(len(names), np.int64)})
+        t.gpu, self.cpu_top, self.comm = [], {}, []
+        return df
 
 
 def _cpu_cat(name: str) -> str:
@@ -340,24 +377,3 @@ def is_trace_folder(path) -> bool:
     names = os.listdir(p)
     return not any(n.startswith("rank") and n.endswith(".jsonl") for n in names) and any(
         _TRACE_FILE.search(n) and n != "run.json" for n in names)
-
-
-def write_run_dir(run, out) -> Path:
-    """Write an imported run as a gpuviz run directory (``rank{R}.jsonl``), which
-    :func:`gpuviz.load_run` reads back as the same run.
-
-    >>> write_run_dir(gpuviz.load_run("traces/"), "runs/imported")   # doctest: +SKIP
-    """
-    import json
-
-    out = Path(out)
-    if out.exists() and any(out.glob("rank*.jsonl")):
-        raise FileExistsError(f"out={str(out)!r} already holds a run (rank*.jsonl); choose a new folder")
-    out.mkdir(parents=True, exist_ok=True)
-    for rank, events in run.raw.items():
-        tmp = out / f".rank{rank}.jsonl.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            for e in events:
-                f.write(json.dumps(e, separators=(",", ":")) + "\n")
-        tmp.replace(out / f"rank{rank}.jsonl")
-    return out

@@ -118,7 +118,9 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
             stopped and started again (attempt 1, 2...); a workload that saves
             checkpoints resumes from the last (:mod:`gpuviz.sync.checkpoint`). The run is
             returned if an attempt finishes; ``run.meta["restarts"]`` says how many it took.
-        progress: show a tqdm bar of rank 0's steps; stream: echo rank 0's output.
+        progress: show a tqdm bar of rank 0's steps (off where ``$GPUVIZ_NO_PROGRESS_BAR``
+            is set: a notebook executed with no one watching, as the book's build does);
+            stream: echo rank 0's output.
         torchrun_args: any further torchrun options.
         inject: delays, failures and hangs to inject (:mod:`gpuviz.sync.inject`), recorded in
             ``run.meta["inject"]``.
@@ -201,6 +203,7 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
         env.pop(var, None)
         if value not in (None, [], {}):
             env[var] = value if isinstance(value, str) else json.dumps(value)
+    progress = progress and not os.environ.get("GPUVIZ_NO_PROGRESS_BAR")
     job = Job(cmd, run_dir, stream=stream, progress=progress, env=env, suffix=suffix)
     status, rc = "interrupted", None
     try:

@@ -71,18 +71,14 @@ class Run:
         return sorted(self.raw)
 
     @property
-    def imported(self) -> bool:
-        """Read from PyTorch profiler traces (a real GPU job), not recorded by gpuviz."""
+    def imported(self) -> bool:  # read from PyTorch profiler traces, not recorded by gpuviz
         return self.meta.get("source") == "pytorch-profiler"
 
     @property
     def main_lanes(self) -> list[str]:
-        """The lanes that hold a rank's own timeline: ``main`` (gpuviz's tracer), or each
-        CUDA stream of an imported GPU trace."""
-        if self.imported:
-            lanes = sorted(ln for ln in self.spans["lane"].unique() if str(ln).startswith("GPU stream"))
-            return lanes or ["CPU main thread"]
-        return ["main"]
+        """A rank's own timeline: ``main``, or an imported trace's CUDA streams."""
+        lanes = sorted(ln for ln in self.spans["lane"].unique() if str(ln).startswith("GPU stream"))
+        return (lanes or ["CPU main thread"]) if self.imported else ["main"]
 
     def __repr__(self) -> str:
         return (f"Run({str(self.path)!r}, world_size={self.world_size}, "
@@ -158,11 +154,9 @@ class Run:
         """Every collective with its bytes, algorithm and bus bandwidth (bytes/s).
 
         algbw = bytes / time; busbw = algbw x nccl-tests' factor for the collective
-        (github.com/NVIDIA/nccl-tests/blob/master/doc/PERFORMANCE.md): 2(p-1)/p for
-        all_reduce, (p-1)/p for all_gather, reduce_scatter and all_to_all, 1 for broadcast,
-        reduce and send/recv: the bytes each rank's link carries, comparable with the link's
-        speed. p is the span's ``world`` argument where it has one, else the run's world size.
-        On imported GPU traces the time is the NCCL kernel's after the last rank arrived.
+        (:func:`gpuviz.run.collectives.bus_factor`): the bytes each rank's link carries. p is
+        the span's ``world`` argument, else the run's world size. On imported GPU traces
+        the time is the NCCL kernel's after the last rank arrived.
         """
         sp = self.spans
         c = sp[(sp["cat"] == "comm") & sp["bytes"].notna()].copy()
@@ -242,6 +236,9 @@ class Run:
             out.append({"ph": "M", "name": "thread_name", "pid": rank, "tid": 0, "args": {"name": "main"}})
             out.append({"ph": "M", "name": "thread_name", "pid": rank, "tid": 1, "args": {"name": "comm"}})
             out += [e for e in self.raw[rank] if e.get("ph") == "M" and e.get("name") == "thread_name"]
+            if self.imported:   # its spans are held in the DataFrame only
+                from gpuviz.run.export import span_events
+                out += span_events(self, rank)
             offsets = {a["attempt"]: a["offset_s"] * 1e6 for a in self.meta.get("attempts") or []}
             shift = 0.0
             for e in self.raw[rank]:
@@ -316,7 +313,7 @@ def _load_traces(path, strict: bool) -> Run:
 
     problems: list[str] = []
     try:
-        raw, problems = import_traces(path, problems)
+        raw, problems, spans = import_traces(path, problems)
     except (ValueError, FileNotFoundError) as e:
         raise TraceError(str(e)) from None
     where = Path(path[0]).parent if isinstance(path, (list, tuple)) else Path(path)
@@ -325,7 +322,7 @@ def _load_traces(path, strict: bool) -> Run:
         if strict:
             raise TraceError(msg)
         warnings.warn(msg, TraceWarning, stacklevel=3)
-    return _build(where, raw, problems)
+    return _build(where, raw, problems, spans)
 
 
 def _attempt_starts(raw: dict[int, list[dict]]) -> dict[int, float]:
@@ -347,7 +344,8 @@ def _attempt_starts(raw: dict[int, list[dict]]) -> dict[int, float]:
     return {**fallback, **starts}
 
 
-def _build(path: Path, raw: dict[int, list[dict]], problems: list[str]) -> Run:
+def _build(path: Path, raw: dict[int, list[dict]], problems: list[str], more=None) -> Run:
+    """The Run of ``raw`` events, with ``more`` spans already in a DataFrame (imported)."""
     spans, counters, events = [], [], []
     meta_by_rank: dict[int, dict] = {}
     attempts: dict[int, dict] = {}
@@ -388,6 +386,7 @@ def _build(path: Path, raw: dict[int, list[dict]], problems: list[str]) -> Run:
                            dtype="Int64")
     sp["interrupted"] = [bool(a.get("interrupted")) for a in sp["args"]]
     sp["attempt"] = sp.pop("attempt")  # after "interrupted": the documented columns come first
+    sp = sp if more is None else more if sp.empty else pd.concat([sp, more], ignore_index=True)
     sp = sp.sort_values(["rank", "start"], kind="stable").reset_index(drop=True)
     sp = split_waits(sp)  # automatic collectives: the wait for the last rank is idle
     ct = pd.DataFrame(counters, columns=["rank", "name", "time", "value", "attempt"])
