@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gpuviz.run.kineto import RankTrace, read_trace
+from gpuviz.run.kineto import KINDS, GpuEvents, RankTrace, read_trace
 from gpuviz.run.nccl_message import Annotations, message
 
 SOURCE = "pytorch-profiler"
@@ -162,8 +162,9 @@ class _Rank:
         st = np.array([s for _, s, _ in steps], dtype=float)
         se = np.array([e for _, _, e in steps], dtype=float)
         n = len(t.gpu)
-        ts = np.array([g[0] for g in t.gpu], dtype=float)
-        launch = np.array([t.launches.get(g[4], (g[0], None))[0] for g in t.gpu], dtype=float)
+        ts = np.frombuffer(t.gpu.ts, dtype=float) if n else np.zeros(0)
+        launch = np.array([t.launches.get(c, (x, None))[0] for c, x in zip(t.gpu.corr, t.gpu.ts, strict=True)],
+                          dtype=float)
         opt = _inside(launch, *_windows(t.cpu, lambda s: s.startswith("Optimizer.")))
         data = _inside(launch, *_windows(t.cpu, lambda s: s.startswith("enumerate(DataLoader)")))
         step_i = _inside(launch, st, se)
@@ -171,10 +172,10 @@ class _Rank:
         self.gpu_step = [steps[i][0] if i >= 0 else None for i in step_i]
         self.comm: list[dict | None] = [None] * n
         ann = Annotations(t.cpu)
-        for i, g in enumerate(t.gpu):
-            if g[6] is not None:
-                self.gpu_cat[i] = "comm"
-                self.comm[i] = message(g, ann.around(t.launches.get(g[4])), t)
+        for i in sorted(t.gpu.comm):
+            g = t.gpu[i]
+            self.gpu_cat[i] = "comm"
+            self.comm[i] = message(g, ann.around(t.launches.get(g[4])), t)
         firsts = ([float(ts.min())] if n else []) + ([min(c[0] for c in t.cpu)] if t.cpu else [])
         self.first = min(firsts, default=None)
         main = Counter(c[3] for c in t.cpu if _STEP.match(c[2])).most_common(1)
@@ -193,7 +194,7 @@ class _Rank:
         return {(c["group"], c["seq"]): i for i, c in enumerate(self.comm) if c and "seq" in c}
 
     def _lanes(self) -> dict:
-        streams = sorted({g[3] for g in self.t.gpu}, key=lambda s: (s is None, s))
+        streams = sorted({None if x < 0 else x for x in set(self.t.gpu.stream)}, key=lambda s: (s is None, s))
         lane = {("gpu", s): 2 + i for i, s in enumerate(streams)}
         lane.update({("cpu", c): 2 + len(streams) + i for i, c in enumerate(self.threads)})
         return lane
@@ -215,7 +216,7 @@ class _Rank:
         out += [{"ph": "M", "name": "thread_name", "pid": rank, "tid": tid, "args": {"name": self._lane_name(k)}}
                 for k, tid in self._lanes().items()]
         ends: dict[int, float] = {}
-        for (ts, dur, *_), step in zip(t.gpu, self.gpu_step, strict=True):
+        for ts, dur, step in zip(t.gpu.ts, t.gpu.dur, self.gpu_step, strict=True):
             if step is not None:
                 ends[step] = max(ends.get(step, -math.inf), ts + dur)
         for n, s, e in self.steps:
@@ -225,41 +226,43 @@ class _Rank:
 
     def frame(self, t0: float) -> pd.DataFrame:
         """Every span of this rank as columns (seconds from the job's start); the kernels'
-        tuples are freed. Spans of one kind share one ``args`` dict (read, never written)."""
+        arrays are freed. Spans of one kind share one ``args`` dict (read, never written)."""
         t, off = self.t, self.offset - t0
+        g, n = t.gpu, len(t.gpu)
+        lane_names = {k: sys.intern(self._lane_name(k)) for k in self._lanes()}
         shared: dict = {}
-        names, lanes, cats, steps, starts, durs, nbytes, args = [], [], [], [], [], [], [], []
-        for i, (ts, dur, name, stream, _c, kind, _a) in enumerate(t.gpu):
-            c = self.comm[i]
-            names.append(name)
-            lanes.append(("gpu", stream))
-            cats.append(self.gpu_cat[i])
-            steps.append(self.gpu_step[i])
-            starts.append(ts + off)
-            durs.append(dur)
-            nbytes.append(c.get("bytes") if c else None)
-            args.append({"stream": stream, "kind": kind, **{k: v for k, v in c.items() if v is not None}}
-                        if c else shared.setdefault((stream, kind), {"stream": stream, "kind": kind}))
+        stream = [None if x < 0 else x for x in g.stream]
+        kinds = [KINDS[k] for k in g.kind]
+        args = [({"stream": st, "kind": kd, **{k: v for k, v in c.items() if v is not None}}
+                 if (c := self.comm[i]) else shared.setdefault((st, kd), {"stream": st, "kind": kd}))
+                for i, (st, kd) in enumerate(zip(stream, kinds, strict=True))]
+        lanes = [lane_names[("gpu", st)] for st in stream]
+        names = list(np.asarray(g.names, dtype=object)[np.frombuffer(g.name, np.int64)]) if n else []
+        cats, steps = list(self.gpu_cat), list(self.gpu_step)
+        nbytes = [c.get("bytes") if c else None for c in self.comm]
+        cpu_ts, cpu_dur = [], []
         st = np.array([s for _, s, _ in self.steps], dtype=float)
         for tid, ops in self.cpu_top.items():
             for ts, dur, name, *_ in ops:
                 i = int(np.searchsorted(st, ts, "right")) - 1
-                names.append(name)
-                lanes.append(("cpu", tid))
-                cats.append(_cpu_cat(name))
+                lanes.append(lane_names[("cpu", tid)])
                 steps.append(self.steps[i][0] if i >= 0 and ts <= self.steps[i][2] else None)
-                starts.append(ts + off)
-                durs.append(dur)
+                names.append(name)
+                cats.append(_cpu_cat(name))
+                cpu_ts.append(ts)
+                cpu_dur.append(dur)
                 nbytes.append(None)
                 args.append(shared.setdefault(("cpu", tid), {"thread": tid}))
-        lane_names = {k: sys.intern(self._lane_name(k)) for k in self._lanes()}
-        start, dur = np.asarray(starts, float) / 1e6, np.asarray(durs, float) / 1e6
+        start = (np.concatenate([np.frombuffer(g.ts, float) if n else np.zeros(0), np.asarray(cpu_ts, float)])
+                 + off) / 1e6
+        dur = np.concatenate([np.frombuffer(g.dur, float) if n else np.zeros(0), np.asarray(cpu_dur, float)]) / 1e6
+        m = len(start)
         df = pd.DataFrame({
-            "rank": np.full(len(names), self.rank), "lane": [lane_names[k] for k in lanes],
-            "step": pd.array(steps, dtype="Int64"), "name": names, "cat": cats, "start": start,
-            "end": start + dur, "dur": dur, "bytes": pd.array(nbytes, dtype="Int64"), "args": args,
-            "interrupted": np.zeros(len(names), bool), "attempt": np.zeros(len(names), np.int64)})
-        t.gpu, self.cpu_top, self.comm = [], {}, []
+            "rank": np.full(m, self.rank), "lane": lanes, "step": pd.array(steps, dtype="Int64"),
+            "name": names, "cat": cats, "start": start, "end": start + dur, "dur": dur,
+            "bytes": pd.array(nbytes, dtype="Int64"), "args": args,
+            "interrupted": np.zeros(m, bool), "attempt": np.zeros(m, np.int64)})
+        t.gpu, self.cpu_top, self.comm = GpuEvents(), {}, []
         return df
 
 

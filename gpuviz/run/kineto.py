@@ -22,6 +22,7 @@ import gzip
 import re
 import sys
 import zlib
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,51 @@ def dtype_bytes(dtype) -> int | None:
     return DTYPE_BYTES.get(str(dtype).lower().replace("torch.", "").strip()) if dtype else None
 
 
+KINDS = ("kernel", "memcpy", "memset")
+
+
+class GpuEvents:
+    """A rank's GPU events in flat arrays (about 40 bytes each, not a tuple of objects);
+    indexing or iterating gives ``(ts, dur, name, stream, correlation, kind, comm args)``.
+
+    >>> g = GpuEvents(); g.append(1.0, 2.0, "k", 7, 3, "kernel", None); g[0]
+    (1.0, 2.0, 'k', 7, 3, 'kernel', None)
+    """
+
+    def __init__(self):
+        self.ts, self.dur = array("d"), array("d")
+        self.stream, self.corr, self.name = array("q"), array("q"), array("l")
+        self.kind = array("b")
+        self.names: list[str] = []
+        self._name_ix: dict[str, int] = {}
+        self.comm: dict[int, dict] = {}
+
+    def append(self, ts, dur, name, stream, corr, kind, comm) -> None:
+        ix = self._name_ix.get(name)
+        if ix is None:
+            ix = self._name_ix[name] = len(self.names)
+            self.names.append(name)
+        if comm is not None:
+            self.comm[len(self.ts)] = comm
+        self.ts.append(ts)
+        self.dur.append(dur)
+        self.name.append(ix)
+        self.stream.append(-1 if stream is None else stream)
+        self.corr.append(-1 if corr is None else corr)
+        self.kind.append(KINDS.index(kind))
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def __getitem__(self, i: int):
+        st, c = self.stream[i], self.corr[i]
+        return (self.ts[i], self.dur[i], self.names[self.name[i]], None if st < 0 else st,
+                None if c < 0 else c, KINDS[self.kind[i]], self.comm.get(i))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self.ts)))
+
+
 @dataclass
 class RankTrace:
     """What one file holds, reduced to what the import uses. Times are the file's microseconds."""
@@ -90,7 +136,7 @@ class RankTrace:
     rank_from: str = ""
     info: dict = field(default_factory=dict)        # distributedInfo as written
     devices: list = field(default_factory=list)     # deviceProperties as written
-    gpu: list = field(default_factory=list)         # (ts, dur, name, stream, corr, kind, comm args)
+    gpu: GpuEvents = field(default_factory=GpuEvents)  # (ts, dur, name, stream, corr, kind, comm args)
     launches: dict = field(default_factory=dict)    # correlation -> (ts, tid) of the CPU launch
     cpu: list = field(default_factory=list)         # (ts, dur, name, tid, cat, args or None)
     problems: list = field(default_factory=list)
@@ -225,8 +271,7 @@ def _read_events(path: Path, t: RankTrace, prefix: str) -> None:
                 comm = None
                 if GPU_CATS[cat] == "kernel" and is_nccl_kernel(name):
                     comm = {k: args[k] for k in _COMM_KEYS if k in args}
-                gpu.append((ts, dur, intern(name), stream, _int(args.get("correlation")),
-                            GPU_CATS[cat], comm))
+                gpu.append(ts, dur, name, stream, _int(args.get("correlation")), GPU_CATS[cat], comm)
             elif cat in _RUNTIME_CATS:
                 c = _int(args.get("correlation"))
                 if c is not None:
