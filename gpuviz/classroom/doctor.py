@@ -212,15 +212,17 @@ def check_resources(seats: int = 1, memory: int | None = None, cores: int | None
     ]
 
 
+def check_module(mod: str) -> Check:
+    try:
+        m = importlib.import_module(mod)
+        return Check(mod, True, f"{mod} {getattr(m, '__version__', '?')}")
+    except Exception as e:  # noqa: BLE001 - a broken install fails the same way
+        return Check(mod, False, f"cannot import {mod} ({type(e).__name__})",
+                     f"pip install {mod} (the version in requirements/lock.txt), or `make setup`")
+
+
 def check_jupyter() -> list[Check]:
-    out = []
-    for mod, pin in (("jupyterlab", "jupyterlab"), ("ipykernel", "ipykernel"), ("ipywidgets", "ipywidgets")):
-        try:
-            m = importlib.import_module(mod)
-            out.append(Check(mod, True, f"{mod} {getattr(m, '__version__', '?')}"))
-        except Exception as e:  # noqa: BLE001 - a broken install fails the same way
-            out.append(Check(mod, False, f"cannot import {mod} ({type(e).__name__})",
-                             f"pip install {pin} (the version in requirements/lock.txt), or `make setup`"))
+    out = [_timed(lambda m=mod: check_module(m)) for mod in ("jupyterlab", "ipykernel", "ipywidgets")]
     out.append(_timed(check_widget_extension))
     return out
 
@@ -299,10 +301,12 @@ def doctor(seats: int = 1, ports=TORCH_PORTS, nproc: int = 4, job: bool = True) 
     for c in res:
         c.seconds = (time.perf_counter() - t) / len(res)
     r.checks += res
-    t = time.perf_counter()
     r.checks += check_jupyter()
     r.checks.append(_timed(check_plotly))
-    for c in check_gpus():
-        r.checks.append(c)
+    t = time.perf_counter()
+    gpus = check_gpus()
+    for c in gpus:
+        c.seconds = (time.perf_counter() - t) / len(gpus)
+    r.checks += gpus
     r.checks.append(_timed(check_energy))
     return r
