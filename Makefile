@@ -1,6 +1,7 @@
 # gpuviz: every command sets itself up first (a .venv with pinned packages).
 #   make lab    set up, then open JupyterLab on Lab 00
 #   make book   set up, execute every lab and build the HTML book into book/_build/html
+#   make audit  build the book, then list every claim the labs made and whether it holds
 #   make test   set up, then lint, unit tests, and a book build that runs every lab
 #   make wheelhouse / make setup-offline   every wheel in a folder; install from it alone
 VENV ?= .venv
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.gpuviz-setup
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup lab book test lint unit labs browser lock clean wheelhouse setup-offline
+.PHONY: setup lab book audit test lint unit labs browser lock clean wheelhouse setup-offline
 setup: $(STAMP)
 
 # torch 2.13.0: the CUDA build from PyPI where nvidia-smi sees a GPU; otherwise the CPU
@@ -34,6 +35,10 @@ lab: setup
 
 book: setup
 	VENV=$(VENV) bash book/build.sh
+
+# Every claim the labs make, with the values it was computed from: build the book, then list.
+audit: book
+	$(VENV)/bin/gpuviz audit book/_build/claims.jsonl
 
 lint: setup
 	$(VENV)/bin/ruff check gpuviz tests benchmarks

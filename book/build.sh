@@ -56,6 +56,10 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # No one watches the build: no progress bars (widgets drawn from the launcher's thread are
 # dropped from the pages anyway, and an execution stalled after one in a long cell).
 export GPUVIZ_NO_PROGRESS_BAR=1
+# Every claim a lab makes about its run, for the audit (gpuviz audit; tests/test_book.py).
+mkdir -p "$BOOK/_build"
+export GPUVIZ_CLAIMS_FILE="$BOOK/_build/claims.jsonl"
+: > "$GPUVIZ_CLAIMS_FILE"
 
 # 3. Build. --all: a fresh environment, every page written again from this run.
 #    --warningiserror --keep-going: report every warning, then fail if there was one.

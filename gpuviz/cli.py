@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--csv", default="grades.csv", help="the table to write")
     gr.add_argument("--figure", default=None, help="an HTML file for the figure (exercises by completion)")
 
+    au = sub.add_parser("audit", help="every claim the labs made in their last run, and whether it holds")
+    au.add_argument("file", nargs="?", default="book/_build/claims.jsonl",
+                    help="the claims file a book build wrote (default: book/_build/claims.jsonl)")
+
     b = sub.add_parser("bench", help="benchmarks: `gpuviz bench collectives --help`")
     bsub = b.add_subparsers(dest="bench_command", required=True)
     c = bsub.add_parser("collectives", help="time collectives on N ranks; algbw and busbw as "
@@ -187,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             print(gpuviz.load_run(a.run_dir).to_perfetto(a.out))
         elif a.command == "bench":
             _bench(a)
-        elif a.command in ("doctor", "progress", "grade"):
+        elif a.command in ("doctor", "progress", "grade", "audit"):
             return _classroom(a)
     except KeyboardInterrupt as e:   # Ctrl-C or SIGTERM; launch says where the run is
         print(f"gpuviz {a.command}: {e}" if str(e) else
@@ -209,6 +213,12 @@ def _classroom(a) -> int:
             raise ValueError(f"--ports={a.ports!r}: give port numbers separated by commas") from None
         report = doctor(seats=a.seats, ports=ports, job=not a.no_job)
         print(report.json() if a.json else report.text())
+        return 0 if report.ok else 1
+    if a.command == "audit":
+        from gpuviz.classroom.audit import audit
+
+        report = audit(a.file)
+        print(report.text())
         return 0 if report.ok else 1
     if a.command == "progress":
         from gpuviz.classroom.grade import find

@@ -13,7 +13,7 @@ Correct! Each rank sends 2(p-1)/p x 1e+06 = 1.5e+06 bytes in a ring all-reduce.
 
 import functools
 
-from gpuviz.checks.core import Result
+from gpuviz.checks.core import LearnerError, Result
 from gpuviz.checks.energy import co2_grams, energy_per_sample, pareto_configs, waiting_joules
 from gpuviz.checks.meet import idle_fraction
 from gpuviz.checks.parallel import bubble_fraction, gradient_sync, zero_bytes
@@ -28,7 +28,10 @@ def _recorded(check):
     (:mod:`gpuviz.classroom.progress`)."""
     @functools.wraps(check)
     def recorded(*args, **kwargs):
-        result = check(*args, **kwargs)
+        try:
+            result = check(*args, **kwargs)
+        except LearnerError as e:    # the learner's function raised: say what and where
+            result = e.result()
         _progress.record(_progress.LAB_OF.get(check.__name__, "?"), check.__name__, bool(result),
                          None if result else (result.mistake or result.message[:160]))
         return result

@@ -147,6 +147,7 @@ class Tracer:
         self._write_now()
         if total:
             self.set_total_steps(total)
+        self.instant("tracer started")   # time 0 to here: gpuviz's own start (run.untraced)
         self.started = True
         self._begin_step()
 
