@@ -137,6 +137,7 @@ def redone_steps(answer: Any, run) -> Result:
         try:
             return as_steps(_value(answer, e, f))
         except Exception as err:  # noqa: BLE001 - the learner's code: say what it raised
+            err = getattr(err, "exc", err)   # a LearnerError carries what their function raised
             return Result(False, f"With every = {e} and a failure at step {f} your function raised "
                                  f"{type(err).__name__}: {err}")
 

@@ -391,6 +391,7 @@ def _build(path: Path, raw: dict[int, list[dict]], problems: list[str], more=Non
     sp = split_waits(sp)  # automatic collectives: the wait for the last rank is idle
     ct = pd.DataFrame(counters, columns=["rank", "name", "time", "value", "attempt"])
     ev = pd.DataFrame(events, columns=["rank", "name", "step", "time", "args", "attempt"])
+    ev["step"] = pd.array(ev["step"], dtype="Int64")   # instants without a step are <NA>, not float NaN
     meta = merge_meta(path, meta_by_rank)
     meta["start_time"] = base or meta["start_time"]
     meta["attempts"] = [attempts[k] for k in sorted(attempts)] or [
