@@ -148,7 +148,10 @@ def test_pipeline_schedule_labels_every_micro_batch(four_run):
     assert any(t.name.startswith("waiting") for t in fig.data)
     from gpuviz.parallel.memory import bubble_sweep
 
-    bub = ppl.pipeline_bubble(bubble_sweep(four_run))
+    sweep = bubble_sweep(four_run)
+    assert 0.5 < float(sweep["replayed"].iloc[0] / sweep["measured"].iloc[0]) < 1.5  # replayed with its own times
+    bub = ppl.pipeline_bubble(sweep)
+    assert any("replayed" in t.name for t in bub.data)
     assert bub.data[0].x.tolist() == [4] and 0 < bub.data[0].y[0] < 1
     assert ppl.pipeline_schedule(four_run, step=1).layout.title.subtitle.text.count("step ") == 1
     with pytest.raises(ValueError, match="step=5: configuration 3 has 2 measured steps"):

@@ -88,12 +88,15 @@ def bubble_sweep(run) -> pd.DataFrame:
     (:func:`gpuviz.parallel.pipeline.measured_bubble`: the mean over stages, median over
     the measured steps; ``_lo``/``_hi``: the least and most of a stage), predicted
     (:func:`gpuviz.parallel.pipeline.bubble_fraction`, from GPipe: Huang et al. 2019),
-    step_ms (median) and steps.
+    stages_only and replayed (:func:`gpuviz.parallel.bubble_model.bubble_model`: the
+    schedule replayed with this run's measured stage times, then also its measured hops and
+    per-operation costs; medians over the same steps), step_ms (median) and steps.
 
     >>> run = gpuviz.launch("gpuviz.workloads.parallelism:sweep", nproc=2, args={"configs": [
     ...     {"strategy": "1f1b", "micro_batches": m} for m in (2, 4, 8, 16)]})  # doctest: +SKIP
     >>> bubble_sweep(run)[["micro_batches", "measured", "predicted"]]          # doctest: +SKIP
     """
+    from gpuviz.parallel.bubble_model import bubble_model
     from gpuviz.parallel.pipeline import bubble_fraction, measured_bubble
 
     ct = config_table(run)
@@ -109,6 +112,9 @@ def bubble_sweep(run) -> pd.DataFrame:
     # per step: mean, least and most over the stages; then the median step of each config
     per_step = b.groupby(["config", "step"])["bubble"].agg(["mean", "min", "max"])
     med = per_step.groupby("config").median().reindex(ct["config"])
+    bm = bubble_model(run)
+    bm = bm[bm["step"].isin(config_of.index)].assign(config=lambda d: d["step"].map(config_of))
+    replay = bm.groupby("config")[["stages_only", "predicted"]].median().reindex(ct["config"])
     return pd.DataFrame({
         "config": ct["config"].astype(int).to_numpy(), "schedule": ct["strategy"].to_numpy(),
         "stages": ct["ranks"].astype(int).to_numpy(),
@@ -117,4 +123,5 @@ def bubble_sweep(run) -> pd.DataFrame:
         "measured_hi": med["max"].to_numpy(),
         "predicted": [bubble_fraction(int(p), int(m)) for p, m in
                       zip(ct["ranks"], ct["micro_batches"], strict=True)],
+        "stages_only": replay["stages_only"].to_numpy(), "replayed": replay["predicted"].to_numpy(),
         "step_ms": (ct["step_s"] * 1e3).to_numpy(), "steps": ct["steps"].astype(int).to_numpy()})

@@ -153,6 +153,15 @@ def pipeline_bubble(df: pd.DataFrame, *, title: str | None = None) -> go.Figure:
                         name=f"{sched}: measured", line=dict(color=colour, width=3),
                         marker=dict(size=10, color=colour), error_y=err, hoverinfo="text",
                         hovertext=hover)
+        if "replayed" in g:
+            fig.add_scatter(x=g["micro_batches"], y=g["replayed"], mode="lines+markers",
+                            name=f"{sched}: replayed with this run's stage times and hops (predicted)",
+                            line=dict(color=colour, width=1.5, dash="dot"),
+                            marker=dict(size=11, symbol="diamond-open", color=colour), hoverinfo="text",
+                            hovertext=[f"<b>{sched}</b>, m = {int(r['micro_batches'])}: the schedule replayed "
+                                       f"with this run's measured stage times gives {r['stages_only']:.1%}, "
+                                       f"adding its hops and per-operation costs {r['replayed']:.1%}"
+                                       for _, r in g.iterrows()])
     for p, g in df.groupby("stages"):
         ms = np.unique(np.r_[g["micro_batches"].to_numpy(int)])
         m = np.unique(np.r_[ms, np.geomspace(ms.min(), ms.max(), 40)])
@@ -165,7 +174,8 @@ def pipeline_bubble(df: pd.DataFrame, *, title: str | None = None) -> go.Figure:
     fig.update_layout(title=dict(text=title or "Pipeline bubble against the number of micro-batches",
                                  subtitle=dict(text="solid: measured (mean over stages, median step; "
                                                "bars: least and most idle stage); dashed: GPipe's "
-                                               "formula (Huang et al. 2019)")),
+                                               "formula (Huang et al. 2019)" + ("<br>dotted diamonds: the schedule "
+                                               "replayed with this run's measured times" if "replayed" in df else ""))),
                       template="plotly_white", height=460, hovermode="closest",
                       legend=dict(orientation="h", yanchor="top", y=-0.2, x=0),
                       margin=dict(t=100, b=110, l=70, r=20))
