@@ -159,3 +159,12 @@ def test_the_instructors_guide_has_times_measured_by_this_build(html):
     assert "did not run the notebook" not in text
     assert re.search(r"All 6 together: \d+ min \d+ s", text)
     assert "min(M / " in text and "copies at once" in text   # the sizing rule and its table
+
+
+def test_every_claim_the_labs_made_holds_in_this_build(html):
+    """Each lab's sentences about its run are computed from the run (gpuviz.classroom.claims);
+    the build records them all, and none may contradict its own numbers."""
+    from gpuviz.classroom.audit import audit
+
+    report = audit(html.parent / "claims.jsonl")
+    assert report.ok, report.text()

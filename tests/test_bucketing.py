@@ -196,6 +196,18 @@ def test_check_best_bucket_size_right_answers():
     assert checks.best_bucket_size(lambda s: float(s.loc[s["exposed_ms"].idxmin(), "bucket_mb"]), MEASURED)
 
 
+def test_the_labs_solution_passes_the_check():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "labs" / "solutions" / "02_sharing.py"
+    spec = importlib.util.spec_from_file_location("solutions02", path)
+    solutions = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(solutions)
+    assert checks.best_bucket_size(solutions.best_bucket_mb, MEASURED)
+    assert solutions.best_bucket_mb(MEASURED) == 10
+
+
 def test_check_best_bucket_size_says_why_not():
     small, big = checks.best_bucket_size(0.1, MEASURED), checks.best_bucket_size(100, MEASURED)
     assert not small and "Too small" in small.message and "alpha" in small.message
