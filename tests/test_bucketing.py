@@ -72,6 +72,16 @@ def test_fit_compare_and_figures_from_the_run(sweep_run):
     assert "buckets" in fig.data[0].hovertext[0]
     tl = gpuviz.plot.timeline(sweep_run, steps=bucketing.sweep_steps(sweep_run, 3)[:1])
     assert {"compute", "comm", "optimizer"} <= {t.name for t in tl.data}
+    # the replay at the measured launch times: same sizes, and the measured column is bucket_sweep's
+    r = bucketing.replay_sweep(sweep_run, max(fit["alpha"], 0), max(fit["beta"], 0))
+    assert r["bucket_mb"].tolist() == SIZES
+    assert r["exposed_ms"].tolist() == pytest.approx(m["exposed_ms"].tolist())
+    assert (r["replayed_ms"] >= 0).all() and (r["slowdown"] > 0).all()
+    # free all-reduces: only the last launch after the last gradient is exposed, less than with
+    # costly ones and than measured; the measured all-reduces took far longer than free ones
+    free = bucketing.replay_sweep(sweep_run, 0.0, 1e-15)
+    assert (free["replayed_ms"] <= r["replayed_ms"] + 1e-9).all()
+    assert (free["replayed_ms"] < free["exposed_ms"]).all() and (free["slowdown"] > 1).all()
 
 
 # -- analysis on a constructed run ----------------------------------------------------------

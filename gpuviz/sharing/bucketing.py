@@ -272,6 +272,45 @@ def predict_bucket_sweep(bucket_mb, grad_bytes: float, alpha: float, beta: float
     return pd.DataFrame(rows)
 
 
+def replay_sweep(run, alpha: float, beta: float) -> pd.DataFrame:
+    """Where the alpha-beta prediction of a sweep goes wrong, measured: each step's buckets
+    replayed at the times the run launched them (every rank's launch, the latest), each
+    all-reduce ``alpha + beta * bytes`` and one at a time. :func:`predict_bucket_sweep`
+    assumes gradients ready evenly over backward; the replay uses when they were ready, so
+    what is left between it and the measurement is the all-reduces' own time on this
+    machine (slower while backward runs on the same cores than alone).
+
+    Per bucket size, on each step's critical rank as in :func:`bucket_sweep` (medians over
+    the measured steps): bucket_mb, exposed_ms (measured), replayed_ms, backward_ms, and
+    slowdown: from the first bucket's launch to the last one's end, measured over replayed
+    (how much longer the all-reduces took in training than ``alpha`` and ``beta`` say).
+
+    >>> replay_sweep(run, alpha=4e-3, beta=1e-9)   # doctest: +SKIP
+    """
+    alpha, beta = _plain(alpha, "alpha"), _plain(beta, "beta")
+    st = bucket_steps(run)
+    st = st[~st["warmup"]]
+    _, comm = _buckets_of(run)
+    c = comm[~comm["warmup"]].copy()
+    c["index"] = [a.get("bucket") for a in c["args"]]
+    c["launched"] = c.groupby(["step", "index"])["start"].transform("max")
+    crit = st.loc[st.groupby("step")["ready"].idxmax()]
+    rows = []
+    for r in crit.itertuples():
+        end = -math.inf
+        mine = c[(c["rank"] == r.rank) & (c["step"] == r.step)].sort_values("launched")
+        for launched, nbytes in zip(mine["launched"], mine["bytes"], strict=True):
+            end = max(launched, end) + alpha + beta * float(nbytes)
+        first = float(mine["launched"].min())
+        rows.append({"bucket_mb": r.bucket_mb, "exposed_ms": r.exposed_s * 1e3,
+                     "replayed_ms": max(0.0, end - r.ready) * 1e3, "backward_ms": r.backward_s * 1e3,
+                     "slowdown": (float(mine["end"].max()) - first) / (end - first) if end > first
+                     else math.inf})
+    if not rows:
+        raise ValueError(f"run={run.path}: no measured step with bucket all-reduces to replay")
+    return pd.DataFrame(rows).groupby("bucket_mb", sort=True).median().reset_index()
+
+
 def compare_sweep(measured: pd.DataFrame, predicted: pd.DataFrame) -> pd.DataFrame:
     """Measured beside predicted per bucket size, with ratios measured / predicted."""
     cols = ["bucket_mb", "n_buckets", "step_ms", "exposed_ms"]
