@@ -172,13 +172,13 @@ def pipeline_bubble(df: pd.DataFrame, *, title: str | None = None) -> go.Figure:
                                    for x, v in zip(m, y, strict=True)])
     ticks = sorted(df["micro_batches"].astype(int).unique().tolist())
     fig.update_layout(title=dict(text=title or "Pipeline bubble against the number of micro-batches",
-                                 subtitle=dict(text="solid: measured (mean over stages, median step; "
-                                               "bars: least and most idle stage); dashed: GPipe's "
-                                               "formula (Huang et al. 2019)" + ("<br>dotted diamonds: the schedule "
-                                               "replayed with this run's measured times" if "replayed" in df else ""))),
-                      template="plotly_white", height=460, hovermode="closest",
+                                 subtitle=dict(text="solid: measured (mean over stages, median step;<br>"
+                                               "bars: least and most idle stage)<br>dashed: GPipe's formula "
+                                               "(Huang et al. 2019)" + ("<br>dotted diamonds: the schedule "
+                                               "replayed with this run's times" if "replayed" in df else ""))),
+                      template="plotly_white", height=520, hovermode="closest",
                       legend=dict(orientation="h", yanchor="top", y=-0.2, x=0),
-                      margin=dict(t=100, b=110, l=70, r=20))
+                      margin=dict(t=175, b=110, l=70, r=20))
     fig.update_xaxes(type="log", tickvals=ticks, ticktext=[str(t) for t in ticks],
                      title="micro-batches per step (m)", showline=True, linecolor="#888")
     fig.update_yaxes(title="bubble: share of the step a stage idles", tickformat=".0%",
