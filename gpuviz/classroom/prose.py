@@ -1,0 +1,69 @@
+"""Numbers the book's chapters state, computed by the package when the book is built.
+
+A chapter writes ``{computed}`plan.compute-s``` where it would have typed "12"; the book's
+``gpuviz_prose`` extension puts in :func:`value` of that name, so the prose follows the
+package when a model, a datasheet or a published run changes. Names are listed in
+:data:`VALUES`, each with what it is.
+
+>>> value("plan.params-b")
+'70.6'
+>>> value("plan.compute-s")
+'12'
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+
+@lru_cache(maxsize=1)
+def _plan():
+    """The applied case of the planning chapter and Lab 05: Llama 3 70B on 64 H100."""
+    from gpuviz.plan import Config, predict
+
+    plan = Config("llama3-70b", gpus=64, dp=8, tp=8, pp=1, global_batch=128, micro_batch=1,
+                  zero=1, recompute="selective", gpu="H100 SXM", inter_link="ib-ndr", gpus_per_node=8)
+    return plan, predict(plan)
+
+
+@lru_cache(maxsize=1)
+def _validation():
+    from gpuviz.plan import published
+
+    return published.validation_table()
+
+
+def _meter_period() -> float:
+    from gpuviz.energy.meters import DEFAULT_PERIOD_S
+
+    return DEFAULT_PERIOD_S
+
+
+#: name -> (what it is, a function giving the text)
+VALUES = {
+    "plan.params-b": ("Llama 3 70B's parameters, billions (gpuviz.plan.transformer)",
+                      lambda: f"{_plan()[0].model.n_params / 1e9:.1f}"),
+    "plan.compute-s": ("the plan's modelled compute per step, seconds (gpuviz.plan.predict)",
+                       lambda: f"{_plan()[1].compute:.0f}"),
+    "plan.memory-gb": ("the plan's modelled memory per GPU, GB",
+                       lambda: f"{_plan()[1].memory_per_gpu / 1e9:.0f}"),
+    "plan.tp-comm-s": ("the plan's modelled tensor-parallel all-reduce time per step, seconds",
+                       lambda: f"{_plan()[1].tp_comm:.1f}"),
+    "plan.tp-comm-share": ("the tensor-parallel all-reduces' share of the plan's modelled step",
+                           lambda: f"{_plan()[1].tp_comm / _plan()[1].step_s:.0%}"),
+    "energy.period-ms": ("how often a rank samples its energy meter by default, ms "
+                         "(gpuviz.energy.meters.DEFAULT_PERIOD_S)",
+                         lambda: f"{_meter_period() * 1e3:.0f}"),
+    "published.largest-error": ("the largest |predicted / published - 1| over the published runs "
+                                "(gpuviz.plan.published.validation_table)",
+                                lambda: f"{(_validation()['ratio'] - 1).abs().max():.0%}"),
+    "published.runs": ("how many published runs the model is checked on",
+                       lambda: f"{len(_validation())}"),
+}
+
+
+def value(name: str) -> str:
+    """The text of ``name`` (one of :data:`VALUES`)."""
+    if name not in VALUES:
+        raise ValueError(f"name={name!r}: not a computed value; one of {', '.join(sorted(VALUES))}")
+    return VALUES[name][1]()

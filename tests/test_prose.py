@@ -1,0 +1,33 @@
+"""The chapters' computed numbers: every name a chapter uses exists and gives a value."""
+import re
+from pathlib import Path
+
+import pytest
+
+from gpuviz.classroom import prose
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+USED = sorted({m for p in BOOK.rglob("*.md") if "_build" not in p.parts
+               for m in re.findall(r"\{computed\}`([^`]+)`", p.read_text(encoding="utf-8"))})
+
+
+def test_the_chapters_use_computed_numbers():
+    assert {"plan.compute-s", "published.largest-error"} <= set(USED)
+
+
+@pytest.mark.parametrize("name", USED)
+def test_every_name_a_chapter_uses_gives_a_number(name):
+    text = prose.value(name)
+    assert re.fullmatch(r"[0-9][0-9,.]*%?", text), (name, text)
+
+
+def test_an_unknown_name_is_refused_with_the_names_there_are():
+    with pytest.raises(ValueError, match=r"name='plan.compute': not a computed value; one of .*plan.compute-s"):
+        prose.value("plan.compute")
+
+
+def test_the_values_follow_the_package():
+    from gpuviz.plan import published
+
+    worst = (published.validation_table()["ratio"] - 1).abs().max()
+    assert prose.value("published.largest-error") == f"{worst:.0%}"
