@@ -7,7 +7,9 @@ import pytest
 from gpuviz.classroom import prose
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
-USED = sorted({m for p in BOOK.rglob("*.md") if "_build" not in p.parts
+# book/README.md documents the role itself (`{computed}`name``), it is not a chapter
+CHAPTERS = [p for p in BOOK.rglob("*.md") if "_build" not in p.parts and p.name != "README.md"]
+USED = sorted({m for p in CHAPTERS
                for m in re.findall(r"\{computed\}`([^`]+)`", p.read_text(encoding="utf-8"))})
 
 
