@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import gpuviz
-from gpuviz.run.intervals import split_waits
+from gpuviz.run.intervals import split_exposed_backward, split_waits
 from gpuviz.run.scripts import makes_its_own_group, plain_script
 from tests.conftest import ROOT, SCRIPTS
 
@@ -44,6 +44,43 @@ def test_a_collectives_wait_for_the_last_rank_is_split_off_as_idle():
     assert comm.loc[1, "start"] == 2.5                                   # the last one waits not
 
 
+def _span(rank, lane, name, start, end, **args):
+    return {"rank": rank, "lane": lane, "step": 0, "name": name,
+            "cat": "comm" if "all_" in name else "compute", "start": start, "end": end,
+            "dur": end - start, "bytes": 64 if "all_" in name else pd.NA, "attempt": 0,
+            "args": args, "interrupted": False}
+
+
+def test_calls_of_different_collectives_are_not_taken_for_one_call():
+    """A broadcast and an all-reduce both numbered 1 in their group are different calls."""
+    mark = {"auto": True, "collective": True, "seq": 1, "group": None}
+    sp = pd.DataFrame([_span(0, "main", "broadcast", 1.0, 1.2, **mark),
+                       _span(1, "main", "broadcast", 1.1, 1.2, **mark),
+                       _span(0, "main", "all_reduce", 2.0, 2.4, **mark),
+                       _span(1, "main", "all_reduce", 2.3, 2.4, **mark)])
+    wait = split_waits(sp).query("name == 'wait for others'")
+    assert list(zip(wait["rank"], wait["start"], wait["end"], strict=True)) == [(0, 1.0, 1.1), (0, 2.0, 2.3)]
+
+
+def test_a_ddp_backward_ends_where_its_last_bucket_leaves_and_then_waits():
+    """Rank 0's gradients are ready at 1.0, rank 1's at 2.0; both transfers end at 3.0."""
+    mark = {"auto": True, "collective": True, "group": None}
+    sp = pd.DataFrame([_span(0, "main", "backward", 0.0, 3.0, auto=True),
+                       _span(0, "comm", "all_reduce bucket 0", 1.0, 3.0, seq=1, **mark),
+                       _span(1, "main", "backward", 0.5, 3.0, auto=True),
+                       _span(1, "comm", "all_reduce bucket 0", 2.0, 3.0, seq=1, **mark)])
+    out = split_exposed_backward(sp)
+    main = out[out["lane"] == "main"]
+    got = {(r, n): (a, z) for r, n, a, z in zip(main["rank"], main["name"], main["start"], main["end"], strict=True)}
+    assert got == {(0, "backward"): (0.0, 1.0), (0, "wait for others"): (1.0, 2.0),
+                   (0, "all-reduce (exposed)"): (2.0, 3.0),
+                   (1, "backward"): (0.5, 2.0), (1, "all-reduce (exposed)"): (2.0, 3.0)}
+    assert main.set_index("name").loc["wait for others", "cat"] == "idle"
+    # an annotated backward (no "auto") is the workload's own span: left as it is
+    sp.at[0, "args"] = {}
+    assert split_exposed_backward(sp).query("rank == 0 and lane == 'main'")["name"].tolist() == ["backward"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script, args, says, steps, comm", [
     # DDP, destroys its group at the end: gradient buckets on the comm lane
@@ -69,8 +106,15 @@ def test_an_ordinary_script_runs_unchanged_and_shows_its_timeline(tmp_path, caps
         assert len(c) and (c["bytes"] > 0).all()
     total = run.summary()
     assert (total["compute"] > 0).all() and (total["optimizer"] > 0).all()
-    if script != "plain_ddp.py":   # blocking collectives: the wait for the last rank is idle
-        assert (sp["name"] == "wait for others").any() and total["idle"].sum() > 0
+    # the wait for the last rank is idle (for DDP: after the last bucket left, in backward)
+    assert (sp["name"] == "wait for others").any() and total["idle"].sum() > 0
+    assert (total[["compute", "comm", "optimizer", "data", "idle", "io", "untraced"]].sum(axis=1)
+            - total["wall"]).abs().max() < 1e-6
+    c = run.comm()   # every recorded collective with its bus bandwidth
+    assert len(c) and c["collective"].isin(["all_reduce", "all_gather", "reduce_scatter"]).all()
+    assert (c["busbw"] > 0).all()
+    if script == "plain_ddp.py":
+        assert (sp["name"] == "all-reduce (exposed)").any()
     if script == "plain_allreduce.py":
         # a batch a step, and the last call that finds the loader empty
         assert (sp[sp["cat"] == "data"]["name"] == "load batch").sum() == 2 * (steps + 1)

@@ -92,6 +92,19 @@ def _traced_call(name: str, fn, collective: bool, dist):
     return traced
 
 
+def _bucket_hook():
+    """A DDP module's comm hook: :func:`ddp_comm_hook`, its spans marked as automatic
+    collectives with a sequence number, so the loader can split off the wait for the last
+    rank (every rank launches the same buckets in the same order)."""
+    count = [0]
+
+    def hook(state, bucket):
+        count[0] += 1
+        return ddp_comm_hook(state, bucket, auto=True, collective=True, seq=count[0])
+
+    return hook
+
+
 def install() -> callable:
     """Put every hook in place; returns the function that takes them all away again."""
     import torch
@@ -128,7 +141,7 @@ def install() -> callable:
         if depth == 0 and get_tracer() is not None:
             if (isinstance(module, DistributedDataParallel) and not module._comm_hooks
                     and not getattr(module, "_gpuviz_hooked", False)):
-                module.register_comm_hook(None, ddp_comm_hook)
+                module.register_comm_hook(None, _bucket_hook())
                 module._gpuviz_hooked = True
                 hooked.add(module)
             s = span("forward", cat="compute", module=type(module).__name__)
@@ -151,7 +164,7 @@ def install() -> callable:
     def traced_backward(self, *args, **kwargs):
         if get_tracer() is None:
             return backward(self, *args, **kwargs)
-        with span("backward", cat="compute"):
+        with span("backward", cat="compute", auto=True):
             return backward(self, *args, **kwargs)
 
     torch.Tensor.backward = traced_backward

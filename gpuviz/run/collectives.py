@@ -27,4 +27,8 @@ def bus_factor(op: str, world: int) -> float:
 
 def collective_in(name: str) -> str | None:
     """The collective a span's name states (``all_reduce``, ``ddp bucket all_reduce``...)."""
-    return next((c for c in COLLECTIVES if c in str(name)), None)
+    name = str(name)
+    found = next((c for c in COLLECTIVES if c in name), None)
+    if found is None and name in ("send", "recv", "isend", "irecv"):
+        return "send_recv"   # a point-to-point call: S moves once
+    return found

@@ -85,7 +85,7 @@ def backward(loss, model=None, **args: Any) -> None:
         t.complete("wait for gradient buckets", "comm", last, done - last, **args)
 
 
-def ddp_comm_hook(state, bucket):
+def ddp_comm_hook(state, bucket, **marks):
     """A DDP communication hook that traces each gradient bucket's all-reduce.
 
     Records one ``comm`` span per bucket on the comm lane (``bytes``, ``bucket``), from
@@ -93,6 +93,8 @@ def ddp_comm_hook(state, bucket):
 
         model = DistributedDataParallel(net)
         model.register_comm_hook(state=None, hook=trace.ddp_comm_hook)
+
+    ``marks`` are added to each span's ``args`` (:mod:`gpuviz.run.auto` marks its own).
     """
     import torch.distributed as dist
 
@@ -117,11 +119,11 @@ def ddp_comm_hook(state, bucket):
         if t.cuda:
             event = {"ph": "X", "name": f"all_reduce bucket {index}", "cat": "comm", "ts": 0.0,
                      "dur": 0.0, "pid": t.rank, "tid": COMM_LANE,
-                     "args": {"step": step_at_launch, "bytes": nbytes, "bucket": index}}
+                     "args": {"step": step_at_launch, "bytes": nbytes, "bucket": index, **marks}}
             t.complete_cuda(start_ev, t.cuda_event(), event)
         else:
             t.complete(f"all_reduce bucket {index}", "comm", t0, t.now() - t0, lane=COMM_LANE,
-                       step=step_at_launch, bytes=nbytes, bucket=index)
+                       step=step_at_launch, bytes=nbytes, bucket=index, **marks)
         return f.value()[0]
 
     return fut.then(done)

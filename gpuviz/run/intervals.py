@@ -80,8 +80,7 @@ def split_waits(spans: pd.DataFrame) -> pd.DataFrame:
     if not any(auto):
         return spans
     c = spans[auto]
-    key = pd.Series([f"{a.get('group')}/{a.get('seq')}" for a in c["args"]], index=c.index)
-    last = c["start"].groupby([c["attempt"], key]).transform("max")
+    last = _last_arrival(c)
     late = c[(last > c["start"]) & (last < c["end"])]
     if late.empty:
         return spans
@@ -94,3 +93,57 @@ def split_waits(spans: pd.DataFrame) -> pd.DataFrame:
     out.loc[late.index, "dur"] = out.loc[late.index, "end"] - out.loc[late.index, "start"]
     out = pd.concat([out, waits])
     return out.sort_values(["rank", "start"], kind="stable").reset_index(drop=True)
+
+
+def _last_arrival(c: pd.DataFrame) -> pd.Series:
+    """The latest start among the ranks' spans of the same call (name, group, sequence)."""
+    key = pd.Series([f"{n}/{a.get('group')}/{a.get('seq')}" for n, a in zip(c["name"], c["args"], strict=True)],
+                    index=c.index)
+    return c["start"].groupby([c["attempt"], key]).transform("max")
+
+
+def split_exposed_backward(spans: pd.DataFrame) -> pd.DataFrame:
+    """Split an automatically recorded ``backward`` of a DDP model where its last gradient
+    bucket was launched: the gradients are all computed then, and what remains of the call is
+    DDP waiting for its all-reduces. That remainder is the wait for the last rank to launch
+    the same bucket (``wait for others``, idle) and then the transfer still to finish
+    (``all-reduce (exposed)``, comm; its bytes are on the bucket spans of the comm lane).
+    Run this before :func:`split_waits`, on the buckets' own launch times.
+    """
+    args = spans["args"]
+    auto = np.array([bool(a.get("auto")) for a in args])
+    backward = spans[auto & (spans["lane"] == "main").to_numpy() & (spans["name"] == "backward").to_numpy()]
+    buckets = spans[auto & (spans["lane"] == "comm").to_numpy()
+                    & spans["name"].astype(str).str.startswith("all_reduce bucket").to_numpy()]
+    if backward.empty or buckets.empty:
+        return spans
+    last = _last_arrival(buckets)
+    out, extra = spans.copy(), []
+    for (rank, attempt), mine in buckets.groupby(["rank", "attempt"]):
+        starts = mine["start"].to_numpy()
+        for i, b in backward[(backward["rank"] == rank) & (backward["attempt"] == attempt)].iterrows():
+            inside = (starts >= b["start"]) & (starts <= b["end"])
+            if not inside.any():
+                continue
+            j = mine.index[inside][np.argmax(starts[inside])]
+            ready = mine.at[j, "start"]
+            arrive = min(max(last[j], ready), b["end"])
+            if b["end"] <= ready:
+                continue
+            for name, cat, a, z in (("wait for others", "idle", ready, arrive),
+                                    ("all-reduce (exposed)", "comm", arrive, b["end"])):
+                if z > a:
+                    row = b.copy()
+                    row["name"], row["cat"], row["start"], row["end"] = name, cat, a, z
+                    row["dur"], row["bytes"] = z - a, pd.NA
+                    extra.append(row)
+            out.at[i, "end"], out.at[i, "dur"] = ready, ready - b["start"]
+    if not extra:
+        return out
+    out = pd.concat([out, pd.DataFrame(extra)])
+    return out.sort_values(["rank", "start"], kind="stable").reset_index(drop=True)
+
+
+def split_automatic(spans: pd.DataFrame) -> pd.DataFrame:
+    """Both splits of an automatically recorded run (:mod:`gpuviz.run.auto`), in order."""
+    return split_waits(split_exposed_backward(spans))

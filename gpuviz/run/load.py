@@ -19,10 +19,9 @@ import numpy as np
 import pandas as pd
 
 from gpuviz.run.categories import CATEGORIES
-from gpuviz.run.collectives import bus_factor
-from gpuviz.run.collectives import collective_in as _collective_in
+from gpuviz.run.collectives import bus_factor, collective_in
 from gpuviz.run.events import read_rank_file
-from gpuviz.run.intervals import innermost, intersect, length, split_waits, union
+from gpuviz.run.intervals import innermost, intersect, length, split_automatic, union
 from gpuviz.run.meta import MAX_WORLD, merge_meta, run_json_problems
 
 SPAN_COLUMNS = ["rank", "lane", "step", "name", "cat", "start", "end", "dur", "bytes", "args"]
@@ -160,7 +159,8 @@ class Run:
         """
         sp = self.spans
         c = sp[(sp["cat"] == "comm") & sp["bytes"].notna()].copy()
-        coll = [a.get("collective") or _collective_in(n) for a, n in zip(c["args"], c["name"], strict=True)]
+        coll = [a["collective"] if isinstance(a.get("collective"), str) else collective_in(n)
+                for a, n in zip(c["args"], c["name"], strict=True)]   # an auto span's is True
         c["collective"] = pd.array(coll, dtype=object)
         c = c[c["collective"].notna() & (c["dur"] > 0)]
         # A span from a subgroup (gpuviz.sharing.bench) names its own world size.
@@ -388,7 +388,7 @@ def _build(path: Path, raw: dict[int, list[dict]], problems: list[str], more=Non
     sp["attempt"] = sp.pop("attempt")  # after "interrupted": the documented columns come first
     sp = sp if more is None else more if sp.empty else pd.concat([sp, more], ignore_index=True)
     sp = sp.sort_values(["rank", "start"], kind="stable").reset_index(drop=True)
-    sp = split_waits(sp)  # automatic collectives: the wait for the last rank is idle
+    sp = split_automatic(sp)  # automatic spans: the waits for the last rank are idle
     ct = pd.DataFrame(counters, columns=["rank", "name", "time", "value", "attempt"])
     ev = pd.DataFrame(events, columns=["rank", "name", "step", "time", "args", "attempt"])
     ev["step"] = pd.array(ev["step"], dtype="Int64")   # instants without a step are <NA>, not float NaN
