@@ -34,6 +34,11 @@ from pathlib import Path
 src, dst = Path(sys.argv[1]), Path(sys.argv[2])
 shutil.copytree(src, dst, ignore=shutil.ignore_patterns(
     "runs", ".ipynb_checkpoints", "__pycache__", "*.pyc"))
+# A lab links a chapter as ../book/<chapter>.md, which JupyterLab opens from labs/; in the
+# book the lab sits in book/labs/, so the same chapter is ../<chapter>.md.
+for nb in dst.glob("*.ipynb"):
+    text = nb.read_text(encoding="utf-8")
+    nb.write_text(text.replace("](../book/", "](../"), encoding="utf-8")
 print(f"copied {len(list(dst.glob('*.ipynb')))} notebooks from {src} to {dst}")
 EOF
 

@@ -25,10 +25,12 @@ from gpuviz.plan.search import search
 from gpuviz.plan.terms import TIME_TERMS
 from gpuviz.plan.transformer import PRESETS
 from gpuviz.plot.plan import breakdown_subtitle, layout_heatmap, model_breakdown
+from gpuviz.plot.units import binary_bytes
 from gpuviz.sharing import hardware
 
 _INTRA = [k for k, v in hardware.INTERCONNECTS.items() if v["where"] == "inside a server"]
 _INTER = [k for k, v in hardware.INTERCONNECTS.items() if v["where"] == "between servers"]
+_PRESS = "<i>Press the button to search every layout (modelled).</i>"
 
 
 def _figure_widget(fig: go.Figure):
@@ -83,8 +85,11 @@ class Planner:
                                          description="recompute"),
         }
         self.controls = ctl
-        self.numbers = w.HTML()
-        self.result = w.HTML("<i>Press the button to search every layout (modelled).</i>")
+        self._limit_layout()
+        # fixed widths: the controls do not move as the numbers' text changes
+        self.numbers = w.HTML(layout=w.Layout(width="560px", min_height="4.5em"))
+        self.result = w.HTML(_PRESS)
+        self._searched: tuple | None = None   # what the shown best layout was searched for
         self.button = w.Button(description="find best layout", button_style="primary")
         cfg = self._config()
         self.figure = _figure_widget(model_breakdown(predict(cfg if isinstance(cfg, Config)
@@ -92,13 +97,43 @@ class Planner:
         self.heatmap = _figure_widget(go.Figure())
         self.figure_view, self.heatmap_view = _view(self.figure), _view(self.heatmap)
         self.last_update_s = float("nan")
+        self._busy = False
         for c in ctl.values():
-            c.observe(lambda _change: self.update(), names="value")
+            c.observe(self._changed, names="value")
         self.button.on_click(lambda _b: self.find_best())
-        left = w.VBox(list(ctl.values()) + [self.button])
+        left = w.VBox(list(ctl.values()) + [self.button], layout=w.Layout(width="380px", flex="0 0 auto"))
         self.ui = w.VBox([w.HBox([left, w.VBox([self.numbers, self.figure_view])]), self.result,
                           self.heatmap_view])
         self.update()
+
+    def _changed(self, change) -> None:
+        if self._busy:   # options being narrowed: one update at the end
+            return
+        if change["owner"] in (self.controls["gpus"], self.controls["tp"]):
+            self._limit_layout()
+        self.update()
+
+    def _limit_layout(self) -> None:
+        """Offer only the tp and pp that exist for the chosen GPUs: tp within a server of 8
+        and at most the GPUs, tp x pp at most the GPUs (a value that no longer exists
+        becomes the largest that does)."""
+        c, n = self.controls, self.controls["gpus"].value
+        self._busy = True
+        try:
+            for name in ("tp", "pp"):   # pp's choices follow the tp just chosen
+                allowed = ([t for t in (1, 2, 4, 8) if t <= n] if name == "tp" else
+                           [2**k for k in range(8) if 2**k * c["tp"].value <= n])
+                ctl = c[name]
+                if list(ctl.options) != allowed:
+                    value = ctl.value if ctl.value in allowed else allowed[-1]
+                    ctl.options = allowed
+                    ctl.value = value
+        finally:
+            self._busy = False
+
+    def _search_key(self) -> tuple:
+        c = self.controls
+        return tuple(c[k].value for k in ("model", "gpu", "gpus", "global_batch", "intra", "inter"))
 
     def _fallback(self) -> Config:
         c = self.controls
@@ -126,8 +161,19 @@ class Planner:
         """Predict the controls' layout; update the numbers and the figure in place."""
         t0 = time.perf_counter()
         cfg = self._config()
+        if self._searched is not None and self._searched != self._search_key():
+            self.result.value = _PRESS + " (the best layout shown before was for other choices)"
+            self._searched = None
+            with self.heatmap.batch_update():
+                self.heatmap.data = []
+            _refresh(self.heatmap_view, self.heatmap)
         if isinstance(cfg, str):
             self.numbers.value = f"<b style='color:#E45756'>No such layout:</b> {cfg}"
+            with self.figure.batch_update():   # no bars of an earlier layout stay standing
+                for trace in self.figure.data:
+                    trace.y = [0]
+                self.figure.layout.title.subtitle.text = f"<b>no such layout</b>: {cfg}"
+            _refresh(self.figure_view, self.figure)
             self.last_update_s = time.perf_counter() - t0
             return
         p = predict(cfg)
@@ -137,7 +183,8 @@ class Planner:
         self.numbers.value = (
             f"<b>Modelled</b> (not measured): step {s['step_s']:.4g} s &middot; "
             f"{s['tokens_per_s']:,.0f} tokens/s &middot; MFU {s['mfu']:.1%} &middot; "
-            f"{s['tflops_per_gpu']:.0f} TFLOP/s per GPU<br>memory {s['memory_GB']:.1f} GB per GPU "
+            f"{s['tflops_per_gpu']:.0f} TFLOP/s per GPU<br>memory {s['memory_GB']:.1f} GB "
+            f"({binary_bytes(s['memory_GB'] * 1e9)}) per GPU "
             f"({fit}) &middot; energy {energy:.3g} kWh per step at max board power &middot; "
             f"mostly {s['dominant']}")
         tab, mem = p.table(), p.memory_table()
@@ -177,10 +224,20 @@ class Planner:
             self.heatmap.layout = heat.layout
         _refresh(self.heatmap_view, self.heatmap)
         self.best = table
-        for k in ("tp", "pp", "virtual_stages", "micro_batch", "zero", "recompute"):
-            v = best[k]
-            if v in c[k].options:
-                c[k].value = v
+        self._busy = True   # the winner's layout, then one update
+        try:
+            for k in ("tp", "pp", "virtual_stages", "micro_batch", "zero", "recompute"):
+                if k == "pp":
+                    self._busy = False
+                    self._limit_layout()
+                    self._busy = True
+                v = best[k]
+                if v in c[k].options:
+                    c[k].value = v
+        finally:
+            self._busy = False
+        self._searched = self._search_key()
+        self.update()
 
 
 def planner(**kwargs) -> Planner:

@@ -69,3 +69,17 @@ def test_notebooks_are_committed_without_outputs():
         for cell in nb["cells"]:
             if cell["cell_type"] == "code":
                 assert not cell.get("outputs") and not cell.get("execution_count"), nb_path.name
+
+
+def test_labs_read_the_same_in_jupyterlab_and_the_book():
+    """No MyST role (shown as literal text in JupyterLab) in a lab's Markdown; every chapter
+    link is ../book/<file>.md, which JupyterLab opens and book/build.sh points at the page."""
+    for nb_path in sorted((ROOT / "labs").glob("*.ipynb")):
+        for cell in json.loads(nb_path.read_text())["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            text = "".join(cell["source"])
+            assert not re.search(r"\{[a-z-]+\}`", text), (nb_path.name, text[:200])
+            for target in re.findall(r"\]\((\.\./[^)#]+)", text):
+                assert target.startswith("../book/"), (nb_path.name, target)
+                assert (ROOT / "labs" / target).resolve().is_file(), (nb_path.name, target)

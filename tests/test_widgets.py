@@ -23,12 +23,50 @@ def test_planner_updates_figure_and_numbers_in_place():
     print(f"one update took {app.last_update_s * 1e3:.1f} ms")
 
 
-def test_planner_says_why_a_layout_is_impossible_or_does_not_fit():
-    app = planner()
-    app.controls["pp"].value = 128
-    assert "does not divide 64 GPUs" in app.numbers.value
+def test_the_sliders_offer_only_layouts_that_exist_for_the_gpus():
+    app = planner()                       # 64 GPUs, tp=8
+    assert max(app.controls["pp"].options) == 8
+    app.controls["pp"].value = 8
+    app.controls["gpus"].value = 1        # one GPU: tp and pp can only be 1
+    assert app.controls["tp"].options == (1,) and app.controls["pp"].options == (1,)
+    assert app.controls["tp"].value == 1 and app.controls["pp"].value == 1
+    assert "No such layout" not in app.numbers.value and "tp=1" in app.figure.layout.title.subtitle.text
+    app.controls["gpus"].value = 16
+    assert app.controls["tp"].options == (1, 2, 4, 8)
+    app.controls["tp"].value = 4
+    assert app.controls["pp"].options == (1, 2, 4)
+
+
+def test_an_impossible_layout_clears_the_figure_and_a_search_goes_stale():
+    app = planner(model="llama3-8b", gpu="A100 SXM 80GB")
+    app.find_best()
+    assert "Best layout" in app.result.value and len(app.heatmap.data) == 1
     app.controls["gpus"].value = 1024
     app.controls["tp"].value = 1
+    app.controls["pp"].value = 64         # more stages than the model's 32 layers
+    assert "No such layout" in app.numbers.value
+    assert all(list(t.y) == [0] for t in app.figure.data)
+    assert "no such layout" in app.figure.layout.title.subtitle.text
+    # the best layout was searched for 64 GPUs: no longer shown as the answer
+    assert "Best layout" not in app.result.value and "other choices" in app.result.value
+    assert len(app.heatmap.data) == 0
+    app.controls["gpus"].value = 64
+    app.controls["pp"].value = 1
+    assert "No such layout" not in app.numbers.value
+    compute = [t.y[0] for t in app.figure.data if t.name == "compute"]
+    assert len(compute) == 1 and compute[0] > 0      # the bars are back
+
+
+def test_the_numbers_give_memory_in_the_figures_units_too():
+    app = planner()
+    assert "GB (" in app.numbers.value and "GiB) per GPU" in app.numbers.value
+
+
+def test_planner_says_why_a_layout_is_impossible_or_does_not_fit():
+    app = planner()
+    app.controls["gpus"].value = 1024
+    app.controls["tp"].value = 1
+    app.controls["pp"].value = 128
     assert "more stages than the model's layers=80" in app.numbers.value
     app.controls["pp"].value = 1
     app.controls["model"].value = "llama3-405b"
