@@ -132,3 +132,20 @@ def test_an_ordinary_script_runs_under_torchrun_and_the_worker(tmp_path):
     assert "lr 0.1" in out.stdout
     run = gpuviz.load_run(tmp_path / "r")
     assert run.ranks == [0, 1] and run.meta["backend"] == "gloo"
+
+
+@pytest.mark.slow
+def test_a_scripts_own_annotations_nest_inside_the_automatic_spans(tmp_path):
+    run = gpuviz.launch(str(OWN / "annotated_inside.py"), nproc=2, run_dir=tmp_path / "r",
+                        progress=False, auto=True, timeout=180)
+    sp = run.spans[run.spans["lane"] == "main"]
+    assert run.steps() == 4
+    for rank in run.ranks:
+        mine = sp[sp["rank"] == rank]
+        fwd, own = mine[mine["name"] == "forward"], mine[mine["name"] == "my hidden layer"]
+        assert len(own) == len(fwd) == 4
+        for (_, f), (_, o) in zip(fwd.iterrows(), own.iterrows(), strict=True):
+            assert f["start"] <= o["start"] and o["end"] <= f["end"]   # inside its forward
+    total = run.summary()   # nested time counted once
+    assert (total[["compute", "comm", "optimizer", "data", "idle", "io", "untraced"]].sum(axis=1)
+            - total["wall"]).abs().max() < 1e-6
