@@ -44,6 +44,8 @@ COMM_LANE = 1
 DUMP_REQUEST = ".gpuviz-dump-request"
 
 _tracer: Tracer | None = None  # this process's running tracer (set_tracer)
+# one encoder for every event (json.dumps with separators builds a new one per call)
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 def _now_us(origin_ns: int) -> float:
@@ -210,7 +212,7 @@ class Tracer:
             if extra:
                 events.extend(extra)
             if events:
-                self._file.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))
+                self._file.write("\n".join(map(_encode, events)) + "\n")
                 self._file.flush()
 
     def step(self, **args: Any) -> None:
