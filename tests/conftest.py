@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,8 +21,9 @@ SCRIPTS = ROOT / "tests" / "scripts"
 collect_ignore_glob = ["scripts/*"]
 
 # The checks the tests call record a learner's progress: not into the repository.
-os.environ.setdefault("GPUVIZ_PROGRESS_FILE", os.path.join(__import__("tempfile").mkdtemp(prefix="gpuviz-tests-"),
-                                                      "gpuviz-progress.jsonl"))
+_PROGRESS = tempfile.mkdtemp(prefix="gpuviz-tests-")
+atexit.register(shutil.rmtree, _PROGRESS, ignore_errors=True)
+os.environ.setdefault("GPUVIZ_PROGRESS_FILE", os.path.join(_PROGRESS, "gpuviz-progress.jsonl"))
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ gradient sync written by the learner, run on real ranks.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,11 +88,8 @@ def gradient_sync(answer: str | Callable, nproc: int = 2, timeout: float = 120.0
     single-process ones.
     """
     import inspect
-    import json
     import tempfile
     import textwrap
-
-    import gpuviz
 
     if callable(answer):
         try:
@@ -100,7 +98,7 @@ def gradient_sync(answer: str | Callable, nproc: int = 2, timeout: float = 120.0
             return Result(False, "Cannot read your function's source; define it with `def` in a cell.")
         if answer.__name__ != "sync_gradients":
             source += f"\n\nsync_gradients = {answer.__name__}\n"
-        folder = Path(tempfile.mkdtemp(prefix="gpuviz-exercise-"))
+        folder = Path(tempfile.mkdtemp(prefix="gpuviz-exercise-"))   # removed when the job ends
         path = folder / "sync_gradients.py"
         path.write_text("import torch\nimport torch.distributed as dist\n\n" + source, encoding="utf-8")
     elif isinstance(answer, (str, Path)):
@@ -109,6 +107,18 @@ def gradient_sync(answer: str | Callable, nproc: int = 2, timeout: float = 120.0
             return Result(False, f"There is no file {str(answer)!r}; pass your function, or a file that defines it.")
     else:
         return Result(False, "Pass your function sync_gradients (or the path of a file that defines it).")
+    try:
+        return _judge_gradient_sync(path, nproc, timeout)
+    finally:
+        if callable(answer):   # the folder written above
+            shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _judge_gradient_sync(path: Path, nproc: int, timeout: float) -> Result:
+    import json
+
+    import gpuviz
+
     try:
         run = gpuviz.launch("gpuviz.workloads.exercises:gradient_sync", nproc=nproc,
                             args={"path": str(path)}, timeout=timeout, progress=False, stream=False)
