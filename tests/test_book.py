@@ -105,8 +105,9 @@ def _chromium() -> str | None:
     return None
 
 
-def dump_dom(page: Path, profile: Path) -> str:
-    """The DOM of ``page`` after its scripts ran, in headless Chromium with no network."""
+def dump_dom(page: Path, profile: Path, console: list | None = None) -> str:
+    """The DOM of ``page`` after its scripts ran, in headless Chromium with no network;
+    the page's console messages are appended to ``console`` when it is given."""
     exe = _chromium()
     if exe is None:
         pytest.skip("Chromium is not installed (Debian/Ubuntu: apt-get install -y chromium)")
@@ -114,10 +115,22 @@ def dump_dom(page: Path, profile: Path) -> str:
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            "--no-first-run", f"--user-data-dir={profile}",
            "--host-resolver-rules=MAP * ~NOTFOUND",  # any request to the network fails
+           "--enable-logging=stderr", "--v=0",     # the page's console, on stderr
            "--virtual-time-budget=15000", "--dump-dom", page.as_uri()]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    if console is not None:
+        console.extend(line for line in proc.stderr.splitlines() if ":CONSOLE" in line)
     return proc.stdout
+
+
+@pytest.mark.parametrize("page", ["intro.html", f"labs/{LAB_00}.html"])
+def test_pages_log_no_errors_and_have_an_icon(html, tmp_path, page):
+    console: list[str] = []
+    dump_dom(html / page, tmp_path / "profile", console)
+    bad = [c for c in console if re.search(r"invalid|error|uncaught|failed", c, re.I)]
+    assert not bad, "\n".join(bad)
+    assert '<link rel="icon"' in (html / page).read_text(encoding="utf-8")
 
 
 def test_figures_draw_in_a_browser_offline(html, tmp_path):

@@ -57,6 +57,13 @@ def test_timeline_real_run_bars(ddp_run):
 
 
 @pytest.mark.slow
+def test_titles_say_what_the_run_was_not_its_folder(ddp_run):
+    for fig in (plot.timeline(ddp_run), plot.breakdown(ddp_run)):
+        title = fig.layout.title.text
+        assert ddp_run.path.name not in title
+        assert f"on {ddp_run.world_size} ranks (gloo)" in title and ":" in title
+
+
 def test_timeline_picks_ranks_and_steps(ddp_run):
     run = ddp_run
     fig = plot.timeline(run, ranks=[3, 1], steps=range(2, 4))

@@ -42,6 +42,8 @@ def test_predicted_vs_measured_has_diagonal_band_and_strategies():
                           "measured_ms": [10.0, 20.0, 30.0], "predicted_ms": [11.0, 19.0, 33.0]})
     table["error"] = table["predicted_ms"] / table["measured_ms"] - 1
     fig = gpuviz.plot.predicted_vs_measured(table)
+    # log axes label every tick with its value (plotly's default prints "2", "5" between decades)
+    assert fig.layout.xaxis.tickformat == fig.layout.yaxis.tickformat == "~g"
     names = [t.name for t in fig.data]
     assert "predicted = measured" in names and "±10%" in names and {"ddp", "tp"} <= set(names)
     assert "10.0%" in fig.layout.title.subtitle.text

@@ -11,6 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from gpuviz.plot.spans import _LEGEND, _UNTRACED, _spans
+from gpuviz.plot.units import run_label
 from gpuviz.run.categories import CATEGORIES, COLORS
 
 __all__ = ["breakdown"]
@@ -65,7 +66,7 @@ def breakdown(run, *, normalize: bool = False, title: str | None = None) -> go.F
     else:
         sub = "thick bar: each rank's main thread; it adds up to the rank's wall time"
         sub += "; thin hatched bar: communication running beside it, at the same time" if beside.any() else ""
-    fig.update_layout(title=dict(text=title or f"Where the time goes on each rank: {run.path.name}",
+    fig.update_layout(title=dict(text=title or f"Where the time goes on each rank: {run_label(run)}",
                                  subtitle=dict(text=sub)),
                       template="plotly_white", barmode="overlay", height=max(380, 160 + 36 * len(s)),
                       legend=_LEGEND, margin=dict(t=100, b=50, l=80, r=20))

@@ -19,6 +19,7 @@ from plotly.subplots import make_subplots
 
 from gpuviz.energy.attribution import joules, meters, pareto_front, power
 from gpuviz.plot.spans import timeline
+from gpuviz.plot.units import run_label
 from gpuviz.run.categories import CATEGORIES, COLORS
 
 __all__ = ["energy_breakdown", "pareto", "power_timeline", "energy_per_sample"]
@@ -168,7 +169,7 @@ def power_timeline(run, *, ranks=None, steps=None, title: str | None = None) -> 
                         hovertemplate=f"rank {r}<br>%{{y:.3g}} W from %{{x:.4f}} s<br>{_kind(est)}<extra></extra>")
     fig.update_layout(tl.layout)
     fig.update_layout(height=tl.layout.height + 260, title=dict(
-        text=title or f"Timeline and power of {run.path.name}",
+        text=title or f"Timeline and power of {run_label(run)}",
         subtitle=dict(text=(tl.layout.title.subtitle.text or "") + "<br>below: each rank's mean power "
                       "between two readings of its meter (dashed: estimated)")),
         margin=dict(t=110), yaxis2=dict(title="power (W)", rangemode="tozero"),

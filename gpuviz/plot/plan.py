@@ -215,6 +215,6 @@ def predicted_vs_measured(table: pd.DataFrame, title: str | None = None) -> go.F
         title=dict(text=title or "Modelled against measured step time",
                    subtitle=dict(text=f"{len(table)} configurations; median |error| {med:.1%}; "
                                       "x: measured (median step), y: modelled")),
-        xaxis=dict(title="measured step time (ms)", type="log"),
-        yaxis=dict(title="modelled step time (ms)", type="log"), margin=dict(t=100))
+        xaxis=dict(title="measured step time (ms)", type="log", tickformat="~g"),
+        yaxis=dict(title="modelled step time (ms)", type="log", tickformat="~g"), margin=dict(t=100))
     return fig

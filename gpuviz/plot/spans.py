@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 
 from gpuviz.plot.units import binary_bytes as _bytes
 from gpuviz.plot.units import duration as _dur
+from gpuviz.plot.units import run_label
 from gpuviz.run.categories import CATEGORIES, COLORS
 
 __all__ = ["timeline"]
@@ -135,7 +136,7 @@ def timeline(run, *, ranks=None, steps=None, lanes=None, max_spans: int = 20000,
               else "")]
     if note:
         sub.append(note)
-    name = title or f"Timeline of {run.path.name}: every rank's time"
+    name = title or f"Timeline of {run_label(run)}: every rank's time"
     fig.update_layout(title=dict(text=name, subtitle=dict(text="<br>".join(sub))), height=height,
                       template="plotly_white", barmode="overlay", hovermode="closest",
                       margin=dict(t=80 + 18 * len(sub), b=50, l=80, r=20), legend=_LEGEND)

@@ -17,6 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from gpuviz.plot.units import run_label
 from gpuviz.run.categories import COLORS
 
 __all__ = ["waiting_vs_ranks", "stragglers", "relaxed_sync"]
@@ -113,7 +114,7 @@ def stragglers(run, *, ranks=None, steps=None, title: str | None = None) -> go.F
     from gpuviz.sync.stragglers import stragglers as find
 
     fig = timeline(run, ranks=ranks, steps=steps,
-                   title=title or f"Stragglers in {run.path.name}: the last rank to arrive, step by step")
+                   title=title or f"Stragglers in {run_label(run)}: the last rank to arrive, step by step")
     st = find(run)
     row_of = _rows(fig)
     st = st[st["rank"].isin(list(row_of))]

@@ -1,4 +1,5 @@
-"""Numbers as figures print them: bytes and durations, three significant digits.
+"""Numbers as figures print them: bytes and durations, three significant digits; a run
+as a title names it.
 
 >>> binary_bytes(857092), duration(0.00519), duration(2.5e-6)
 ('837 KiB', '5.19 ms', '2.5 µs')
@@ -43,3 +44,31 @@ def check_df(df, name: str, cols: list[str], source: str) -> None:
         raise ValueError(f"{name}: give a non-empty DataFrame ({source})")
     if missing := [c for c in cols if c not in df]:
         raise ValueError(f"{name}: missing columns {missing}; pass {source}(...)")
+
+
+def run_label(run) -> str:
+    """What a run was, for a figure's title: its workload, ranks and backend (or, for
+    imported traces, its GPUs), not its folder's time-stamped name.
+
+    >>> from types import SimpleNamespace as NS
+    >>> run_label(NS(meta={"target": "gpuviz.workloads.mlp:train", "world_size": 4,
+    ...                    "backend": "gloo"}, path=None))
+    'mlp:train on 4 ranks (gloo)'
+    >>> run_label(NS(meta={"target": "/home/me/train.py", "world_size": 2}, path=None))
+    'train.py on 2 ranks'
+    """
+    m = run.meta or {}
+    world = m.get("world_size")
+    ranks = f"{world} ranks" if world else "its ranks"
+    if m.get("source") == "pytorch-profiler":
+        return f"{ranks} of {m.get('gpu') or 'GPUs'} (PyTorch profiler traces)"
+    target = str(m.get("target") or "")
+    if target.endswith(".py"):
+        name = target.replace("\\", "/").rsplit("/", 1)[-1]
+    elif ":" in target:
+        module, func = target.rsplit(":", 1)
+        name = f"{module.rsplit('.', 1)[-1]}:{func}"
+    else:
+        name = target or (run.path.name if getattr(run, "path", None) else "a run")
+    backend = f" ({m['backend']})" if m.get("backend") else ""
+    return f"{name} on {ranks}{backend}"

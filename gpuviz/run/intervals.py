@@ -111,7 +111,7 @@ def split_exposed_backward(spans: pd.DataFrame) -> pd.DataFrame:
     Run this before :func:`split_waits`, on the buckets' own launch times.
     """
     args = spans["args"]
-    auto = np.array([bool(a.get("auto")) for a in args])
+    auto = np.array([bool(a.get("auto")) for a in args], dtype=bool)
     backward = spans[auto & (spans["lane"] == "main").to_numpy() & (spans["name"] == "backward").to_numpy()]
     buckets = spans[auto & (spans["lane"] == "comm").to_numpy()
                     & spans["name"].astype(str).str.startswith("all_reduce bucket").to_numpy()]
