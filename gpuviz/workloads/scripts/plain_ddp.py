@@ -1,5 +1,5 @@
-"""An ordinary DDP training script with no gpuviz in it: torchrun runs it as it is, and so
-does ``gpuviz run plain_ddp.py`` (Lab 00, "Your own script").
+"""An ordinary DDP training script with no gpuviz in it: torchrun runs it
+as it is, and so does ``gpuviz run plain_ddp.py`` (Lab 00, §9).
 
     torchrun --standalone --nproc-per-node 4 plain_ddp.py --steps 10
 """
@@ -18,7 +18,7 @@ from torch.utils.data.distributed import DistributedSampler
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--batch", type=int, default=256, help="samples per rank per step")
+    ap.add_argument("--batch", type=int, default=256)  # per rank and step
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--lr", type=float, default=0.01)
     a = ap.parse_args()
@@ -28,10 +28,12 @@ def main() -> None:
     torch.manual_seed(0)
     x = torch.randn(a.steps * a.batch * world, 32)
     data = TensorDataset(x, x.sum(dim=1, keepdim=True))
-    loader = DataLoader(data, batch_size=a.batch, sampler=DistributedSampler(data, shuffle=False))
-    model = DDP(nn.Sequential(nn.Linear(32, a.hidden), nn.ReLU(), nn.Linear(a.hidden, a.hidden),
-                              nn.ReLU(), nn.Linear(a.hidden, a.hidden), nn.ReLU(),
-                              nn.Linear(a.hidden, 1)))
+    sampler = DistributedSampler(data, shuffle=False)
+    loader = DataLoader(data, batch_size=a.batch, sampler=sampler)
+    h = a.hidden
+    model = DDP(nn.Sequential(
+        nn.Linear(32, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
+        nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 1)))
     opt = torch.optim.SGD(model.parameters(), lr=a.lr)
     for xb, yb in loader:
         loss = nn.functional.mse_loss(model(xb), yb)
@@ -39,8 +41,9 @@ def main() -> None:
         loss.backward()
         opt.step()
     if rank == 0:
-        print(f"done: {a.steps} steps on {world} ranks (local rank {os.environ['LOCAL_RANK']}), "
-              f"last loss {loss.item():.4f}")
+        local = os.environ["LOCAL_RANK"]
+        print(f"done: {a.steps} steps on {world} ranks (local rank {local}),"
+              f" last loss {loss.item():.4f}")
     dist.destroy_process_group()
 
 
