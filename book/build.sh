@@ -68,7 +68,14 @@ export GPUVIZ_CLAIMS_FILE="$BOOK/_build/claims.jsonl"
 
 # 3. Build. --all: a fresh environment, every page written again from this run.
 #    --warningiserror --keep-going: report every warning, then fail if there was one.
-"$VENV/bin/jupyter-book" build "$BOOK" --all --warningiserror --keep-going
+#    Published (GPUVIZ_REPOSITORY_URL set, as .github/workflows/book.yml does): every page
+#    also links the repository it was built from (book/published_config.py).
+CONFIG=()
+if [ -n "${GPUVIZ_REPOSITORY_URL:-}" ]; then
+  "$PY" "$BOOK/published_config.py" "$BOOK/_config.yml" "$GPUVIZ_REPOSITORY_URL" "$BOOK/_config.published.yml"
+  CONFIG=(--config "$BOOK/_config.published.yml")
+fi
+"$VENV/bin/jupyter-book" build "$BOOK" --all --warningiserror --keep-going ${CONFIG[@]+"${CONFIG[@]}"}
 
 # 4. Offline check: no page may load a script, style, font, image or frame from the network.
 "$PY" - "$BOOK/_build/html" <<'EOF'

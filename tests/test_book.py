@@ -181,3 +181,40 @@ def test_every_claim_the_labs_made_holds_in_this_build(html):
 
     report = audit(html.parent / "claims.jsonl")
     assert report.ok, report.text()
+
+
+def _stand_in_labs(folder: Path) -> Path:
+    """One-cell notebooks under the labs' names: a whole book in seconds."""
+    folder.mkdir()
+    for name in re.findall(r"file: labs/(\S+)", (ROOT / "book" / "_toc.yml").read_text()):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {name}"),
+                                             nbformat.v4.new_code_cell("print(1)")])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    return folder
+
+
+def test_a_published_build_links_its_repository_on_every_page(tmp_path, monkeypatch):
+    """What .github/workflows/book.yml does: GPUVIZ_REPOSITORY_URL, then make book's script."""
+    url = "https://github.com/example-owner/gpuviz"
+    monkeypatch.setenv("GPUVIZ_REPOSITORY_URL", url)
+    proc, out = build_book(tmp_path, _stand_in_labs(tmp_path / "labs"))
+    assert proc.returncode == 0, tail(proc)
+    pages = sorted(p for p in out.rglob("*.html") if "_static" not in p.parts)
+    assert len(pages) >= 13
+    for page in pages:
+        if page.name not in ("search.html", "genindex.html", "index.html"):   # index: a redirect
+            assert f'href="{url}"' in page.read_text(encoding="utf-8"), page.name
+
+
+def test_the_publishing_workflow_builds_with_make_book():
+    import yaml
+
+    flow = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    steps = flow["jobs"]["build"]["steps"]
+    build = next(s for s in steps if s.get("name") == "make book")
+    assert build["run"] == "make book" and "github.repository" in build["env"]["GPUVIZ_REPOSITORY_URL"]
+    assert any("upload-pages-artifact" in s.get("uses", "") for s in steps)
+    assert any("gh release upload" in s.get("run", "") for s in steps)
+    assert "deploy-pages" in flow["jobs"]["deploy"]["steps"][0]["uses"]
