@@ -157,3 +157,16 @@ def test_units():
     assert plot_spans._bytes(None) == "—" and plot_spans._bytes(12) == "12 B"
     assert plot_spans._bytes(3 * 2**30) == "3 GiB"
     assert plot_spans._dur(0.00519) == "5.19 ms" and plot_spans._dur(2.5) == "2.5 s"
+
+
+def test_the_books_copy_of_a_figure_fits_its_column():
+    """A figure drawn at a fixed width for JupyterLab takes its page's width in the book."""
+    import plotly.graph_objects as go
+
+    from gpuviz.plot.notebook import _OfflineHtmlRenderer
+
+    fig = go.Figure(go.Bar(x=["a", "b"], y=[1, 2])).update_layout(width=1150, height=400)
+    html = _OfflineHtmlRenderer().to_mimebundle(fig.to_dict())["text/html"]
+    assert "width:100%" in html.replace(" ", "") and '"responsive": true' in html
+    assert '"width":1150' not in html and '"height":400' in html
+    assert fig.layout.width == 1150          # the figure itself is left as it was
