@@ -262,7 +262,10 @@ def timelines(runs, *, step: int = 0, configs=None, title: str | None = None) ->
     if not panels:
         raise ValueError(f"configs={configs!r}: no configuration of the run has that index")
     heights = [len(p[3]) + 0.8 for p in panels]
-    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.1 / len(panels),
+    gap = 62   # px between panels: one panel's time labels, then the next one's title
+    plot_px = 28 * sum(heights) + gap * (len(panels) - 1)
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True,
+                        vertical_spacing=gap / plot_px if len(panels) > 1 else 0.0,
                         row_heights=heights, subplot_titles=[
                             f"<b>{p[0]}</b>: step {p[2]}, {_dur(p[5])}" for p in panels])
     seen: set[str] = set()
@@ -277,15 +280,16 @@ def timelines(runs, *, step: int = 0, configs=None, title: str | None = None) ->
         ya = part.layout.yaxis
         fig.update_yaxes(tickvals=ya.tickvals, ticktext=ya.ticktext, range=ya.range, showgrid=False,
                          zeroline=False, row=i, col=1)
-    fig.update_xaxes(title="time from the start of the step (ms)", showline=True, linecolor="#888",
+    fig.update_xaxes(title="time from the start of the step", showline=True, linecolor="#888",
                      row=len(panels), col=1)
-    fig.update_xaxes(rangemode="tozero")
+    # every panel keeps its time labels: a reader of a tall figure sees them where they read
+    fig.update_xaxes(rangemode="tozero", showticklabels=True, ticksuffix=" ms")
     fig.update_layout(title=dict(text=title or "One training step of each strategy",
                                  subtitle=dict(text="thick bar: a rank's main thread; thin bars "
                                                "below it: communication beside it; time "
                                                "from the step's first span")),
                       template="plotly_white", barmode="overlay", hovermode="closest",
-                      height=int(140 + 48 * sum(heights) + 30 * len(panels)),
+                      height=int(plot_px + 110 + 50),
                       legend=dict(title="category", itemsizing="constant"),
                       margin=dict(t=110, b=50, l=80, r=20))
     return fig
