@@ -131,6 +131,16 @@ class Planner:
         finally:
             self._busy = False
 
+    def _set(self, values: dict) -> None:
+        """Set controls without an update for each (the caller updates once)."""
+        self._busy = True
+        try:
+            for k, v in values.items():
+                if v in self.controls[k].options:
+                    self.controls[k].value = v
+        finally:
+            self._busy = False
+
     def _search_key(self) -> tuple:
         c = self.controls
         return tuple(c[k].value for k in ("model", "gpu", "gpus", "global_batch", "intra", "inter"))
@@ -224,18 +234,9 @@ class Planner:
             self.heatmap.layout = heat.layout
         _refresh(self.heatmap_view, self.heatmap)
         self.best = table
-        self._busy = True   # the winner's layout, then one update
-        try:
-            for k in ("tp", "pp", "virtual_stages", "micro_batch", "zero", "recompute"):
-                if k == "pp":
-                    self._busy = False
-                    self._limit_layout()
-                    self._busy = True
-                v = best[k]
-                if v in c[k].options:
-                    c[k].value = v
-        finally:
-            self._busy = False
+        self._set({"tp": best["tp"]})
+        self._limit_layout()   # the pp choices of the winner's tp
+        self._set({k: best[k] for k in ("pp", "virtual_stages", "micro_batch", "zero", "recompute")})
         self._searched = self._search_key()
         self.update()
 
