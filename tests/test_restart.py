@@ -133,13 +133,27 @@ def test_perfetto_export_puts_both_attempts_on_one_axis(restarted, tmp_path):
 def test_the_timeline_marks_the_failure_and_the_restart(restarted):
     fig = gpuviz.plot.timeline(restarted)
     labels = [a.text for a in fig.layout.annotations]
-    assert labels == [f"failure: rank {FAIL_RANK} (InjectedFailure), step {FAIL_STEP}",
-                      f"restart 1, resumed at step {RESUME}"]
-    lines = [s.x0 for s in fig.layout.shapes]
-    assert len(lines) == 2 and lines[0] < lines[1] == pytest.approx(restarted.meta["attempts"][1]["offset_s"])
+    assert labels[-2:] == [f"failure: rank {FAIL_RANK} (InjectedFailure), step {FAIL_STEP}",
+                           f"restart 1, resumed at step {RESUME}"]
     bars = sum(len(t.x) for t in fig.data if t.type == "bar" and not t.name.startswith("interrupted"))
     assert bars == len(restarted.spans)  # both attempts drawn
     assert "2 attempts" in fig.layout.title.subtitle.text
+    # the dead time between the attempts (processes stopped and started again) is cut
+    from gpuviz.plot.restarts import KEEP, attempt_shifts
+
+    sp = restarted.spans
+    by = sp.groupby("attempt").agg(start=("start", "min"), end=("end", "max"))
+    gap = by.loc[1, "start"] - by.loc[0, "end"]
+    drawn = (by["end"] - by["start"]).sum()
+    shift = attempt_shifts(sp)[1]
+    if gap > KEEP * drawn:                       # cut to KEEP of the drawn time, and labelled
+        assert gap - shift == pytest.approx(KEEP * drawn)
+        assert labels[0] == f"{gap:.1f} s cut" and "restarts cut" in fig.layout.xaxis.title.text
+    band, failure, restart = ([s.x0 for s in fig.layout.shapes] if gap > KEEP * drawn
+                              else [None] + [s.x0 for s in fig.layout.shapes])
+    assert failure < restart == pytest.approx(by.loc[1, "start"] - shift
+                                              if gap > KEEP * drawn
+                                              else restarted.meta["attempts"][1]["offset_s"])
 
 
 # -- checkpoints on their own (one process) --------------------------------------------------------

@@ -18,6 +18,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from gpuviz.energy.attribution import joules, meters, pareto_front, power
+from gpuviz.plot.restarts import attempt_shifts, shifted
 from gpuviz.plot.spans import timeline
 from gpuviz.plot.units import run_label
 from gpuviz.run.categories import CATEGORIES, COLORS
@@ -150,6 +151,11 @@ def power_timeline(run, *, ranks=None, steps=None, title: str | None = None) -> 
     sp = run.spans[run.spans["rank"].isin(drawn)]
     if steps is not None:
         sp = sp[sp["step"].isin(list(np.atleast_1d(list(steps) if not np.isscalar(steps) else steps)))]
+    shifts = attempt_shifts(sp)   # the timeline cut a restart's dead time: cut it here too
+    if shifts and "attempt" in pw:
+        pw = pw.assign(time=shifted(pw["time"], pw["attempt"], shifts))
+        sp = sp.assign(start=shifted(sp["start"], sp["attempt"], shifts),
+                       end=shifted(sp["end"], sp["attempt"], shifts))
     lo, hi = float(sp["start"].min()), float(sp["end"].max())
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.62, 0.38], vertical_spacing=0.06)
     for tr in tl.data:
@@ -173,7 +179,8 @@ def power_timeline(run, *, ranks=None, steps=None, title: str | None = None) -> 
         subtitle=dict(text=(tl.layout.title.subtitle.text or "") + "<br>below: each rank's mean power "
                       "between two readings of its meter (dashed: estimated)")),
         margin=dict(t=110), yaxis2=dict(title="power (W)", rangemode="tozero"),
-        xaxis2=dict(title="time (s) from the aligned start"), xaxis=dict(title=None))
+        xaxis2=dict(title="time (s) from the aligned start" + (", restarts cut" if shifts else "")),
+        xaxis=dict(title=None))
     fig.update_yaxes(domain=[0.42, 1.0], row=1, col=1)
     fig.update_yaxes(domain=[0.0, 0.34], row=2, col=1)
     return fig

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from gpuviz.plot.restarts import attempt_shifts, draw_restarts, shifted
 from gpuviz.plot.units import binary_bytes as _bytes
 from gpuviz.plot.units import duration as _dur
 from gpuviz.plot.units import run_label
@@ -84,6 +85,10 @@ def timeline(run, *, ranks=None, steps=None, lanes=None, max_spans: int = 20000,
         raise ValueError(f"ranks={ranks!r}: these ranks recorded no span")
     if not isinstance(max_spans, int) or max_spans < 1:
         raise ValueError(f"max_spans={max_spans!r}: must be a positive int")
+    shifts = attempt_shifts(sp)   # a restart's dead time, cut
+    if shifts:
+        sp = sp.assign(start=shifted(sp["start"], sp["attempt"], shifts),
+                       end=shifted(sp["end"], sp["attempt"], shifts))
 
     if per_lane:   # a row per (rank, lane): GPU streams first, then CPU threads
         keys = sorted({(r, ln) for r, ln in zip(sp["rank"], sp["lane"], strict=True)},
@@ -124,15 +129,16 @@ def timeline(run, *, ranks=None, steps=None, lanes=None, max_spans: int = 20000,
     fig = go.Figure()
     draw = _draw_bars if len(idx) <= _GL_ABOVE else _draw_gl
     draw(fig, start, end, y, h, cat, level, stopped, hover, cats, px_per_unit=row_px, wall=wall)
-    _draw_errors(fig, run, row_of, steps)
-    restarts = _draw_restarts(fig, run, row_of, float(start.min()), float(end.max()))
+    _draw_errors(fig, run, row_of, steps, shifts)
+    restarts = draw_restarts(fig, run, sp, shifts, float(start.min()), float(end.max()))
 
     sub = [(f"{len(row_of)} ranks of {run.world_size}, recorded by the PyTorch profiler "
             f"({run.meta.get('gpu') or 'GPU'}): a row per "
             + ("CUDA stream and CPU thread" if lanes is None else "lane asked for") + "; gaps: GPU idle"
             if per_lane else f"{len(rows)} ranks; thick bar: main thread")
            + ("; thin bars below it: comm lane (DDP buckets beside backward)" if comm.any() else "")
-           + (f"; {restarts + 1} attempts (restarted after a failure), lines mark each" if restarts
+           + (f"; {restarts + 1} attempts (restarted after a failure), lines mark each"
+              + ("; the time between attempts is cut (grey)" if shifts else "") if restarts
               else "")]
     if note:
         sub.append(note)
@@ -140,7 +146,8 @@ def timeline(run, *, ranks=None, steps=None, lanes=None, max_spans: int = 20000,
     fig.update_layout(title=dict(text=name, subtitle=dict(text="<br>".join(sub))), height=height,
                       template="plotly_white", barmode="overlay", hovermode="closest",
                       margin=dict(t=80 + 18 * len(sub), b=50, l=80, r=20), legend=_LEGEND)
-    fig.update_xaxes(title="time (s) from the aligned start", showline=True, linecolor="#888")
+    fig.update_xaxes(title="time (s) from the aligned start" + (", restarts cut" if shifts else ""),
+                     showline=True, linecolor="#888")
     fig.update_yaxes(tickvals=list(range(len(labels))), ticktext=labels, showgrid=False, zeroline=False,
                      range=[len(labels) - 0.2, -0.5], tickfont=dict(size=11 if len(labels) <= 32 else 9))
     return fig
@@ -193,47 +200,19 @@ def _draw_gl(fig, start, end, y, h, cat, level, stopped, hover, cats, *, px_per_
                           hovertext=hover[k], legendgroup=c, showlegend=False, name=c)
 
 
-def _draw_errors(fig, run, row_of, steps):
+def _draw_errors(fig, run, row_of, steps, shifts):
     e = run.events[(run.events["name"] == "error") & run.events["rank"].isin(list(row_of))]
     if steps is not None:
         e = e[e["step"].isin(_as_ints(steps, "steps"))]
     if e.empty:
         return
+    x = shifted(e["time"], e["attempt"], shifts).to_numpy(float)
     text = [f"<b>error on rank {r}</b> at {t:.3f} s, step {s}<br>"
             + "<br>".join(textwrap.wrap(html.escape(str(a.get("error", "?"))), 90)[:8])
             for r, t, s, a in zip(e["rank"], e["time"], e["step"], e["args"], strict=True)]
-    fig.add_scatter(x=e["time"].to_numpy(float), y=e["rank"].map(row_of).to_numpy(float), mode="markers",
+    fig.add_scatter(x=x, y=e["rank"].map(row_of).to_numpy(float), mode="markers",
                     name="error (hover for it)", legendrank=950, hoverinfo="text", hovertext=text,
                     marker=dict(symbol="x", size=14, color=_RED, line=dict(width=1.5, color="white")))
-
-
-def _draw_restarts(fig, run, row_of, t0: float, t1: float) -> int:
-    """Vertical lines at each failure that ended an attempt and at each restart. Returns
-    how many restarts the run had."""
-    attempts = (getattr(run, "meta", None) or {}).get("attempts") or []
-    if len(attempts) < 2:
-        return 0
-    ev = run.events
-    for prev, att in zip(attempts, attempts[1:], strict=False):
-        err = ev[(ev["name"] == "error") & (ev["attempt"] == prev["attempt"])].sort_values("time")
-        if len(err):
-            e = err.iloc[0]
-            what = str(e["args"].get("error", "?")).split(":")[0]
-            _vline(fig, float(e["time"]), t0, t1, _RED, f"failure: rank {e['rank']} ({what}), step {e['step']}",
-                   "top right", html.escape(str(e["args"].get("error", "?")))[:300])
-        res = ev[(ev["name"] == "resumed") & (ev["attempt"] == att["attempt"])]
-        resumed = f", resumed at step {int(res['step'].iloc[0])}" if len(res) else ", from step 0"
-        _vline(fig, float(att["offset_s"]), t0, t1, "#2CA02C", f"restart {att['attempt']}{resumed}",
-               "bottom right", f"attempt {att['attempt']} started {att['offset_s']:.3f} s after the first")
-    return len(attempts) - 1
-
-
-def _vline(fig, x, t0, t1, color, label, where, hover):
-    if not t0 - 1e-9 <= x <= t1 + 1e-9:
-        return  # outside the steps drawn
-    fig.add_vline(x=x, line=dict(color=color, width=1.5, dash="dash"), annotation_text=label,
-                  annotation_position=where, annotation_font=dict(color=color, size=11),
-                  annotation_hovertext=hover)
 
 
 # -- data --------------------------------------------------------------------------------------
