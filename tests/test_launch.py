@@ -207,3 +207,25 @@ def test_ping_pong_clock_alignment(tmp_path, monkeypatch):
     comm = run.spans[run.spans["name"] == "all_reduce grads"]
     for _, same_step in comm.groupby("step"):
         assert same_step["start"].max() < same_step["end"].min()
+
+
+def test_two_launches_can_check_one_run_dir_at_once(tmp_path):
+    """Two 'nodes' started from one process probe the same folder together."""
+    from gpuviz.run.arguments import check_run_dir
+
+    errors = []
+
+    def probe():
+        for _ in range(300):
+            try:
+                check_run_dir(tmp_path / "run")
+            except ValueError as e:
+                errors.append(e)
+
+    threads = [threading.Thread(target=probe) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:2]
+    assert list((tmp_path / "run").iterdir()) == []   # no probe left behind

@@ -18,6 +18,7 @@ import math
 import os
 import re
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -133,9 +134,10 @@ def check_run_dir(path: Path) -> Path:
         raise ValueError(f"run_dir={str(path)!r} is a file; give a folder (it is made if missing)")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".gpuviz-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # a name of its own: two launches into one folder (two "nodes" from one process) meet here
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".gpuviz-write-test-")
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
         raise ValueError(f"run_dir={str(path)!r}: cannot write there ({why}); give a folder "
