@@ -1,13 +1,15 @@
 """How many learners a server holds: 1, 2, 4 and 8 copies of Lab 00's job at once.
 
 Each copy is what one learner's Lab 00 runs: ``gpuviz run gpuviz.workloads.mlp:train
---nproc 4 --arg steps=20`` (4 gloo ranks and the launcher). The copies start together; the
+--nproc 4 --arg steps=20`` (4 gloo ranks and the launcher); ``--ranks 2`` measures the labs
+as an instructor lowers them for a crowded server (``GPUVIZ_LAB_RANKS=2``). The copies start together; the
 script reports each round's mean wall time beside one copy alone (the slowdown), and the
 peak memory of one copy's process tree and of all of them together, sampled every 0.2 s.
 The instructor's guide and ``gpuviz doctor`` read the JSON it writes (``--out``) for their
-sizing rule.
+sizing rule, one file per rank count:
 
     .venv/bin/python benchmarks/seats.py --out gpuviz/data/seats.json
+    .venv/bin/python benchmarks/seats.py --ranks 2 --out gpuviz/data/seats-2-ranks.json
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from pathlib import Path
 
 import psutil
 
-JOB = [sys.executable, "-m", "gpuviz.cli", "run", "gpuviz.workloads.mlp:train", "--nproc", "4",
-       "--arg", "steps=20", "--no-progress", "--energy", "off"]
+
+def job(ranks: int) -> list[str]:
+    """The command of one copy: Lab 00's first job on ``ranks`` ranks."""
+    return [sys.executable, "-m", "gpuviz.cli", "run", "gpuviz.workloads.mlp:train", "--nproc", str(ranks),
+            "--arg", "steps=20", "--no-progress", "--energy", "off"]
 
 
 def _tree_rss(p: psutil.Process) -> int:
@@ -43,12 +48,12 @@ def _tree_rss(p: psutil.Process) -> int:
     return total
 
 
-def round_of(k: int, where: Path) -> dict:
+def round_of(k: int, where: Path, ranks: int = 4) -> dict:
     """``k`` copies at once: each one's wall time, and the peak memory of one and of all."""
     procs, starts = [], []
     for i in range(k):
         starts.append(time.perf_counter())
-        procs.append(subprocess.Popen([*JOB, "--run-dir", str(where / f"k{k}-{i}")],
+        procs.append(subprocess.Popen([*job(ranks), "--run-dir", str(where / f"k{k}-{i}")],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
     handles = [psutil.Process(p.pid) for p in procs]
     peak_one, peak_all, done = 0, 0, threading.Event()
@@ -77,14 +82,15 @@ def round_of(k: int, where: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--copies", default="1,2,4,8", help="how many copies at once, per round")
+    ap.add_argument("--ranks", type=int, default=4, choices=(2, 4), help="ranks per copy (GPUVIZ_LAB_RANKS)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     a = ap.parse_args()
     ks = [int(k) for k in a.copies.split(",")]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     with tempfile.TemporaryDirectory(prefix="gpuviz-seats-") as d:
-        rounds = [round_of(k, Path(d)) for k in ks]
+        rounds = [round_of(k, Path(d), a.ranks) for k in ks]
     alone = rounds[0]["mean_wall_s"] if ks[0] == 1 else None
-    print(f"Lab 00's job (4 ranks, 20 steps), k copies at once, on {cores} cores, "
+    print(f"Lab 00's job ({a.ranks} ranks, 20 steps), k copies at once, on {cores} cores, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB:")
     print(f"{'copies':>6} {'mean wall (s)':>14} {'slowdown':>9} {'peak, one (GiB)':>16} {'peak, all (GiB)':>16}")
     for r in rounds:
@@ -92,7 +98,7 @@ def main() -> None:
         slow = f"{r['slowdown']:.2f}x" if alone else "-"
         print(f"{r['copies']:>6} {r['mean_wall_s']:>14.2f} {slow:>9} {r['peak_one_gb']:>16.2f} {r['peak_all_gb']:>16.2f}")
     if a.out:
-        out = {"job": " ".join(JOB[2:]), "cores": cores, "memory_gb": psutil.virtual_memory().total / 2**30,
+        out = {"job": " ".join(job(a.ranks)[2:]), "ranks": a.ranks, "cores": cores, "memory_gb": psutil.virtual_memory().total / 2**30,
                "cpu": platform.processor() or platform.machine(), "when": time.strftime("%Y-%m-%d"),
                "measured_by": "benchmarks/seats.py", "rounds": rounds}
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from gpuviz import checks, cli
 from gpuviz.classroom import doctor as doc
+from gpuviz.classroom import seat
 from gpuviz.classroom.grade import completion, grades
 from gpuviz.classroom.progress import progress, read
 from tests.conftest import ROOT
@@ -87,3 +89,65 @@ def test_every_check_records_progress_and_grade_collects_a_class(tmp_path, monke
     done = completion(grades(folders)).set_index("exercise")
     assert done.loc["ring_allreduce_bytes", ["solved", "tried", "learners"]].tolist() == [1, 2, 3]
     assert (tmp_path / "g.html").stat().st_size > 1_000_000   # plotly.js inside: opens offline
+
+
+# -- the labs' rank count: one setting an instructor can lower ---------------------------------
+
+def test_the_labs_run_4_ranks_unless_an_instructor_lowers_it(monkeypatch):
+    monkeypatch.delenv(seat.ENV, raising=False)
+    assert seat.ranks() == 4 and seat.counts(1, 2, 4) == (1, 2, 4) and "the default" in seat.describe()
+    monkeypatch.setenv(seat.ENV, " 2 ")
+    assert seat.ranks() == 2 and seat.counts(1, 2, 4) == (1, 2) and seat.counts(2, 4, 8, most=4) == (2, 4)
+    assert f"{seat.ENV} sets it" in seat.describe()
+
+
+@pytest.mark.parametrize("bad", ["3", "8", "0", "two", "4.0"])
+def test_a_rank_count_the_labs_cannot_take_is_named(monkeypatch, bad, capsys):
+    monkeypatch.setenv(seat.ENV, bad)
+    with pytest.raises(ValueError, match=rf"GPUVIZ_LAB_RANKS='{re.escape(bad)}': the labs run on 2 or 4 ranks"):
+        seat.ranks()
+    assert cli.main(["doctor", "--no-job", "--json"]) == 1
+    check = next(c for c in json.loads(capsys.readouterr().out)["checks"] if c["name"] == "lab ranks")
+    assert check["ok"] is False and "GPUVIZ_LAB_RANKS" in check["fix"]
+
+
+def test_counts_refuse_what_no_seat_can_run():
+    with pytest.raises(ValueError, match="candidates="):
+        seat.counts(0, 2)
+    with pytest.raises(ValueError, match="none is at most 2 ranks"):
+        seat.counts(4, 8, most=2)
+
+
+@pytest.mark.slow
+def test_the_lowered_setting_reaches_a_real_job_and_the_sizing(monkeypatch):
+    monkeypatch.setenv(seat.ENV, "2")
+    check = doc.check_gloo()
+    assert check.ok and check.name == "gloo, 2 ranks on loopback", check.detail
+    low_gb, high_gb = doc.seat_needs()[0], doc.seat_needs(4)[0]
+    assert low_gb < high_gb
+    mem = doc.check_resources(seats=10_000)[0]
+    assert not mem.ok and f"on 2 ranks needs about {low_gb} GiB" in mem.fix
+    monkeypatch.delenv(seat.ENV)
+    mem = doc.check_resources(seats=10_000)[0]
+    assert f"set {seat.ENV}=2" in mem.fix and f"about {low_gb} GiB" in mem.fix
+
+
+LAB_JOB = re.compile(r"nproc=(\d+|[^\n]*)")  # a literal count, or the rest of the line
+
+
+def test_every_lab_job_takes_its_rank_count_from_the_setting():
+    """A literal rank count above the lowered setting would ignore it; checks' formula
+    arguments (no job) are not jobs."""
+    import nbformat
+
+    for path in sorted((ROOT / "labs").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        assert "seat.ranks()" in nb.cells[1].source, f"{path.name}: the first code cell sets RANKS"
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            for line in cell.source.splitlines():
+                for value in LAB_JOB.findall(line):
+                    literal = value.strip().isdigit()
+                    assert ("RANKS" in value or "MOST" in value or (literal and int(value) <= 2)
+                            or line.lstrip().startswith("checks.")), f"{path.name} cell {i}: {line.strip()}"

@@ -1,7 +1,8 @@
 """Is this seat ready for the labs? ``gpuviz doctor``: one line per check, and what to do.
 
-Checks Python and torch; that gloo starts 4 ranks on loopback and all-reduces (a real job,
-through :func:`gpuviz.launch`); that the ports a hand-started ``torchrun`` uses are free;
+Checks Python and torch; that gloo starts the labs' ranks (:mod:`~gpuviz.classroom.seat`:
+4, or 2 with ``GPUVIZ_LAB_RANKS=2``) on loopback and all-reduces (a real job, through
+:func:`gpuviz.launch`); that the ports a hand-started ``torchrun`` uses are free;
 cores and memory against what the labs need (for ``seats`` learners on one server);
 JupyterLab, the kernel, ipywidgets and the widget extension; that plotly draws offline;
 and GPUs, NCCL, NVML and energy counters where present (their absence is fine: the labs run
@@ -36,22 +37,36 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-SEATS = Path(__file__).resolve().parent.parent / "data" / "seats.json"
+from gpuviz.classroom import seat
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+#: What benchmarks/seats.py measured, one file per rank count of the labs' jobs.
+SEATS = {4: DATA / "seats.json", 2: DATA / "seats-2-ranks.json"}
 #: A notebook kernel with gpuviz, pandas and plotly loaded: 0.3 GiB resident here; with room.
 KERNEL_GB = 0.5
 
 
-def seat_needs() -> tuple[float, int]:
-    """(GiB, cores) one learner needs: the peak memory of Lab 00's job measured by
-    benchmarks/seats.py (``gpuviz/data/seats.json``) plus a notebook kernel, and the cores
-    that job keeps busy alone (4 ranks on 2 cores: more copies than cores / 2 slow each
-    other down in proportion, as the measurement shows)."""
-    data = json.loads(SEATS.read_text(encoding="utf-8"))
+def seats_measured(ranks: int | None = None) -> dict:
+    """What benchmarks/seats.py measured for the labs' jobs on ``ranks`` ranks (default:
+    :func:`gpuviz.classroom.seat.ranks`)."""
+    ranks = seat.ranks() if ranks is None else ranks
+    if ranks not in SEATS:
+        raise ValueError(f"ranks={ranks!r}: seats were measured on {sorted(SEATS)} ranks")
+    return json.loads(SEATS[ranks].read_text(encoding="utf-8"))
+
+
+def seat_needs(ranks: int | None = None) -> tuple[float, int]:
+    """(GiB, cores) one learner needs when the labs run ``ranks`` ranks: the peak memory of
+    Lab 00's job measured by benchmarks/seats.py plus a notebook kernel, and the cores that
+    job keeps busy alone (its ranks on this machine's cores: more copies than cores / that
+    slow each other down in proportion, as the measurement shows).
+
+    >>> gb, cores = seat_needs(4); gb > seat_needs(2)[0] and cores >= 1
+    True
+    """
+    data = seats_measured(ranks)
     one = next(r for r in data["rounds"] if r["copies"] == 1)
-    return round(one["peak_one_gb"] + KERNEL_GB, 1), int(data["cores"])
-
-
-SEAT_MEMORY_GB, SEAT_CORES = seat_needs()
+    return round(one["peak_one_gb"] + KERNEL_GB, 1), min(int(data["cores"]), int(data.get("ranks", 4)))
 #: The default ports of torch.distributed: MASTER_PORT of torchrun, and its c10d rendezvous.
 TORCH_PORTS = (29500, 29400)
 
@@ -134,9 +149,22 @@ def check_torch() -> Check:
                  "pip install torch==2.13.0 (its CPU build has gloo)")
 
 
-def check_gloo(nproc: int = 4) -> Check:
-    """A real job: ``nproc`` ranks on loopback, each all-reduces a tensor of ones."""
+def check_lab_ranks() -> Check:
+    """The labs' rank count (:mod:`gpuviz.classroom.seat`), from ``$GPUVIZ_LAB_RANKS``."""
+    try:
+        n = seat.ranks()
+    except ValueError as e:
+        return Check("lab ranks", False, str(e), f"set {seat.ENV} to one of {seat.ALLOWED}, or unset it")
+    how = f"{seat.ENV}={n}" if os.environ.get(seat.ENV, "").strip() else "the default"
+    return Check("lab ranks", True, f"each lab's jobs run on {n} ranks ({how})")
+
+
+def check_gloo(nproc: int | None = None) -> Check:
+    """A real job: ``nproc`` ranks (default: the labs' :func:`~gpuviz.classroom.seat.ranks`)
+    on loopback, each all-reduces a tensor of ones."""
     from gpuviz.run.launch import launch
+
+    nproc = seat.ranks() if nproc is None else nproc
 
     with tempfile.TemporaryDirectory(prefix="gpuviz-doctor-") as d:
         run = launch("gpuviz.classroom.doctor:all_reduce_ones", nproc=nproc, energy="off",
@@ -192,22 +220,29 @@ def _cores() -> int:
 def check_resources(seats: int = 1, memory: int | None = None, cores: int | None = None) -> list[Check]:
     memory = _memory_available() if memory is None else memory
     cores = _cores() if cores is None else cores
+    ranks = seat.ranks()
+    need_gb, need_cores = seat_needs(ranks)
     gb = memory / 2**30
-    fit_mem, fit_cores = int(gb // SEAT_MEMORY_GB), cores // SEAT_CORES
+    fit_mem, fit_cores = int(gb // need_gb), cores // need_cores
+    lower = ""
+    if ranks > min(SEATS):
+        low_gb, _ = seat_needs(min(SEATS))
+        lower = (f"; or set {seat.ENV}={min(SEATS)} before starting JupyterLab (every lab then runs "
+                 f"{min(SEATS)} ranks, and a seat needs about {low_gb} GiB)")
     who = "this seat needs" if seats == 1 else f"{seats} seats need"
 
     def n_seats(n):
         return f"{n} seat" + ("" if n == 1 else "s")
 
     return [
-        Check("memory", gb >= seats * SEAT_MEMORY_GB,
-              f"{gb:.1f} GiB available; {who} {seats * SEAT_MEMORY_GB:.1f} (holds {n_seats(fit_mem)})",
+        Check("memory", gb >= seats * need_gb,
+              f"{gb:.1f} GiB available; {who} {seats * need_gb:.1f} (holds {n_seats(fit_mem)})",
               f"free memory (close other programs) or seat at most {fit_mem} learners here; a lab's job "
-              f"needs about {SEAT_MEMORY_GB} GiB at its peak"),
-        Check("cores", cores >= seats * SEAT_CORES,
-              f"{cores} cores; {who} {seats * SEAT_CORES} (holds {n_seats(fit_cores)} at full speed)",
+              f"on {ranks} ranks needs about {need_gb} GiB at its peak{lower}"),
+        Check("cores", cores >= seats * need_cores,
+              f"{cores} cores; {who} {seats * need_cores} (holds {n_seats(fit_cores)} at full speed)",
               f"seat at most {max(fit_cores, 1)} learners here, or expect each lab's job to run "
-              f"about {max(seats * SEAT_CORES / max(cores, 1), 1):.1f}x longer",
+              f"about {max(seats * need_cores / max(cores, 1), 1):.1f}x longer{lower}",
               required=False),
     ]
 
@@ -285,22 +320,26 @@ def check_energy() -> Check:
                   else f"{d.get('meter')}: {d.get('note') or 'hardware counters'}"), required=False)
 
 
-def doctor(seats: int = 1, ports=TORCH_PORTS, nproc: int = 4, job: bool = True) -> Report:
-    """Run every check; ``seats``: learners this machine must hold; ``job=False`` skips the
-    4-rank job (the slowest check)."""
+def doctor(seats: int = 1, ports=TORCH_PORTS, nproc: int | None = None, job: bool = True) -> Report:
+    """Run every check; ``seats``: learners this machine must hold; ``nproc``: the job's ranks
+    (default: the labs' :func:`~gpuviz.classroom.seat.ranks`); ``job=False`` skips the job
+    (the slowest check)."""
     if isinstance(seats, bool) or not isinstance(seats, int) or seats < 1:
         raise ValueError(f"seats={seats!r}: give the number of learners, an integer >= 1")
     r = Report()
     r.checks.append(_timed(check_python))
     r.checks.append(_timed(check_torch))
-    if job:
+    ranks = _timed(check_lab_ranks)
+    r.checks.append(ranks)
+    if job and ranks.ok:
         r.checks.append(_timed(lambda: check_gloo(nproc)))
     r.checks.append(_timed(lambda: check_ports(ports)))
-    t = time.perf_counter()
-    res = check_resources(seats)
-    for c in res:
-        c.seconds = (time.perf_counter() - t) / len(res)
-    r.checks += res
+    if ranks.ok:
+        t = time.perf_counter()
+        res = check_resources(seats)
+        for c in res:
+            c.seconds = (time.perf_counter() - t) / len(res)
+        r.checks += res
     r.checks += check_jupyter()
     r.checks.append(_timed(check_plotly))
     t = time.perf_counter()

@@ -76,8 +76,8 @@ def train(method: str = "all", steps: int = 6, batch: int = 64, dim: int = 64, h
             with trace.span("optimizer step", cat="optimizer"):
                 opt.step()
                 opt.zero_grad(set_to_none=True)
-            trace.step(method=m, loss=float(loss))
-        last[m] = float(loss)
+            trace.step(method=m, loss=float(loss.detach()))
+        last[m] = float(loss.detach())
     return last
 
 
