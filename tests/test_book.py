@@ -174,6 +174,23 @@ def test_the_instructors_guide_has_times_measured_by_this_build(html):
     assert "min(M / " in text and "copies at once" in text   # the sizing rule and its table
 
 
+def test_every_lab_page_offers_its_notebook_with_outputs_and_its_solutions(html):
+    for nb_path in sorted(LABS.glob("*.ipynb")):
+        name = nb_path.stem
+        page = (html / "labs" / f"{name}.html").read_text(encoding="utf-8")
+        assert "Run this lab" in page and "mybinder.org" not in page, name   # local build: no repository
+        for link in re.findall(r'href="\.\./((?:notebooks|solutions)/[^"]+)" download', page):
+            assert (html / link).is_file(), f"{name}: {link} is linked but not written"
+        assert f'href="../solutions/{name}.py"' in page, name
+        done = nbformat.read(html / "notebooks" / f"{name}.ipynb", as_version=4)
+        setup = next(c for c in done.cells if c.cell_type == "code")
+        assert "This lab's jobs run on 4 ranks" in "".join(o.get("text", "") for o in setup.outputs), \
+            f"{name}: the download has no outputs of this build"
+        source = nbformat.read(nb_path, as_version=4)
+        assert [c.source for c in done.cells] == [c.source for c in source.cells], \
+            f"{name}: the download's cells differ from labs/ (its chapter links must point into the repository)"
+
+
 def test_every_claim_the_labs_made_holds_in_this_build(html):
     """Each lab's sentences about its run are computed from the run (gpuviz.classroom.claims);
     the build records them all, and none may contradict its own numbers."""
@@ -206,6 +223,11 @@ def test_a_published_build_links_its_repository_on_every_page(tmp_path, monkeypa
     for page in pages:
         if page.name not in ("search.html", "genindex.html", "index.html"):   # index: a redirect
             assert f'href="{url}"' in page.read_text(encoding="utf-8"), page.name
+    for name in re.findall(r"file: labs/(\S+)", (ROOT / "book" / "_toc.yml").read_text()):
+        page = (out / "labs" / f"{name}.html").read_text(encoding="utf-8")
+        binder = f"https://mybinder.org/v2/gh/example-owner/gpuviz/HEAD?urlpath=lab/tree/labs/{name}.ipynb"
+        assert f'href="{binder}"' in page, name
+        assert "book/labs" not in page.split('class="bd-article"')[-1], "a link into the build's own copy"
 
 
 def test_the_publishing_workflow_builds_with_make_book():

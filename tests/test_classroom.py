@@ -151,3 +151,15 @@ def test_every_lab_job_takes_its_rank_count_from_the_setting():
                     literal = value.strip().isdigit()
                     assert ("RANKS" in value or "MOST" in value or (literal and int(value) <= 2)
                             or line.lstrip().startswith("checks.")), f"{path.name} cell {i}: {line.strip()}"
+
+
+def test_binder_runs_the_labs_on_the_ranks_its_memory_holds():
+    """The repository's ``start`` (repo2docker runs it before each Binder session) lowers the
+    labs to 2 ranks: a mybinder.org session has at most 2 GB, which a seat on 4 ranks
+    needs more than and a seat on 2 ranks less, as benchmarks/seats.py measured."""
+    env = {k: v for k, v in os.environ.items() if k != seat.ENV}
+    out = subprocess.run(["bash", str(ROOT / "start"), "env"], env=env, capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    assert f"{seat.ENV}=2" in out.splitlines()
+    binder_gib = 2e9 / 2**30
+    assert doc.seat_needs(2)[0] <= binder_gib < doc.seat_needs(4)[0]
