@@ -40,6 +40,21 @@ def test_the_audit_fails_a_flipped_outcome_and_a_missed_tolerance_only(tmp_path)
     assert audit(path, labs=("00",)).ok
 
 
+def test_a_fraction_of_a_whole_is_held_in_percentage_points(tmp_path):
+    """A step's bubble of 25% measured at 31% is 6 points off: within 10 points, although
+    the ratio (1.24) would be outside a 20% relative tolerance."""
+    path = tmp_path / "claims.jsonl"
+    say = Claims("01", path=path)
+    near = say.within("b16", 0.25, 0.31, 0.1, "{measured:.0%}", points=True)
+    far = say.within("b2", 0.20, 0.35, 0.1, "{measured:.0%}", points=True)
+    assert near.holds and str(near) == "31% (within the 10 percentage points this lab allows)."
+    assert not far.holds and "outside the 10 percentage points" in str(far)
+    report = audit(path)
+    about = [p for p in report.problems if "claim '" in p]     # the other labs ran no claims here
+    assert not report.ok and len(about) == 1
+    assert "'b2': measured - predicted = +15.0 percentage points" in about[0]
+
+
 def test_gpuviz_audit_exits_non_zero_and_names_the_failure(tmp_path):
     path = tmp_path / "claims.jsonl"
     Claims("00", path=path).within("wait", predicted=1.0, measured=2.0, tolerance=0.25, text="x")

@@ -78,7 +78,11 @@ def audit(path, labs=LABS) -> Audit:
                 for lab in labs if lab not in set(t["lab"])]
     for _, r in t[~t["holds"].astype(bool)].iterrows():
         v = r["values"] or {}
-        if r["kind"] == "within":
+        if r["kind"] == "within" and "points" in v:
+            problems.append(f"lab {r['lab']} claim {r['id']!r}: measured - predicted = "
+                            f"{v['points'] * 100:+.1f} percentage points, outside the tolerance of "
+                            f"{float(r['expect']) * 100:.0f}")
+        elif r["kind"] == "within":
             problems.append(f"lab {r['lab']} claim {r['id']!r}: measured/predicted = "
                             f"{v.get('ratio', float('nan')):.3g}, outside the tolerance of "
                             f"{float(r['expect']):.0%}")

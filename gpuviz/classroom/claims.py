@@ -95,20 +95,30 @@ class Claims:
                                 holds, expect))
 
     def within(self, id: str, predicted: float, measured: float, tolerance: float,
-               text: str, **values) -> Claim:
-        """A prediction beside its measurement: holds when ``|measured/predicted - 1| <= tolerance``.
+               text: str, *, points: bool = False, **values) -> Claim:
+        """A prediction beside its measurement: holds when ``|measured/predicted - 1| <= tolerance``,
+        or with ``points=True`` (for fractions of a whole, such as a step's bubble) when
+        ``|measured - predicted| <= tolerance``, in percentage points.
 
         ``text`` is formatted with ``predicted``, ``measured``, their ``_ms`` forms, ``ratio``
         and ``values``; the sentence then says whether they agree within the tolerance.
+
+        >>> str(Claims("01").within("b", 0.25, 0.31, 0.1, "bubble {measured:.0%}", points=True))
+        'bubble 31% (within the 10 percentage points this lab allows).'
         """
         _check_tolerance(tolerance)
         ratio = measured / predicted if predicted else math.inf
-        holds = math.isfinite(ratio) and abs(ratio - 1) <= tolerance
+        if points:
+            holds = math.isfinite(measured - predicted) and abs(measured - predicted) <= tolerance
+            allowed = f"{tolerance * 100:.0f} percentage points"
+        else:
+            holds = math.isfinite(ratio) and abs(ratio - 1) <= tolerance
+            allowed = f"{tolerance:.0%}"
         vals = dict(values, predicted=predicted, measured=measured, ratio=ratio,
                     predicted_ms=predicted * 1e3, measured_ms=measured * 1e3,
-                    tolerance=tolerance)
-        verdict = (f"within the {tolerance:.0%} this lab allows" if holds else
-                   f"outside the {tolerance:.0%} this lab allows: see why below")
+                    tolerance=tolerance, **({"points": measured - predicted} if points else {}))
+        verdict = (f"within the {allowed} this lab allows" if holds else
+                   f"outside the {allowed} this lab allows: see why below")
         body = text.format(**vals).rstrip(". ")
         return self._keep(Claim(self.lab, id, "within", f"{body} ({verdict}).", vals, holds,
                                 expect=tolerance))
