@@ -14,13 +14,14 @@ the instructor's guide (``book/teaching/guide.md``) says how to set it for a roo
 
     export GPUVIZ_LAB_RANKS=2    # before starting JupyterLab; every lab then runs 2 ranks
 
->>> import os; os.environ.pop(ENV, None) and None
+>>> import os; saved = os.environ.pop(ENV, None)   # the doctest puts it back below
 >>> ranks(), counts(1, 2, 4), counts(2, 4, 8, most=2 * ranks())
 (4, (1, 2, 4), (2, 4, 8))
 >>> os.environ[ENV] = "2"
 >>> ranks(), counts(1, 2, 4), counts(2, 4, 8, most=2 * ranks())
 (2, (1, 2), (2, 4))
 >>> del os.environ[ENV]
+>>> if saved is not None: os.environ[ENV] = saved
 """
 
 from __future__ import annotations
