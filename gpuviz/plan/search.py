@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 import gpuviz.plan.terms as terms
-from gpuviz.plan.config import Config, hardware
+from gpuviz.plan.config import Config, hardware, step_kwargs
 from gpuviz.plan.terms import RECOMPUTE, TIME_TERMS
 from gpuviz.plan.transformer import MODELLED, transformer
 
@@ -46,7 +46,7 @@ def _stage_counts(virtual_stages) -> tuple[int, ...]:
 
 def layouts(model, gpus: int, global_batch: int, gpus_per_node: int = 8, zero=(0, 1, 2, 3),
             recompute=RECOMPUTE, micro_batches=None, virtual_stages=VIRTUAL_STAGES,
-            schedule: str = "1f1b") -> pd.DataFrame:
+            schedule: str = "1f1b", context_parallel=(1,)) -> pd.DataFrame:
     """Every valid layout: tp divides the heads and stays inside a server (tp <= gpus per
     node), pp <= layers, dp = gpus / (tp pp), and the global batch splits into whole
     micro-batches (powers of 2 by default) on every replica.
@@ -56,7 +56,8 @@ def layouts(model, gpus: int, global_batch: int, gpus_per_node: int = 8, zero=(0
     schedule", https://github.com/NVIDIA/Megatron-LM): pp > 1, the schedule is "1f1b",
     the micro-batches per replica are a multiple of pp, and the layers of the busiest stage,
     ceil(layers / pp) as the model counts them, split into v chunks of whole layers, none
-    of the pp v chunks empty (pp v <= layers).
+    of the pp v chunks empty (pp v <= layers). ``context_parallel``: the cp sizes to try
+    (each must divide the sequence; default 1 alone).
 
     >>> t = layouts("gpt3-175b", gpus=8, global_batch=8, zero=(0,), recompute=("none",))
     >>> t[["dp", "tp", "pp"]].drop_duplicates().shape[0]
@@ -66,14 +67,15 @@ def layouts(model, gpus: int, global_batch: int, gpus_per_node: int = 8, zero=(0
     """
     spec = transformer(model)
     vs = _stage_counts(virtual_stages)
+    cps = _stage_counts(context_parallel)
     rows = []
-    for tp in _divisors(gpus):
-        if spec.heads % tp or tp > gpus_per_node:
+    for tp, cp in itertools.product(_divisors(gpus), cps):
+        if spec.heads % tp or tp > gpus_per_node or (gpus // tp) % cp or spec.seq % cp:
             continue
-        for pp in _divisors(gpus // tp):
+        for pp in _divisors(gpus // (tp * cp)):
             if pp > spec.layers:
                 continue
-            dp = gpus // (tp * pp)
+            dp = gpus // (tp * pp * cp)
             if global_batch % dp:
                 continue
             per = global_batch // dp
@@ -81,10 +83,10 @@ def layouts(model, gpus: int, global_batch: int, gpus_per_node: int = 8, zero=(0
             for m in (micro_batches or [2**k for k in range(12)]):
                 if m > per or per % m:
                     continue
-                rows += [(dp, tp, pp, m, v) for v in vs if v == 1 or (
+                rows += [(dp, tp, pp, cp, m, v) for v in vs if v == 1 or (
                     pp > 1 and schedule == "1f1b" and (per // m) % pp == 0 and stage_layers % v == 0
                     and pp * v <= spec.layers)]
-    cols = ["dp", "tp", "pp", "micro_batch", "virtual_stages"]
+    cols = ["dp", "tp", "pp", "cp", "micro_batch", "virtual_stages"]
     if not rows:
         return pd.DataFrame(columns=[*cols, "zero", "recompute"])
     base = pd.DataFrame(rows, columns=cols)
@@ -95,15 +97,18 @@ def layouts(model, gpus: int, global_batch: int, gpus_per_node: int = 8, zero=(0
 def search(model, gpus: int, global_batch: int, gpu="H100 SXM", inter_link="ib-ndr",
            gpus_per_node: int = 8, precision: str = "bf16", zero=(0, 1, 2, 3),
            recompute=RECOMPUTE, micro_batches=None, virtual_stages=VIRTUAL_STAGES,
-           **config) -> pd.DataFrame:
+           context_parallel=(1,), **config) -> pd.DataFrame:
     """Every layout of ``model`` on ``gpus`` GPUs, fastest fitting first.
 
-    Columns: dp, tp, pp, micro_batch, virtual_stages, zero, recompute, step_s, tokens_per_s, mfu,
-    tflops_per_gpu, memory_GB, fits, dominant, each time term (s) and ``kind``. Rows:
-    layouts that fit, by tokens/s, then those that do not. ``attrs``: ``reason`` (why the
-    winner beats the runner-up, the best layout with another dp, tp, pp), ``best`` (its
-    :class:`gpuviz.plan.prediction.Config`), ``capacity_GB``. Other keyword arguments go to every
-    :class:`~gpuviz.plan.prediction.Config` (e.g. ``intra_link``, ``efficiency``, ``schedule``).
+    Columns: dp, tp, pp, cp, micro_batch, virtual_stages, zero, recompute, step_s,
+    tokens_per_s, mfu, tflops_per_gpu, memory_GiB, margin_GiB (capacity left after the
+    memory and the reserved allowance), fits, dominant, each time term (s) and ``kind``.
+    Rows: layouts that fit, by tokens/s, then those that do not. ``attrs``: ``reason`` (why
+    the winner beats the runner-up, the best layout with another dp, tp, pp, cp), ``best``
+    (its :class:`gpuviz.plan.prediction.Config`), ``capacity_GiB``. ``context_parallel``:
+    the cp sizes to try. Other keyword arguments go to every
+    :class:`~gpuviz.plan.prediction.Config` (e.g. ``intra_link``, ``efficiency``,
+    ``schedule``, ``attention``, ``reserved_gib``; ``precision="fp8"``).
     ``virtual_stages``: the interleaved schedules to try where :func:`layouts` allows them
     (an integer or a sequence; 1 alone: plain 1F1B only).
 
@@ -116,54 +121,55 @@ def search(model, gpus: int, global_batch: int, gpu="H100 SXM", inter_link="ib-n
     if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
         raise ValueError(f"gpus={gpus!r}: must be an integer >= 1")
     table = layouts(proto.model, gpus, global_batch, gpus_per_node, zero, recompute, micro_batches,
-                    virtual_stages, proto.schedule)
+                    virtual_stages, proto.schedule, context_parallel)
     if table.empty:
         raise ValueError(f"gpus={gpus}, global_batch={global_batch}: no valid layout (tp must divide "
                          f"heads={proto.model.heads}, pp <= layers, the batch must split over dp)")
     hw = hardware(proto)
-    eff = hw["efficiency"]
     rc = table["recompute"].map(RECOMPUTE.index).to_numpy()
-    t = terms.step_terms(
-        proto.model.spec(), hw, dp=table["dp"].to_numpy(), tp=table["tp"].to_numpy(),
-        pp=table["pp"].to_numpy(), micro_batch=table["micro_batch"].to_numpy(),
-        global_batch=global_batch, zero=table["zero"].to_numpy(), recompute=rc,
-        precision=precision, gpus_per_node=gpus_per_node, virtual_stages=table["virtual_stages"].to_numpy(),
-        schedule=proto.schedule, bucket_bytes=proto.bucket_mb * 2**20, overlap=eff.overlap,
-        compute_efficiency=eff.compute, overhead_s=eff.overhead_s,
-        sequence_parallel=proto.sequence_parallel, launch_s=eff.launch_s,
-        data_s_per_sequence=eff.data_s_per_sequence, sync_s=eff.sync_s)
+    kw = step_kwargs(proto, hw)
+    kw.update(dp=table["dp"].to_numpy(), tp=table["tp"].to_numpy(), pp=table["pp"].to_numpy(),
+              cp=table["cp"].to_numpy(), micro_batch=table["micro_batch"].to_numpy(),
+              global_batch=global_batch, zero=table["zero"].to_numpy(), recompute=rc,
+              virtual_stages=table["virtual_stages"].to_numpy())
+    t = terms.step_terms(proto.model.spec(), hw, **kw)
     n = len(table)
     for k in ("step_s", "tokens_per_s", "mfu", "tflops_per_gpu", *TIME_TERMS):
         table[k] = np.broadcast_to(t[k], n)
-    table["memory_GB"] = t["memory_bytes"] / 1e9
-    table["fits"] = t["memory_bytes"] <= hw["memory_bytes"]
+    table["memory_GiB"] = t["memory_bytes"] / 2**30
+    table["margin_GiB"] = (hw["memory_bytes"] - t["memory_bytes"]) / 2**30 - proto.reserved_gib
+    table["fits"] = table["margin_GiB"] >= 0
     stacked = np.stack([table[k].to_numpy() for k in TIME_TERMS])
     table["dominant"] = np.array(TIME_TERMS)[stacked.argmax(axis=0)]
     table["kind"] = MODELLED
     if not table["fits"].any():
-        low = table.loc[table["memory_GB"].idxmin()]
+        low = table.loc[table["memory_GiB"].idxmin()]
         raise ValueError(
             f"model {proto.model.name} fits nowhere on gpus={gpus} x {hw['name']} "
-            f"({hw['memory_bytes'] / 1e9:.0f} GB each): the smallest layout needs "
-            f"{low['memory_GB']:.1f} GB per GPU (dp={low['dp']}, tp={low['tp']}, pp={low['pp']}, "
-            f"zero={low['zero']}, recompute={low['recompute']}); use more GPUs or larger ones")
+            f"({hw['memory_bytes'] / 2**30:.1f} GiB each, {proto.reserved_gib:g} GiB reserved): the "
+            f"smallest layout needs {low['memory_GiB']:.1f} GiB per GPU ({_name(low)}); use more "
+            "GPUs or larger ones")
     table = table.sort_values(["fits", "tokens_per_s"], ascending=[False, False], kind="stable")
     table = table.reset_index(drop=True)
-    table.attrs["capacity_GB"] = hw["memory_bytes"] / 1e9
+    table.attrs["capacity_GiB"] = hw["memory_bytes"] / 2**30
+    table.attrs["reserved_GiB"] = proto.reserved_gib
     table.attrs["best"] = _config(proto, table.iloc[0])
     table.attrs["reason"] = reason(table)
     return table
 
 
 def _config(proto: Config, row) -> Config:
-    return proto.replace(gpus=int(row["dp"] * row["tp"] * row["pp"]), dp=int(row["dp"]), tp=int(row["tp"]), pp=int(row["pp"]),
+    return proto.replace(gpus=int(row["dp"] * row["tp"] * row["pp"] * row["cp"]), dp=int(row["dp"]),
+                         tp=int(row["tp"]), pp=int(row["pp"]), cp=int(row["cp"]),
                          micro_batch=int(row["micro_batch"]), zero=int(row["zero"]),
                          recompute=row["recompute"], virtual_stages=int(row["virtual_stages"]))
 
 
 def _name(row) -> str:
     v = int(row.get("virtual_stages", 1))
-    return (f"dp={row['dp']} tp={row['tp']} pp={row['pp']}{f' v={v}' if v > 1 else ''} "
+    cp = int(row.get("cp", 1))
+    return (f"dp={row['dp']} tp={row['tp']} pp={row['pp']}{f' cp={cp}' if cp > 1 else ''}"
+            f"{f' v={v}' if v > 1 else ''} "
             f"mb={row['micro_batch']} zero={row['zero']} recompute={row['recompute']}")
 
 
@@ -173,7 +179,8 @@ def reason(table: pd.DataFrame) -> str:
     that dominates its own step."""
     fit = table[table["fits"]]
     win = fit.iloc[0]
-    others = fit[(fit["dp"] != win["dp"]) | (fit["tp"] != win["tp"]) | (fit["pp"] != win["pp"])]
+    others = fit[(fit["dp"] != win["dp"]) | (fit["tp"] != win["tp"]) | (fit["pp"] != win["pp"])
+                 | (fit["cp"] != win["cp"])]
     own = (f"its step is {win['step_s']:.3g} s, mostly {_TERM_WORDS[win['dominant']]} "
            f"({win[win['dominant']] / win['step_s']:.0%})")
     if others.empty:

@@ -16,20 +16,29 @@ Everything here is modelled, not measured. The formulas and where they come from
   activations per layer ``s b h (34 / t + 5 a s / (h t))`` bytes with tensor and sequence
   parallelism, ``34 s b h / t`` with selective recomputation and ``2 s b h / t`` with full
   recomputation (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
-  Transformer Models", Table 2), for 16-bit activations; 1F1B keeps ``min(m, p)``
-  micro-batches in flight on the first stage, GPipe all ``m``.
+  Transformer Models", Table 2), for 16-bit activations; FlashAttention (Dao et al. 2022)
+  stores no scores, so it drops the ``5 a s`` term; context parallelism divides the
+  tokens of a sequence over ``c`` GPUs; 1F1B keeps ``min(m, p)`` micro-batches in flight
+  on the first stage, GPipe all ``m``.
+- Work that is not a matmul: the reads and writes of LayerNorm, dropout, residual adds,
+  the activation and (without FlashAttention) the attention scores, counted per token
+  (:data:`ELEMENTWISE_H`, :data:`SCORES_AS`), at a fraction of the memory bandwidth.
 - Communication: ring all-reduce ``2 (k-1) alpha + 2 (k-1)/k n / B`` (Thakur et al.
-  2005), hierarchical: a ring inside each server, then a ring between servers over each
-  GPU's own NIC carrying ``n / k``; tensor parallelism: 2 all-reduces of the layer's
-  activations forward and 2 backward per layer (Shoeybi et al. 2019, Megatron-LM), 2 more
-  with full recomputation; pipeline: one send forward and one backward per micro-batch,
-  split over the ``t`` tensor ranks (Narayanan et al. 2021, scatter/gather);
-  ZeRO-3 gathers the parameters forward and backward and reduce-scatters the gradients
-  for every micro-batch.
+  2005) with NCCL's latencies (its cost model: a base per collective, a latency per ring
+  step over NVLink or the network); the tensor- and data-parallel all-reduces striped
+  over every NIC of a server (a ring inside each server, then a ring between servers over
+  each GPU's own NIC carrying ``n / k``); ZeRO-3 gathers flat, each GPU over its own
+  link; tensor parallelism: 2 all-reduces of the layer's activations forward and 2
+  backward per layer (Shoeybi et al. 2019, Megatron-LM), 2 more with full recomputation;
+  pipeline: one send forward and one backward per micro-batch, split over the ``t``
+  tensor ranks (Narayanan et al. 2021, scatter/gather); ZeRO-3 gathers the parameters
+  forward and backward and reduce-scatters the gradients for every micro-batch; context
+  parallelism passes keys and values round the ``c`` ranks (ring attention).
 - Pipeline bubble ``(p-1)/v`` micro-batch times out of ``m + (p-1)/v`` (GPipe, Huang et
   al. 2019; the interleaved schedule's ``v`` virtual stages, Narayanan et al. 2021).
 - Overlap: a fraction ``overlap`` of the backward pass of the last micro-batch hides
-  the data-parallel gradient reduction; of each micro-batch's compute, ZeRO-3's gathers.
+  the data-parallel gradient reduction; of each micro-batch's compute, ZeRO-3's gathers;
+  of the attention's compute, context parallelism's ring.
 """
 
 from __future__ import annotations
@@ -38,8 +47,10 @@ import numpy as np
 
 #: Bytes per parameter of (weights, gradients, optimizer state) and per activation value.
 #: bf16: mixed precision Adam as in ZeRO's Figure 1 (16-bit weights and gradients; fp32
-#: master weights and two moments, 12 bytes); fp32: our CPU strategies' float32 Adam.
-PRECISIONS = {"bf16": (2, 2, 12, 2), "fp32": (4, 4, 8, 4)}
+#: master weights and two moments, 12 bytes); fp8: the same plus an FP8 copy of the weights
+#: for the matmuls (Transformer Engine's recipe, activations kept in 16 bits: an
+#: assumption); fp32: our CPU strategies' float32 Adam.
+PRECISIONS = {"bf16": (2, 2, 12, 2), "fp8": (3, 2, 12, 2), "fp32": (4, 4, 8, 4)}
 RECOMPUTE = ("none", "selective", "full")
 #: The terms of a step, in the order the breakdown stacks them; they add up to step_s.
 TIME_TERMS = ("compute", "tp_comm", "pp_comm", "zero3_comm", "bubble", "dp_comm",
@@ -56,41 +67,80 @@ def ring_time(nbytes, k, bytes_per_s, alpha, messages=1, steps_factor=2.0):
 
 
 def hierarchical_time(nbytes, ranks, local, hw, steps_factor=2.0, messages=1):
-    """A ring collective over ``ranks`` members, ``local`` of them in each server: a ring
-    inside the server on the full size, then one between servers on ``n / local`` over
-    each GPU's own NIC (all ``local`` rings run at once)."""
+    """A ring collective over ``ranks`` members, ``local`` of them in each server, as NCCL
+    runs it: its rings stripe the data over every NIC of a server, so the bytes cross the
+    network at the server's whole bandwidth (a ring inside the server on the full size,
+    then one between servers on ``n / local`` over each GPU's own NIC); the latency is
+    NCCL's: ``ranks - servers`` steps inside servers, ``servers - 1`` between them, and a
+    base latency per collective (``hw["collective_latency_s"]``)."""
+    ranks = np.asarray(ranks, dtype=float)
     local = np.minimum(local, ranks)
     nodes = ranks / local
-    inside = ring_time(nbytes, local, hw["intra_bytes_per_s"], hw["intra_latency_s"], messages,
-                       steps_factor)
-    between = ring_time(nbytes / local, nodes, hw["inter_bytes_per_s"], hw["inter_latency_s"],
-                        messages, steps_factor)
-    return inside + between
+    inside = ring_time(nbytes, local, hw["intra_bytes_per_s"], 0.0, messages, steps_factor)
+    between = ring_time(nbytes / local, nodes, hw["inter_bytes_per_s"], 0.0, messages, steps_factor)
+    latency = np.where(ranks > 1, messages * (hw.get("collective_latency_s", 0.0) + steps_factor * (
+        (ranks - nodes) * hw["intra_latency_s"] + (nodes - 1) * hw["inter_latency_s"])), 0.0)
+    return inside + between + latency
+
+
+def flat_time(nbytes, ranks, local, hw, steps_factor=1.0, messages=1):
+    """A ring collective over ``ranks`` members whose every GPU sends its share over its
+    own link: NVLink inside one server, its own NIC port once the ring spans servers (no
+    striping over the server's other NICs). How the sharded data-parallel frameworks'
+    per-layer gathers behave in published runs (:mod:`gpuviz.plan.published`: ZeRO-3 in
+    Narayanan et al. 2021, Table 2)."""
+    ranks = np.asarray(ranks, dtype=float)
+    local = np.minimum(local, ranks)
+    nodes = ranks / local
+    bw = np.where(nodes > 1, hw["inter_bytes_per_s"], hw["intra_bytes_per_s"])
+    latency = np.where(ranks > 1, messages * (hw.get("collective_latency_s", 0.0) + steps_factor * (
+        (ranks - nodes) * hw["intra_latency_s"] + (nodes - 1) * hw["inter_latency_s"])), 0.0)
+    return ring_time(nbytes, ranks, bw, 0.0, messages, steps_factor) + latency
+
+
+#: Reads and writes of the memory-bound kernels of one layer, in values per token, in
+#: the forward pass (the backward pass makes twice as many): LayerNorm twice (read and
+#: write h each), bias-dropout-add twice (read 2h, write h, a one-byte mask h/2: 3.5h
+#: each), the MLP's activation on its ffn-wide input (read and write; a gated MLP reads
+#: two); the first three are ``ELEMENTWISE_H`` values per h, the activation is counted
+#: from the ffn width. Materialised attention (no FlashAttention) also writes the score
+#: matrix, reads and writes it in the fused scale-mask-softmax, reads, writes and masks it
+#: in dropout and reads it in the product with V: ``SCORES_AS`` values per head and key
+#: (a s per token). Counted from Megatron-LM's fused kernels (Narayanan et al. 2021,
+#: Section 4.2: fused bias+GeLU, bias+dropout+add, scale+mask+softmax).
+ELEMENTWISE_H = 11.0
+SCORES_AS = 6.5
 
 
 def step_terms(spec, hw, *, dp, tp, pp, micro_batch, global_batch, zero, recompute,
                precision="bf16", gpus_per_node=8, virtual_stages=1, schedule="1f1b",
                bucket_bytes=25 * 2**20, overlap=1.0, compute_efficiency=1.0,
                overhead_s=0.0, sequence_parallel=True, launch_s=0.0,
-               data_s_per_sequence=0.0, sync_s=0.0) -> dict:
+               data_s_per_sequence=0.0, sync_s=0.0, cp=1, attention="flash",
+               memory_efficiency=None, gemm_flops=None) -> dict:
     """Every modelled term of one training step (seconds, bytes, FLOPs) per GPU.
 
     ``spec``: the transformer (dict with layers, hidden, heads, kv_heads, ffn, gated,
     seq, vocab, tied); ``hw``: peak_flops, memory_bytes, memory_bytes_per_s, tdp_w,
     intra/inter ``_bytes_per_s`` and ``_latency_s`` (already times any bandwidth
-    efficiency), ``cores`` (compute slots per server: fewer than ``gpus_per_node`` means
-    ranks share them, as CPU processes do). ``recompute``: an index into
-    :data:`RECOMPUTE` (array) or its name.
+    efficiency), ``collective_latency_s``, ``cores`` (compute slots per server: fewer than
+    ``gpus_per_node`` means ranks share them, as CPU processes do). ``recompute``: an
+    index into :data:`RECOMPUTE` (array) or its name. ``cp``: context-parallel ranks (the
+    sequence split over them). ``attention``: "flash" (scores never stored) or
+    "materialised". ``memory_efficiency``: fraction of the memory bandwidth the
+    memory-bound kernels reach (None: their time is left out). ``gemm_flops``: peak
+    FLOP/s of the matmuls (FP8's where the run uses it; default ``hw["peak_flops"]``).
     """
     L, h, a = spec["layers"], spec["hidden"], spec["heads"]
     kv_dim = spec["kv_heads"] * (h // a)
     s, V, f = spec["seq"], spec["vocab"], spec["ffn"]
     pb, gb, ob, ab = PRECISIONS[precision]
-    dp, tp, pp = (np.asarray(x, dtype=float) for x in (dp, tp, pp))
+    dp, tp, pp, cp = (np.asarray(x, dtype=float) for x in (dp, tp, pp, cp))
     b = np.asarray(micro_batch, dtype=float)
     zero = np.asarray(zero)
     rc = np.asarray(RECOMPUTE.index(recompute) if isinstance(recompute, str) else recompute)
     m = global_batch / (dp * b)                       # micro-batches per step per replica
+    flash = attention == "flash"
 
     # parameters and FLOPs (per token)
     p_attn = 2 * h * h + 2 * h * kv_dim
@@ -110,70 +160,99 @@ def step_terms(spec, hw, *, dp, tp, pp, micro_batch, global_batch, zero, recompu
     # fraction m / (m + (p-1)/v) of the stages competes for them
     busy = np.where(pp > 1, m / (m + (pp - 1) / virtual_stages), 1.0)
     share = np.maximum(1.0, gpus_per_node * busy / hw["cores"])
-    rate = hw["peak_flops"] * compute_efficiency / share
+    rate = (gemm_flops or hw["peak_flops"]) * compute_efficiency / share
     stage_flops_token = layers_stage * (3 * f_layer + extra) + 3 * f_logits
+    tokens_mb = b * s / cp                             # tokens of one micro-batch on this GPU
     # plus a fixed cost per layer and micro-batch (kernel launches, Python dispatch)
-    t_compute_mb = b * s * stage_flops_token / tp / rate + 3 * layers_stage * launch_s * share
+    t_compute_mb = tokens_mb * stage_flops_token / tp / rate + 3 * layers_stage * launch_s * share
+    # memory-bound kernels (LayerNorm, dropout, residual adds, activation; the attention
+    # scores when they are materialised): values moved per token, forward 1 + backward 2
+    # (+1 forward again with full recomputation; selective recomputes the scores)
+    passes = np.where(rc == 2, 4.0, 3.0)
+    ew_rep = ELEMENTWISE_H * h                         # replicated over tp without sequence parallelism
+    ew_split = (2 if spec["gated"] else 1) * f + f     # the activation, split over tp
+    ew = (ew_rep / tp if sequence_parallel else ew_rep) + ew_split / tp
+    scores = 0.0 if flash else SCORES_AS * a * s / tp * np.where(rc >= 1, 4.0, 3.0)
+    mem_values_mb = tokens_mb * layers_stage * (ew * passes + scores)
+    t_memory_mb = (mem_values_mb * ab / (hw["memory_bytes_per_s"] * memory_efficiency) * share
+                   if memory_efficiency else 0.0 * mem_values_mb)
+    t_compute_mb = t_compute_mb + t_memory_mb
 
     # tensor parallelism: all-reduces of b s h activations, per layer
-    act_bytes = b * s * h * ab
+    act_bytes = tokens_mb * h * ab
     n_ar = np.where(rc == 2, 6, 4)
     tp_local = np.minimum(tp, gpus_per_node)
     t_tp_mb = np.where(tp > 1, layers_stage * n_ar * hierarchical_time(act_bytes, tp, tp_local, hw),
                        0.0) * share
 
+    # context parallelism (ring attention): each rank's keys and values go round the cp
+    # ranks forward, and their gradients backward (twice the bytes), hidden behind the
+    # attention's own compute where it is longer
+    cp_local = np.maximum(1.0, np.minimum(cp, np.floor(gpus_per_node / np.minimum(tp, gpus_per_node))))
+    kv_bytes = tokens_mb * 2 * kv_dim / tp * ab
+    t_cp_raw = np.where(cp > 1, layers_stage * 3 * flat_time(kv_bytes * cp, cp, cp_local, hw, 1.0),
+                        0.0) * share
+    attn_compute = tokens_mb * layers_stage * 3 * 4 * s * h / tp / rate
+    t_cp_mb = np.maximum(0.0, t_cp_raw - overlap * attn_compute)
+
     # pipeline: one send forward, one backward per micro-batch, split over the tp ranks
-    crosses = tp * dp >= gpus_per_node
+    crosses = tp * cp * dp >= gpus_per_node
     p2p_bw = np.where(crosses, hw["inter_bytes_per_s"], hw["intra_bytes_per_s"])
     p2p_lat = np.where(crosses, hw["inter_latency_s"], hw["intra_latency_s"])
     t_pp_mb = np.where(pp > 1, 2 * virtual_stages * (p2p_lat + act_bytes / tp / p2p_bw), 0.0) * share
 
-    # data parallelism (hierarchical): dp peers sit tp ranks apart (Megatron's order)
+    # data parallelism: dp peers sit tp x cp ranks apart (Megatron's order); the gradients
+    # are reduced over dp x cp ranks (context-parallel ranks hold the same weights)
     stage_params = (layers_stage * p_layer + p_embed * np.where((pp == 1) & (not spec["tied"]), 2, 1)) / tp
-    dp_local = np.maximum(1.0, np.minimum(dp, np.floor(gpus_per_node / np.minimum(tp, gpus_per_node))))
+    grad_ranks = dp * cp
+    dp_local = np.maximum(1.0, np.minimum(grad_ranks, np.floor(gpus_per_node / np.minimum(tp, gpus_per_node))))
     units = layers_stage + 1                          # ZeRO-3 gathers layer by layer
     z3 = zero == 3
-    t_z3_mb = np.where(z3 & (dp > 1), share * (
-        2 * hierarchical_time(stage_params * pb, dp, dp_local, hw, 1.0, units)
-        + hierarchical_time(stage_params * gb, dp, dp_local, hw, 1.0, units)), 0.0)
+    # ZeRO-3: each micro-batch gathers the weights forward and backward and reduce-scatters
+    # the gradients, each GPU over its own link, prefetched behind the micro-batch's compute
+    t_z3_mb = np.where(z3 & (grad_ranks > 1), share * (
+        2 * flat_time(stage_params * pb, grad_ranks, dp_local, hw, 1.0, units)
+        + flat_time(stage_params * gb, grad_ranks, dp_local, hw, 1.0, units)), 0.0)
     exposed_z3_mb = np.maximum(0.0, t_z3_mb - overlap * t_compute_mb)
     buckets = np.maximum(1.0, np.ceil(stage_params * gb / bucket_bytes))
-    t_dp = np.where(~z3 & (dp > 1), share * hierarchical_time(
-        stage_params * gb, dp, dp_local, hw, 2.0, buckets), 0.0)
+    t_dp = np.where(~z3 & (grad_ranks > 1), share * hierarchical_time(
+        stage_params * gb, grad_ranks, dp_local, hw, 2.0, buckets), 0.0)
+    # the reduction starts with the last micro-batch's backward: only what is left of it hides it
     backward_window = t_compute_mb * 2 / 3
     exposed_dp = np.maximum(0.0, t_dp - overlap * backward_window)
 
     # the pipeline schedule
-    t_mb = t_compute_mb + t_tp_mb + t_pp_mb + exposed_z3_mb
+    t_mb = t_compute_mb + t_tp_mb + t_cp_mb + t_pp_mb + exposed_z3_mb
     bubble = np.where(pp > 1, (pp - 1) / virtual_stages * t_mb, 0.0)
 
     # optimizer: a memory-bound pass over this GPU's shard of the model state
-    opt_params = stage_params / np.where(zero >= 1, dp, 1.0)
+    opt_params = stage_params / np.where(zero >= 1, grad_ranks, 1.0)
     t_opt = opt_params * (2 * (pb + ob) + gb) / hw["memory_bytes_per_s"] * share
     # a job of more than one GPU also ends each step together (the slowest GPU, the loss)
-    sync = np.where(dp * tp * pp > 1, sync_s, 0.0)
+    sync = np.where(dp * tp * pp * cp > 1, sync_s, 0.0)
     overhead = (overhead_s + sync + data_s_per_sequence * global_batch) * share + 0 * t_opt
 
-    terms = {"compute": m * t_compute_mb, "tp_comm": m * t_tp_mb, "pp_comm": m * t_pp_mb,
+    terms = {"compute": m * t_compute_mb, "tp_comm": m * (t_tp_mb + t_cp_mb), "pp_comm": m * t_pp_mb,
              "zero3_comm": m * exposed_z3_mb, "bubble": bubble, "dp_comm": exposed_dp,
              "optimizer": t_opt, "overhead": overhead}
     step = sum(terms[k] for k in TIME_TERMS)
 
     # memory per GPU (the busiest stage)
-    mem_params = stage_params * pb / np.where(zero >= 3, dp, 1.0)
-    mem_grads = stage_params * gb / np.where(zero >= 2, dp, 1.0)
-    mem_optim = stage_params * ob / np.where(zero >= 1, dp, 1.0)
+    mem_params = stage_params * pb / np.where(zero >= 3, grad_ranks, 1.0)
+    mem_grads = stage_params * gb / np.where(zero >= 2, grad_ranks, 1.0)
+    mem_optim = stage_params * ob / np.where(zero >= 1, grad_ranks, 1.0)
     base = 34 / tp if sequence_parallel else 10 + 24 / tp       # bytes / (s b h), 16-bit
     full = 2 / tp if sequence_parallel else 2.0
-    per_layer = s * b * h * (ab / 2) * np.where(
-        rc == 2, full, np.where(rc == 1, base, base + 5 * a * s / (h * tp)))
+    score_term = 0.0 if flash else 5 * a * s / (h * tp)          # FlashAttention never stores them
+    per_layer = tokens_mb * h * (ab / 2) * np.where(
+        rc == 2, full, np.where(rc == 1, base, base + score_term))
     in_flight = np.where(pp > 1, np.minimum(m, pp) if schedule == "1f1b" else m, 1.0)
-    logits = np.where(pp == 1, 4 * s * b * V / tp, 0.0)
+    logits = np.where(pp == 1, 4 * tokens_mb * V / tp, 0.0)
     mem_act = layers_stage * per_layer * in_flight + logits
-    mem_buffers = np.where(z3, 2 * p_layer / tp * pb, 0.0)
+    mem_buffers = np.where(z3, 2 * p_layer / tp * pb, 0.0) + np.where(cp > 1, 2 * kv_bytes, 0.0)
 
     tokens = global_batch * s
-    gpus = dp * tp * pp
+    gpus = dp * tp * pp * cp
     return {**terms, "step_s": step, "micro_batches": m, "n_params": n_params,
             "model_flops_per_token": model_flops_token, "hw_flops_per_token": hw_flops_token,
             "tokens": tokens, "tokens_per_s": tokens / step,
@@ -183,4 +262,5 @@ def step_terms(spec, hw, *, dp, tp, pp, micro_batch, global_batch, zero, recompu
             "mem_activations": mem_act, "mem_buffers": mem_buffers,
             "memory_bytes": mem_params + mem_grads + mem_optim + mem_act + mem_buffers,
             "energy_j": gpus * hw["tdp_w"] * step, "dp_comm_total": t_dp,
-            "zero3_comm_total": m * t_z3_mb}
+            "zero3_comm_total": m * t_z3_mb, "memory_bound_s": m * t_memory_mb,
+            "cp_comm_total": m * t_cp_raw}

@@ -23,17 +23,17 @@ TERM_COLORS = {"compute": COLORS["compute"], "tp_comm": COLORS["comm"], "pp_comm
                "zero3_comm": "#E45756", "bubble": COLORS["idle"], "dp_comm": "#B85C00",
                "optimizer": COLORS["optimizer"], "overhead": COLORS["data"]}
 MEMORY_COLORS = {"params": "#4C78A8", "grads": "#72B7B2", "optimizer": COLORS["optimizer"],
-                 "activations": "#F58518", "buffers": "#BAB0AC"}
+                 "activations": "#F58518", "buffers": "#BAB0AC", "reserved": "#E5E5E5"}
 _HATCH = dict(shape="/", fgcolor="rgba(255,255,255,0.7)", size=6)
 
 
 def model_breakdown(prediction, title: str | None = None) -> go.Figure:
     """Stacked bars of one :class:`gpuviz.plan.prediction.Prediction`: its step time by term (left,
-    seconds) and its memory per GPU by kind (right, GB, with the GPU's capacity dashed).
+    seconds) and its memory per GPU by kind (right, GiB, with the GPU's capacity dashed).
     Every bar is hatched: modelled, not measured."""
     p = prediction
     fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.18,
-                        subplot_titles=("step time (s)", "memory per GPU (GB)"))
+                        subplot_titles=("step time (s)", "memory per GPU (GiB)"))
     tab = p.table()
     for _, r in tab.iterrows():
         fig.add_trace(go.Bar(
@@ -45,23 +45,23 @@ def model_breakdown(prediction, title: str | None = None) -> go.Figure:
     mem = p.memory_table()
     for _, r in mem.iterrows():
         fig.add_trace(go.Bar(
-            x=["per GPU"], y=[r["GB"]], name=r["kind"], legendgroup="memory",
+            x=["per GPU"], y=[r["GiB"]], name=r["kind"], legendgroup="memory",
             legendgrouptitle_text="memory, modelled",
             marker=dict(color=MEMORY_COLORS[r["kind"]], pattern=_HATCH),
-            hovertemplate=(f"<b>{r['kind']}</b><br>{r['GB']:.4g} GB ({binary_bytes(r['bytes'])})"
+            hovertemplate=(f"<b>{r['kind']}</b><br>{r['GiB']:.4g} GiB"
                            "<br>modelled<extra></extra>")),
             row=1, col=2)
-    cap = float(mem["capacity_GB"].iloc[0])
+    cap = float(mem["capacity_GiB"].iloc[0])
     if np.isfinite(cap):
         fig.add_hline(y=cap, line=dict(dash="dash", color="black"), row=1, col=2,
-                      annotation_text=f"capacity {cap:.0f} GB ({binary_bytes(cap * 1e9)})",
+                      annotation_text=f"capacity {cap:.1f} GiB",
                       annotation_position="top left")
     sub = breakdown_subtitle(p)
     fig.update_layout(barmode="stack", title=dict(text=title or "Modelled step time and memory",
                                                   subtitle=dict(text=sub)),
                       margin=dict(t=150), height=600, legend=dict(groupclick="toggleitem"))
     fig.update_yaxes(title_text="seconds per step", row=1, col=1)
-    fig.update_yaxes(title_text="GB per GPU", row=1, col=2)
+    fig.update_yaxes(title_text="GiB per GPU", row=1, col=2)
     return fig
 
 
@@ -134,10 +134,10 @@ def layout_heatmap(table: pd.DataFrame, x: str = "tp", y: str = "pp",
             raise ValueError(f"{k!r} is not a column of the search table; columns: {', '.join(table.columns)}")
     fit = table[table["fits"]]
     best = fit.sort_values(value, ascending=False).groupby([y, x], as_index=False).first()
-    smallest = table.sort_values("memory_GB").groupby([y, x], as_index=False).first()
+    smallest = table.sort_values("memory_GiB").groupby([y, x], as_index=False).first()
     xs, ys = sorted(table[x].unique()), sorted(table[y].unique())
-    cap = table.attrs.get("capacity_GB")
-    of = f" of {cap:.0f} GB" if cap else ""
+    cap = table.attrs.get("capacity_GiB")
+    of = f" of {cap:.1f} GiB" if cap else ""
     z = np.full((len(ys), len(xs)), np.nan)
     state = [["none" for _ in xs] for _ in ys]
     text = [[f"<b>no such layout</b>: {_no_layout_why(table, x, y, xv, yv)}" for xv in xs] for yv in ys]
@@ -145,13 +145,13 @@ def layout_heatmap(table: pd.DataFrame, x: str = "tp", y: str = "pp",
         i, j = ys.index(r[y]), xs.index(r[x])
         state[i][j] = "nofit"
         text[i][j] = (f"<b>does not fit</b> in memory: the smallest layout with {x}={r[x]}, {y}={r[y]} "
-                      f"({_layout_words(r)}) needs {r['memory_GB']:.1f} GB{of} per GPU")
+                      f"({_layout_words(r)}) needs {r['memory_GiB']:.1f} GiB{of} per GPU")
     for _, r in best.iterrows():
         i, j = ys.index(r[y]), xs.index(r[x])
         z[i, j] = r[value]
         state[i][j] = "fits"
         text[i][j] = (f"{value}: {r[value]:,.4g}<br>{_layout_words(r)}<br>step "
-                      f"{duration(r['step_s'])}, {r['memory_GB']:.1f} GB, mostly {r['dominant']}")
+                      f"{duration(r['step_s'])}, {r['memory_GiB']:.1f} GiB, mostly {r['dominant']}")
     fig = go.Figure(go.Heatmap(z=z, x=[str(v) for v in xs], y=[str(v) for v in ys], text=text,
                                hovertemplate="%{text}<extra>modelled</extra>", hoverongaps=True,
                                colorscale="Viridis", colorbar=dict(title=value)))
