@@ -104,24 +104,15 @@ _T1_ASSUMED = "micro-batch 1; full recomputation; no interleaving (Table 1 does 
 #: The published runs, each with its source.
 RUNS = (
     # Narayanan et al. 2021, Table 1: one model per row, weak scaling
-    _run("Megatron-LM 1.7B, 32 A100", _gpt("1.7b", 24, 2304, 24), 32, 1, 1, 512, "tflops_per_gpu",
-         137, _T1, _T1_ASSUMED, **_MEGATRON),
-    _run("Megatron-LM 3.6B, 64 A100", _gpt("3.6b", 32, 3072, 30), 64, 2, 1, 512, "tflops_per_gpu",
-         138, _T1, _T1_ASSUMED, **_MEGATRON),
-    _run("Megatron-LM 7.5B, 128 A100", _gpt("7.5b", 32, 4096, 36), 128, 4, 1, 512, "tflops_per_gpu",
-         142, _T1, _T1_ASSUMED, **_MEGATRON),
-    _run("Megatron-LM 18.4B, 256 A100", _gpt("18.4b", 48, 6144, 40), 256, 8, 1, 1024,
-         "tflops_per_gpu", 135, _T1, _T1_ASSUMED, **_MEGATRON),
-    _run("Megatron-LM 39.1B, 512 A100", _gpt("39.1b", 64, 8192, 48), 512, 8, 2, 1536,
-         "tflops_per_gpu", 138, _T1, _T1_ASSUMED, **_MEGATRON),
-    _run("Megatron-LM 76.1B, 1024 A100", _gpt("76.1b", 80, 10240, 60), 1024, 8, 4, 1792,
-         "tflops_per_gpu", 140, _T1, _T1_ASSUMED, **_MEGATRON),
-    _run("Megatron-LM 145.6B, 1536 A100", _gpt("145.6b", 96, 12288, 80), 1536, 8, 8, 2304,
-         "tflops_per_gpu", 148, _T1, _T1_ASSUMED, **_MEGATRON),
-    _run("Megatron-LM 310.1B, 1920 A100", _gpt("310.1b", 128, 16384, 96), 1920, 8, 16, 2160,
-         "tflops_per_gpu", 155, _T1, _T1_ASSUMED, **_MEGATRON),
-    _run("Megatron-LM 529.6B, 2520 A100", _gpt("529.6b", 128, 20480, 105), 2520, 8, 35, 2520,
-         "tflops_per_gpu", 163, _T1, _T1_ASSUMED, **_MEGATRON),
+    *(_run(f"Megatron-LM {size}, {g} A100", _gpt(size.lower(), heads, hidden, layers), g, tp, pp,
+           batch, "tflops_per_gpu", v, _T1, _T1_ASSUMED, **_MEGATRON)
+      for size, heads, hidden, layers, tp, pp, g, batch, v in (
+          ("1.7B", 24, 2304, 24, 1, 1, 32, 512, 137), ("3.6B", 32, 3072, 30, 2, 1, 64, 512, 138),
+          ("7.5B", 32, 4096, 36, 4, 1, 128, 512, 142), ("18.4B", 48, 6144, 40, 8, 1, 256, 1024, 135),
+          ("39.1B", 64, 8192, 48, 8, 2, 512, 1536, 138), ("76.1B", 80, 10240, 60, 8, 4, 1024, 1792, 140),
+          ("145.6B", 96, 12288, 80, 8, 8, 1536, 2304, 148),
+          ("310.1B", 128, 16384, 96, 8, 16, 1920, 2160, 155),
+          ("529.6B", 128, 20480, 105, 8, 35, 2520, 2520, 163))),
     _run("Megatron-LM 1T, 3072 A100", "megatron-1t", 3072, 8, 64, 3072, "tflops_per_gpu", 163,
          _T1, _T1_ASSUMED, **_MEGATRON),
     # Narayanan et al. 2021, Table 2: the same models with PTD parallelism and with ZeRO-3
