@@ -25,10 +25,10 @@ from gpuviz.plan.search import search
 from gpuviz.plan.terms import TIME_TERMS
 from gpuviz.plan.transformer import PRESETS
 from gpuviz.plot.plan import breakdown_subtitle, layout_heatmap, model_breakdown
-from gpuviz.sharing import hardware
+from gpuviz.sharing import accelerators
 
-_INTRA = [k for k, v in hardware.INTERCONNECTS.items() if v["where"] == "inside a server"]
-_INTER = [k for k, v in hardware.INTERCONNECTS.items() if v["where"] == "between servers"]
+_INTRA = [k for k, v in accelerators.INTERCONNECTS.items() if v["where"] == "inside a server"]
+_INTER = [k for k, v in accelerators.INTERCONNECTS.items() if v["where"] == "between servers"]
 _PRESS = "<i>Press the button to search every layout (modelled).</i>"
 
 
@@ -68,7 +68,7 @@ class Planner:
         ctl = {
             "model": w.Dropdown(options=[m for m in PRESETS if m != "gpuviz-gpt"], value=model,
                                 description="model"),
-            "gpu": w.Dropdown(options=list(hardware.ACCELERATORS), value=gpu, description="GPU"),
+            "gpu": w.Dropdown(options=list(accelerators.ACCELERATORS), value=gpu, description="GPU"),
             "intra": w.Dropdown(options=["(the GPU's own)", *_INTRA], description="in a server"),
             "inter": w.Dropdown(options=_INTER, value="ib-ndr", description="between"),
             "gpus": w.SelectionSlider(options=[2**k for k in range(15)], value=2**gpus_log2,

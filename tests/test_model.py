@@ -13,7 +13,7 @@ from gpuviz.plan import Config, Efficiency, Transformer
 from gpuviz.plan.prediction import predict
 from gpuviz.plan.search import layouts, search
 from gpuviz.plan.terms import TIME_TERMS, ring_time
-from gpuviz.sharing import hardware
+from gpuviz.sharing import accelerators, hardware
 
 L70 = dict(model="llama3-70b", gpus=64, dp=8, tp=8, pp=1, global_batch=512, zero=1,
            recompute="selective", gpu="H100 SXM")
@@ -21,22 +21,22 @@ L70 = dict(model="llama3-70b", gpus=64, dp=8, tp=8, pp=1, global_batch=512, zero
 
 # -- hardware catalogue ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", list(hardware.ACCELERATORS))
+@pytest.mark.parametrize("name", list(accelerators.ACCELERATORS))
 def test_every_accelerator_has_sourced_positive_numbers(name):
-    a = hardware.ACCELERATORS[name]
+    a = accelerators.ACCELERATORS[name]
     for k in ("bf16_flops", "fp32_flops", "memory_bytes", "memory_bytes_per_s", "tdp_w"):
         assert a[k] > 0 and math.isfinite(a[k]), k
     assert "http" in a["source"] and "http" in a["tdp_source"]
-    assert a["intra_link"] in hardware.INTERCONNECTS
+    assert a["intra_link"] in accelerators.INTERCONNECTS
     assert a["bf16_flops"] > a["fp32_flops"]
 
 
 def test_interconnects_reuse_the_ladder_and_have_sources():
     assert {"nvlink3", "nvlink4", "nvlink5", "pcie4", "pcie5", "ib-hdr", "ib-ndr", "ib-xdr",
-            "eth-400g"} <= set(hardware.INTERCONNECTS)
-    assert hardware.interconnect("nvlink4")["bytes_per_s"] == hardware.link(
+            "eth-400g"} <= set(accelerators.INTERCONNECTS)
+    assert accelerators.interconnect("nvlink4")["bytes_per_s"] == hardware.link(
         "NVLink 4 (H100 SXM, per GPU)")["bytes_per_s"]
-    assert all(v["source"] for v in hardware.INTERCONNECTS.values())
+    assert all(v["source"] for v in accelerators.INTERCONNECTS.values())
 
 
 def test_unknown_hardware_names_list_the_known_ones():
@@ -284,14 +284,14 @@ def test_interleaving_only_where_megatron_can_run_it():
 # -- what published runs need: capacities, rounding, context parallelism, FP8 ------------------
 
 def test_capacities_are_what_nvidia_smi_reports():
-    assert hardware.accelerator("H100 SXM")["memory_bytes"] == 81559 * 2**20
-    assert hardware.accelerator("A100 SXM 80GB")["memory_bytes"] == 80 * 2**30
-    assert all(a["memory_source"] for a in hardware.ACCELERATORS.values())
+    assert accelerators.accelerator("H100 SXM")["memory_bytes"] == 81559 * 2**20
+    assert accelerators.accelerator("A100 SXM 80GB")["memory_bytes"] == 80 * 2**30
+    assert all(a["memory_source"] for a in accelerators.ACCELERATORS.values())
 
 
 def test_fits_leaves_the_reserved_allowance_and_says_the_margin():
     p = predict(Config(**L70))
-    cap = hardware.accelerator("H100 SXM")["memory_bytes"]
+    cap = accelerators.accelerator("H100 SXM")["memory_bytes"]
     assert p.margin_bytes == pytest.approx(cap - p.memory_per_gpu - 2**30)
     tight = Config(**L70).replace(reserved_gib=(cap - p.memory_per_gpu) / 2**30 + 0.01)
     assert p.fits and not predict(tight).fits
@@ -333,6 +333,6 @@ def test_materialised_attention_costs_memory_bandwidth_time():
 
 
 def test_links_carry_nccl_s_latencies():
-    assert hardware.interconnect("nvlink4")["latency_s"] == hardware.NCCL_LATENCY["nvlink"]
-    assert hardware.interconnect("ib-ndr")["latency_s"] == hardware.NCCL_LATENCY["net"]
-    assert "tuning.cc" in hardware.interconnect("ib-ndr")["latency_source"]
+    assert accelerators.interconnect("nvlink4")["latency_s"] == accelerators.NCCL_LATENCY["nvlink"]
+    assert accelerators.interconnect("ib-ndr")["latency_s"] == accelerators.NCCL_LATENCY["net"]
+    assert "tuning.cc" in accelerators.interconnect("ib-ndr")["latency_source"]

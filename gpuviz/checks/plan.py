@@ -101,7 +101,7 @@ def mfu_from_throughput(answer: float | Callable, tokens_per_s: float, model, gp
     from gpuviz.plan.config import Config
     from gpuviz.plan.prediction import predict
     from gpuviz.plan.transformer import transformer
-    from gpuviz.sharing.hardware import accelerator
+    from gpuviz.sharing.accelerators import accelerator
 
     if isinstance(tokens_per_s, bool) or not isinstance(tokens_per_s, (int, float)) or not tokens_per_s > 0:
         raise ValueError(f"tokens_per_s={tokens_per_s!r}: must be a number > 0")

@@ -28,14 +28,14 @@ import numpy as np
 import pandas as pd
 
 from gpuviz.energy.carbon import J_PER_KWH
-from gpuviz.sharing.hardware import ACCELERATORS
+from gpuviz.sharing.accelerators import ACCELERATORS
 
 _LLAMA2 = "https://github.com/meta-llama/llama/blob/main/MODEL_CARD.md"
 _LLAMA3 = "https://github.com/meta-llama/llama3/blob/main/MODEL_CARD.md"
 _LLAMA31 = "https://github.com/meta-llama/llama-models/blob/main/models/llama3_1/MODEL_CARD.md"
 
 #: Board power of data-centre GPUs, watts. ``tdp_w`` is the default (and maximum) power
-#: limit, from :data:`gpuviz.sharing.hardware.ACCELERATORS` (its source there); ``min_limit_w`` the
+#: limit, from :data:`gpuviz.sharing.accelerators.ACCELERATORS` (its source there); ``min_limit_w`` the
 #: lowest limit ``nvidia-smi -pl`` accepts, with the source below.
 GPUS: dict[str, dict] = {
     "A100 SXM": dict(

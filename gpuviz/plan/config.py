@@ -134,9 +134,9 @@ class Config:
     precision: str = "bf16"
     """"bf16" (mixed precision Adam) or "fp32"."""
     gpu: str | dict = "H100 SXM"
-    """A name in :data:`gpuviz.sharing.hardware.ACCELERATORS`, or a dict with the same keys."""
+    """A name in :data:`gpuviz.sharing.accelerators.ACCELERATORS`, or a dict with the same keys."""
     intra_link: str | dict | None = None
-    """Link inside a server (:data:`gpuviz.sharing.hardware.INTERCONNECTS`); None: the GPU's own."""
+    """Link inside a server (:data:`gpuviz.sharing.accelerators.INTERCONNECTS`); None: the GPU's own."""
     inter_link: str | dict = "ib-ndr"
     """Link between servers, one port per NIC."""
     gpus_per_node: int = 8
@@ -226,7 +226,7 @@ class Config:
 
 
 def _gpu(gpu) -> dict:
-    from gpuviz.sharing.hardware import ACCELERATORS, accelerator
+    from gpuviz.sharing.accelerators import ACCELERATORS, accelerator
 
     if isinstance(gpu, str):
         return accelerator(gpu)
@@ -238,7 +238,7 @@ def _gpu(gpu) -> dict:
 
 
 def _link(link, what: str) -> dict:
-    from gpuviz.sharing.hardware import INTERCONNECTS, interconnect
+    from gpuviz.sharing.accelerators import INTERCONNECTS, interconnect
 
     if isinstance(link, str):
         try:
@@ -267,7 +267,7 @@ def hardware(config: Config) -> dict:
     def lat(link):
         return eff.latency_s if eff.latency_s is not None else (link.get("latency_s") or 0.0)
 
-    from gpuviz.sharing.hardware import NCCL_LATENCY
+    from gpuviz.sharing.accelerators import NCCL_LATENCY
 
     # FP8 runs its matmuls at the FP8 peak; MFU stays counted against the BF16 peak
     base = "bf16" if config.precision == "fp8" else config.precision
