@@ -336,3 +336,8 @@ def test_links_carry_nccl_s_latencies():
     assert accelerators.interconnect("nvlink4")["latency_s"] == accelerators.NCCL_LATENCY["nvlink"]
     assert accelerators.interconnect("ib-ndr")["latency_s"] == accelerators.NCCL_LATENCY["net"]
     assert "tuning.cc" in accelerators.interconnect("ib-ndr")["latency_source"]
+
+
+def test_search_names_a_bad_context_parallel_choice():
+    with pytest.raises(ValueError, match=r"context_parallel=\(0,\): give an integer >= 1"):
+        search("llama3-70b", gpus=64, global_batch=128, context_parallel=(0,))

@@ -42,3 +42,10 @@ def test_the_values_follow_the_package():
     held = t.loc[t["role"] == "validation", "error"].abs()
     assert prose.value("published.held-out-median") == f"{held.median():.1%}"
     assert prose.value("published.worst-run") == t.loc[held.idxmax(), "run"]
+
+
+def test_the_chapter_s_reason_small_models_reach_less_of_the_peak_holds():
+    """planning.md: memory-bound work is a larger share of a small model's step."""
+    small = float(prose.value("published.small-memory-share").rstrip("%"))
+    large = float(prose.value("published.large-memory-share").rstrip("%"))
+    assert small > 3 * large

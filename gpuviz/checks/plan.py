@@ -192,7 +192,7 @@ def best_layout(answer: Any, model, gpus: int, global_batch: int, tolerance: flo
     ``pp`` and optionally ``micro_batch``, ``zero``, ``recompute`` (the best of the others is
     taken), a :class:`gpuviz.plan.prediction.Config`, or a function of no arguments returning one."""
     from gpuviz.plan.config import Config
-    from gpuviz.plan.search import _name, search
+    from gpuviz.plan.search import layout_name, search
     from gpuviz.plan.terms import TIME_TERMS
 
     ok = isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool) and 0 <= tolerance < 1
@@ -229,15 +229,15 @@ def best_layout(answer: Any, model, gpus: int, global_batch: int, tolerance: flo
     if fit.empty:
         low = rows.loc[rows["memory_GiB"].idxmin()]
         return Result(False, f"Nothing with {got} fits in {cap:.1f} GiB per GPU: the smallest "
-                             f"({_name(low)}) needs {low['memory_GiB']:.1f} GiB (modelled).")
+                             f"({layout_name(low)}) needs {low['memory_GiB']:.1f} GiB (modelled).")
     mine, best = fit.iloc[0], table.iloc[0]
     ratio = mine["tokens_per_s"] / best["tokens_per_s"]
     if ratio >= 1 - tolerance:
-        return Result(True, f"{_name(mine)}: {mine['tokens_per_s']:,.0f} tokens/s, {ratio:.1%} of the "
+        return Result(True, f"{layout_name(mine)}: {mine['tokens_per_s']:,.0f} tokens/s, {ratio:.1%} of the "
                             f"fastest layout's, {mine['memory_GiB']:.1f} GiB per GPU (modelled).")
     loss = {k: mine[k] - best[k] for k in TIME_TERMS}
     k = max(loss, key=loss.get)
-    return Result(False, f"{_name(mine)} fits ({mine['memory_GiB']:.1f} GiB) but makes {ratio:.0%} of "
+    return Result(False, f"{layout_name(mine)} fits ({mine['memory_GiB']:.1f} GiB) but makes {ratio:.0%} of "
                          f"the fastest layout's tokens/s; it loses most in {k} ({loss[k]:.3g} s more "
                          f"per step). Find a layout within {tolerance:.0%}.")
 

@@ -45,6 +45,31 @@ def _fit():
     return published.fit_efficiency()
 
 
+def _memory_share(run: str) -> str:
+    from gpuviz.plan import published
+    from gpuviz.plan.config import Efficiency
+    from gpuviz.plan.prediction import predict
+
+    r = {x.name: x for x in published.RUNS}[run]
+    fit = _fit()
+    gpu = r.config.gpu
+    p = predict(r.config.replace(efficiency=Efficiency(
+        compute=fit["compute"][gpu], memory=fit["memory"], overlap=fit["overlap"])))
+    return f"{p.terms['memory_bound_s'] / p.step_s:.0%}"
+
+
+def _terms(name: str) -> str:
+    from gpuviz.plan import terms
+
+    return f"{getattr(terms, name):g}"
+
+
+def _nccl(hop: str) -> str:
+    from gpuviz.sharing.accelerators import NCCL_LATENCY
+
+    return f"{NCCL_LATENCY[hop] * 1e6:g}"
+
+
 def _meter_period() -> float:
     from gpuviz.energy.meters import DEFAULT_PERIOD_S
 
@@ -67,6 +92,14 @@ VALUES = {
                        lambda: f"{_plan()[1].tp_comm:.1f}"),
     "plan.tp-comm-share": ("the tensor-parallel all-reduces' share of the plan's modelled step",
                            lambda: f"{_plan()[1].tp_comm / _plan()[1].step_s:.0%}"),
+    "plan.elementwise-h": ("values per h a layer's memory-bound kernels move per token, forward "
+                           "(gpuviz.plan.terms.ELEMENTWISE_H)", lambda: _terms("ELEMENTWISE_H")),
+    "plan.scores-as": ("values per head and key stored attention scores move per token, forward "
+                       "(gpuviz.plan.terms.SCORES_AS)", lambda: _terms("SCORES_AS")),
+    "nccl.base-us": ("NCCL's base latency of a ring collective, µs (gpuviz.sharing.accelerators)",
+                     lambda: _nccl("base")),
+    "nccl.nvlink-us": ("NCCL's latency of a ring step over NVLink, µs", lambda: _nccl("nvlink")),
+    "nccl.net-us": ("NCCL's latency of a ring step over the network, µs", lambda: _nccl("net")),
     "energy.period-ms": ("how often a rank samples its energy meter by default, ms "
                          "(gpuviz.energy.meters.DEFAULT_PERIOD_S)",
                          lambda: f"{_meter_period() * 1e3:.0f}"),
@@ -85,6 +118,10 @@ VALUES = {
                             lambda: f"{(_held_out() <= 0.10).sum()}"),
     "published.worst-run": ("the held-out published run the model misses most",
                             lambda: _validation().loc[_held_out().idxmax(), "run"]),
+    "published.small-memory-share": ("the memory-bound kernels' share of the step of Megatron-LM's "
+                                     "1.7B run, modelled", lambda: _memory_share("Megatron-LM 1.7B, 32 A100")),
+    "published.large-memory-share": ("the memory-bound kernels' share of the step of Megatron-LM's "
+                                     "1T run, modelled", lambda: _memory_share("Megatron-LM 1T, 3072 A100")),
     "published.overlap": ("the fitted fraction of compute that hides data-parallel and ZeRO-3 "
                           "communication", lambda: f"{_fit()['overlap']:.2f}"),
     "published.memory-efficiency": ("the fitted fraction of memory bandwidth the memory-bound "

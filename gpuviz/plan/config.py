@@ -79,7 +79,8 @@ class Efficiency:
 FITTED_COMPUTE = {"A100 SXM 80GB": 0.713, "H100 SXM": 0.748}
 FITTED_MEMORY = 0.848
 FITTED_OVERLAP = 0.537
-_FAMILY = {"A100 SXM 40GB": "A100 SXM 80GB", "A800 SXM 80GB": "A100 SXM 80GB",
+#: GPUs without a fitted value of their own, and the fitted GPU of their family (the same chip).
+FAMILY = {"A100 SXM 40GB": "A100 SXM 80GB", "A800 SXM 80GB": "A100 SXM 80GB",
            "H800 SXM": "H100 SXM", "H200 SXM": "H100 SXM"}
 
 
@@ -90,7 +91,7 @@ def default_efficiency(gpu) -> Efficiency:
     True
     """
     name = gpu if isinstance(gpu, str) else gpu.get("name", "")
-    key = name if name in FITTED_COMPUTE else _FAMILY.get(name)
+    key = name if name in FITTED_COMPUTE else FAMILY.get(name)
     how = ("fitted" if name in FITTED_COMPUTE else f"the {key}'s fitted value (same chip)" if key
            else "the H100's fitted value (assumed)")
     return Efficiency(compute=FITTED_COMPUTE[key or "H100 SXM"], memory=FITTED_MEMORY,

@@ -38,7 +38,7 @@ __all__ = ["predict", "Prediction", "Config", "Efficiency", "Transformer", "PRES
 # -- the prediction ---------------------------------------------------------------------------
 
 _TERM_TEXT = {"compute": "compute (matmuls at the fitted efficiency)",
-              "tp_comm": "tensor-parallel all-reduces", "pp_comm": "pipeline sends",
+              "tp_comm": "tensor-parallel all-reduces (and the context-parallel ring not hidden)", "pp_comm": "pipeline sends",
               "zero3_comm": "ZeRO-3 gathers (not hidden)", "bubble": "pipeline bubble",
               "dp_comm": "data-parallel gradient sync (not hidden)",
               "optimizer": "optimizer step", "overhead": "fixed overhead per step"}

@@ -27,7 +27,7 @@ import math
 
 import pandas as pd
 
-from gpuviz.plan.config import Config, Efficiency
+from gpuviz.plan.config import FAMILY, Config, Efficiency
 from gpuviz.plan.prediction import predict
 from gpuviz.plan.transformer import Transformer
 
@@ -255,14 +255,10 @@ def validation_table(runs=RUNS, efficiency: dict | None = None) -> pd.DataFrame:
     for r in runs:
         c = r.config
         gpu = _gpu_name(r)
-        if gpu not in eff["compute"]:
-            # a GPU without a fitted value takes the one of its family (an A100's for the
-            # A100 40GB): the same chip with other memory
-            family = next((g for g in eff["compute"] if g.split()[0] == gpu.split()[0]), None)
-            if family is None:
-                raise ValueError(f"efficiency: no compute efficiency for {gpu!r}; give one")
-            eff = {**eff, "compute": {**eff["compute"], gpu: eff["compute"][family]}}
-        p = predict(_with(r, eff["compute"][gpu], eff["memory"], eff["overlap"]))
+        key = gpu if gpu in eff["compute"] else FAMILY.get(gpu)   # the same chip, other memory
+        if key not in eff["compute"]:
+            raise ValueError(f"efficiency: no compute efficiency for {gpu!r}; give one")
+        p = predict(_with(r, eff["compute"][key], eff["memory"], eff["overlap"]))
         got = getattr(p, r.metric)
         rows.append({"run": r.name, "category": r.category, "gpu": gpu, "gpus": c.gpus,
                      "layout": f"dp={c.dp} tp={c.tp} pp={c.pp}"

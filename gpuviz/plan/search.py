@@ -26,7 +26,7 @@ from gpuviz.plan.transformer import MODELLED, transformer
 #: Virtual pipeline stages the search tries (1: plain 1F1B; 2 and 4: interleaved).
 VIRTUAL_STAGES = (1, 2, 4)
 
-_TERM_WORDS = {"compute": "compute", "tp_comm": "tensor-parallel communication",
+_TERM_WORDS = {"compute": "compute", "tp_comm": "tensor- and context-parallel communication",
                "pp_comm": "pipeline sends", "zero3_comm": "ZeRO-3 gathers",
                "bubble": "pipeline bubble", "dp_comm": "exposed gradient sync",
                "optimizer": "optimizer step", "overhead": "overhead"}
@@ -36,10 +36,10 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def _stage_counts(virtual_stages) -> tuple[int, ...]:
-    vs = (virtual_stages,) if isinstance(virtual_stages, (int, np.integer)) else tuple(virtual_stages)
+def _counts(values, name: str = "virtual_stages") -> tuple[int, ...]:
+    vs = (values,) if isinstance(values, (int, np.integer)) else tuple(values)
     if not vs or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in vs):
-        raise ValueError(f"virtual_stages={virtual_stages!r}: give an integer >= 1 or a sequence of "
+        raise ValueError(f"{name}={values!r}: give an integer >= 1 or a sequence of "
                          "them, e.g. (1, 2, 4)")
     return tuple(sorted({int(v) for v in vs}))
 
@@ -66,8 +66,8 @@ def layouts(model, gpus: int, global_batch: int, gpus_per_node: int = 8, zero=(0
     ([1], [1, 2, 4])
     """
     spec = transformer(model)
-    vs = _stage_counts(virtual_stages)
-    cps = _stage_counts(context_parallel)
+    vs = _counts(virtual_stages)
+    cps = _counts(context_parallel, "context_parallel")
     rows = []
     for tp, cp in itertools.product(_divisors(gpus), cps):
         if spec.heads % tp or tp > gpus_per_node or (gpus // tp) % cp or spec.seq % cp:
@@ -147,7 +147,7 @@ def search(model, gpus: int, global_batch: int, gpu="H100 SXM", inter_link="ib-n
         raise ValueError(
             f"model {proto.model.name} fits nowhere on gpus={gpus} x {hw['name']} "
             f"({hw['memory_bytes'] / 2**30:.1f} GiB each, {proto.reserved_gib:g} GiB reserved): the "
-            f"smallest layout needs {low['memory_GiB']:.1f} GiB per GPU ({_name(low)}); use more "
+            f"smallest layout needs {low['memory_GiB']:.1f} GiB per GPU ({layout_name(low)}); use more "
             "GPUs or larger ones")
     table = table.sort_values(["fits", "tokens_per_s"], ascending=[False, False], kind="stable")
     table = table.reset_index(drop=True)
@@ -165,7 +165,13 @@ def _config(proto: Config, row) -> Config:
                          recompute=row["recompute"], virtual_stages=int(row["virtual_stages"]))
 
 
-def _name(row) -> str:
+def layout_name(row) -> str:
+    """A layout in one line, from a :func:`search` row (or a dict with its columns).
+
+    >>> layout_name({"dp": 8, "tp": 8, "pp": 1, "cp": 2, "micro_batch": 1, "zero": 1,
+    ...              "recompute": "selective"})
+    'dp=8 tp=8 pp=1 cp=2 mb=1 zero=1 recompute=selective'
+    """
     v = int(row.get("virtual_stages", 1))
     cp = int(row.get("cp", 1))
     return (f"dp={row['dp']} tp={row['tp']} pp={row['pp']}{f' cp={cp}' if cp > 1 else ''}"
@@ -184,10 +190,10 @@ def reason(table: pd.DataFrame) -> str:
     own = (f"its step is {win['step_s']:.3g} s, mostly {_TERM_WORDS[win['dominant']]} "
            f"({win[win['dominant']] / win['step_s']:.0%})")
     if others.empty:
-        return f"{_name(win)}: the only layout that fits; {own} (modelled)"
+        return f"{layout_name(win)}: the only layout that fits; {own} (modelled)"
     run = others.iloc[0]
     gains = {k: run[k] - win[k] for k in TIME_TERMS}
     k = max(gains, key=gains.get)
-    return (f"{_name(win)}: {run['step_s'] / win['step_s']:.2f}x faster than the runner-up "
-            f"{_name(run)}, mostly by less {_TERM_WORDS[k]} ({gains[k]:.3g} s less per step); "
+    return (f"{layout_name(win)}: {run['step_s'] / win['step_s']:.2f}x faster than the runner-up "
+            f"{layout_name(run)}, mostly by less {_TERM_WORDS[k]} ({gains[k]:.3g} s less per step); "
             f"{own} (modelled)")

@@ -66,6 +66,21 @@ def ring_time(nbytes, k, bytes_per_s, alpha, messages=1, steps_factor=2.0):
     return steps_factor * (frac * nbytes / bytes_per_s + (k - 1) * alpha * messages)
 
 
+def _spread(ranks, local):
+    """Ranks, ranks per server and servers of a collective (arrays)."""
+    ranks = np.asarray(ranks, dtype=float)
+    local = np.minimum(local, ranks)
+    return ranks, local, ranks / local
+
+
+def _latency(ranks, nodes, hw, steps_factor, messages):
+    """NCCL's latency of a ring collective: a base per collective, ``ranks - servers`` steps
+    inside servers and ``servers - 1`` between them (times ``steps_factor``), per message."""
+    steps = (ranks - nodes) * hw["intra_latency_s"] + (nodes - 1) * hw["inter_latency_s"]
+    return np.where(ranks > 1, messages * (hw.get("collective_latency_s", 0.0) + steps_factor * steps),
+                    0.0)
+
+
 def hierarchical_time(nbytes, ranks, local, hw, steps_factor=2.0, messages=1):
     """A ring collective over ``ranks`` members, ``local`` of them in each server, as NCCL
     runs it: its rings stripe the data over every NIC of a server, so the bytes cross the
@@ -73,14 +88,10 @@ def hierarchical_time(nbytes, ranks, local, hw, steps_factor=2.0, messages=1):
     then one between servers on ``n / local`` over each GPU's own NIC); the latency is
     NCCL's: ``ranks - servers`` steps inside servers, ``servers - 1`` between them, and a
     base latency per collective (``hw["collective_latency_s"]``)."""
-    ranks = np.asarray(ranks, dtype=float)
-    local = np.minimum(local, ranks)
-    nodes = ranks / local
+    ranks, local, nodes = _spread(ranks, local)
     inside = ring_time(nbytes, local, hw["intra_bytes_per_s"], 0.0, messages, steps_factor)
     between = ring_time(nbytes / local, nodes, hw["inter_bytes_per_s"], 0.0, messages, steps_factor)
-    latency = np.where(ranks > 1, messages * (hw.get("collective_latency_s", 0.0) + steps_factor * (
-        (ranks - nodes) * hw["intra_latency_s"] + (nodes - 1) * hw["inter_latency_s"])), 0.0)
-    return inside + between + latency
+    return inside + between + _latency(ranks, nodes, hw, steps_factor, messages)
 
 
 def flat_time(nbytes, ranks, local, hw, steps_factor=1.0, messages=1):
@@ -89,13 +100,10 @@ def flat_time(nbytes, ranks, local, hw, steps_factor=1.0, messages=1):
     striping over the server's other NICs). How the sharded data-parallel frameworks'
     per-layer gathers behave in published runs (:mod:`gpuviz.plan.published`: ZeRO-3 in
     Narayanan et al. 2021, Table 2)."""
-    ranks = np.asarray(ranks, dtype=float)
-    local = np.minimum(local, ranks)
-    nodes = ranks / local
+    ranks, local, nodes = _spread(ranks, local)
     bw = np.where(nodes > 1, hw["inter_bytes_per_s"], hw["intra_bytes_per_s"])
-    latency = np.where(ranks > 1, messages * (hw.get("collective_latency_s", 0.0) + steps_factor * (
-        (ranks - nodes) * hw["intra_latency_s"] + (nodes - 1) * hw["inter_latency_s"])), 0.0)
-    return ring_time(nbytes, ranks, bw, 0.0, messages, steps_factor) + latency
+    return ring_time(nbytes, ranks, bw, 0.0, messages, steps_factor) + _latency(
+        ranks, nodes, hw, steps_factor, messages)
 
 
 #: Reads and writes of the memory-bound kernels of one layer, in values per token, in
@@ -106,8 +114,9 @@ def flat_time(nbytes, ranks, local, hw, steps_factor=1.0, messages=1):
 #: from the ffn width. Materialised attention (no FlashAttention) also writes the score
 #: matrix, reads and writes it in the fused scale-mask-softmax, reads, writes and masks it
 #: in dropout and reads it in the product with V: ``SCORES_AS`` values per head and key
-#: (a s per token). Counted from Megatron-LM's fused kernels (Narayanan et al. 2021,
-#: Section 4.2: fused bias+GeLU, bias+dropout+add, scale+mask+softmax).
+#: (a s per token). Our count (an estimate, not a measurement) of Megatron-LM's fused
+#: kernels (Narayanan et al. 2021, Section 4.2: fused bias+GeLU, bias+dropout+add,
+#: scale+mask+softmax); the fitted memory efficiency absorbs what it misses.
 ELEMENTWISE_H = 11.0
 SCORES_AS = 6.5
 

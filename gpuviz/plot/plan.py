@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from gpuviz.plan.search import layout_name
 from gpuviz.plot.units import binary_bytes, duration
 from gpuviz.run.categories import COLORS
 
@@ -23,14 +24,15 @@ TERM_COLORS = {"compute": COLORS["compute"], "tp_comm": COLORS["comm"], "pp_comm
                "zero3_comm": "#E45756", "bubble": COLORS["idle"], "dp_comm": "#B85C00",
                "optimizer": COLORS["optimizer"], "overhead": COLORS["data"]}
 MEMORY_COLORS = {"params": "#4C78A8", "grads": "#72B7B2", "optimizer": COLORS["optimizer"],
-                 "activations": "#F58518", "buffers": "#BAB0AC", "reserved": "#E5E5E5"}
+                 "activations": "#F58518", "buffers": "#BAB0AC", "reserved": "#8C8C8C"}
 _HATCH = dict(shape="/", fgcolor="rgba(255,255,255,0.7)", size=6)
 
 
 def model_breakdown(prediction, title: str | None = None) -> go.Figure:
     """Stacked bars of one :class:`gpuviz.plan.prediction.Prediction`: its step time by term (left,
     seconds) and its memory per GPU by kind (right, GiB, with the GPU's capacity dashed).
-    Every bar is hatched: modelled, not measured."""
+    Every bar is hatched: modelled, not measured (the reserved memory, grey, is a stated
+    allowance; its hover says so)."""
     p = prediction
     fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.18,
                         subplot_titles=("step time (s)", "memory per GPU (GiB)"))
@@ -49,7 +51,7 @@ def model_breakdown(prediction, title: str | None = None) -> go.Figure:
             legendgrouptitle_text="memory, modelled",
             marker=dict(color=MEMORY_COLORS[r["kind"]], pattern=_HATCH),
             hovertemplate=(f"<b>{r['kind']}</b><br>{r['GiB']:.4g} GiB"
-                           "<br>modelled<extra></extra>")),
+                           f"<br>{r['label']}<extra></extra>")),
             row=1, col=2)
     cap = float(mem["capacity_GiB"].iloc[0])
     if np.isfinite(cap):
@@ -84,8 +86,10 @@ def breakdown_subtitle(prediction) -> str:
     cap = _gpu_memory(c)
     mem = binary_bytes(p.memory_per_gpu) + (f" of {binary_bytes(cap)}" if np.isfinite(cap) else "")
     return (f"{c.model.name} on {c.gpus} x {gpu}: dp={c.dp} tp={c.tp} pp={c.pp}"
+            f"{f' cp={c.cp}' if c.cp > 1 else ''}"
             f"{f' ({c.virtual_stages} virtual stages)' if c.virtual_stages > 1 else ''}, micro-batch "
-            f"{c.micro_batch}, ZeRO-{c.zero}, recompute {c.recompute}<br>step {duration(p.step_s)}, "
+            f"{c.micro_batch}, ZeRO-{c.zero}, recompute {c.recompute}"
+            f"{', FP8 matmuls' if c.precision == 'fp8' else ''}<br>step {duration(p.step_s)}, "
             f"{p.tokens_per_s:,.0f} tokens/s, MFU {p.mfu:.1%} of {peak}, {mem} per GPU"
             f"{'' if p.fits else ' (does NOT fit)'}; hatched: modelled")
 
@@ -145,12 +149,12 @@ def layout_heatmap(table: pd.DataFrame, x: str = "tp", y: str = "pp",
         i, j = ys.index(r[y]), xs.index(r[x])
         state[i][j] = "nofit"
         text[i][j] = (f"<b>does not fit</b> in memory: the smallest layout with {x}={r[x]}, {y}={r[y]} "
-                      f"({_layout_words(r)}) needs {r['memory_GiB']:.1f} GiB{of} per GPU")
+                      f"({layout_name(r)}) needs {r['memory_GiB']:.1f} GiB{of} per GPU")
     for _, r in best.iterrows():
         i, j = ys.index(r[y]), xs.index(r[x])
         z[i, j] = r[value]
         state[i][j] = "fits"
-        text[i][j] = (f"{value}: {r[value]:,.4g}<br>{_layout_words(r)}<br>step "
+        text[i][j] = (f"{value}: {r[value]:,.4g}<br>{layout_name(r)}<br>step "
                       f"{duration(r['step_s'])}, {r['memory_GiB']:.1f} GiB, mostly {r['dominant']}")
     fig = go.Figure(go.Heatmap(z=z, x=[str(v) for v in xs], y=[str(v) for v in ys], text=text,
                                hovertemplate="%{text}<extra>modelled</extra>", hoverongaps=True,
@@ -170,19 +174,13 @@ def layout_heatmap(table: pd.DataFrame, x: str = "tp", y: str = "pp",
     top = table.iloc[0]
     fig.update_layout(title=dict(text=title or f"Modelled {value} of every {x} x {y} (best of the rest)",
                                  subtitle=dict(text=(
-                                     f"best: {_layout_words(top)}; modelled<br>grey: no such "
+                                     f"best: {layout_name(top)}; modelled<br>grey: no such "
                                      f"layout (e.g. {x} x {y} does not divide the GPUs); white: "
                                      "layouts exist but none fits in memory"))),
                       xaxis=dict(title=f"{x} (ranks)", type="category", showgrid=False),
                       yaxis=dict(title=f"{y} (ranks)", type="category", showgrid=False),
                       plot_bgcolor="white", margin=dict(t=120))
     return fig
-
-
-def _layout_words(r) -> str:
-    v = int(r.get("virtual_stages", 1))
-    return (f"dp={r['dp']} tp={r['tp']} pp={r['pp']}{f' v={v}' if v > 1 else ''} "
-            f"mb={r['micro_batch']} zero={r['zero']} {r['recompute']}")
 
 
 def predicted_vs_measured(table: pd.DataFrame, title: str | None = None) -> go.Figure:

@@ -22,8 +22,9 @@ _MI300X = ("AMD Instinct MI300X data sheet, https://www.amd.com/content/dam/amd/
            "instinct-tech-docs/data-sheets/amd-instinct-mi300x-data-sheet.pdf")
 
 
-_SMI = ("nvidia-smi's memory.total for this card ({mib} MiB = {gib:.2f} GiB), as it prints in "
-        "public nvidia-smi outputs; the datasheet's '{label}' is the marketing size")
+_SMI = ("nvidia-smi's memory.total ({mib} MiB = {gib:.2f} GiB; the datasheet's '{label}' is the "
+        "marketing size), {how}: J. Walsh (Modal), 'Why does an NVIDIA H100 80GB card offer 85.52 "
+        "GB?', table of NVML-reported capacities, https://thundergolfer.com/blog/nvidia-gpu-memory-capacity")
 _V100 = ("NVIDIA Tesla V100 datasheet, https://images.nvidia.com/content/technologies/volta/pdf/"
          "volta-v100-datasheet-update-us-1165301-r5.pdf")
 _H800 = ("H800: the H100's die and memory with NVLink cut to 400 GB/s total (Philisun, 'NVIDIA "
@@ -35,8 +36,10 @@ _A800 = ("A800: the A100 with NVLink limited to 400 GB/s, same performance, 80 G
          "voor-china-die-niet-onder-exportrestricties-vs-valt.html)")
 
 
-def _mib(mib: int, label: str) -> tuple[float, str]:
-    return mib * 2**20, _SMI.format(mib=mib, gib=mib / 1024, label=label)
+def _mib(mib: int, label: str, like: str | None = None) -> tuple[float, str]:
+    how = (f"as for the {like}, which has the same memory (assumed: not in the source's table)"
+           if like else "as the source's table gives it for this card")
+    return mib * 2**20, _SMI.format(mib=mib, gib=mib / 1024, label=label, how=how)
 
 
 def _accelerator(name, vendor, bf16_flops, fp32_flops, memory_bytes, memory_bytes_per_s, tdp_w,
@@ -77,14 +80,15 @@ ACCELERATORS = {a["name"]: a for a in (
                  "nvlink3",
                  _A100_PDF + ": BF16 tensor core 312 TFLOPS (624 with sparsity), FP32 19.5 TFLOPS, "
                  "80 GB HBM2e, 2,039 GB/s, max TDP 400 W"),
-    _accelerator("A800 SXM 80GB", "NVIDIA", 312e12, 19.5e12, _mib(81920, "80GB"), 2.039e12, 400,
+    _accelerator("A800 SXM 80GB", "NVIDIA", 312e12, 19.5e12, _mib(81920, "80GB", "A100 80GB"),
+                 2.039e12, 400,
                  "nvlink-400", _A800 + ": as the A100 SXM 80GB (312 TFLOPS BF16, 2,039 GB/s, "
                  "400 W), NVLink 400 GB/s"),
     _accelerator("H100 SXM", "NVIDIA", 989e12, 67e12, _mib(81559, "80GB"), 3.35e12, 700, "nvlink4",
                  _H100 + ": BF16 tensor core 1,979 TFLOPS with sparsity (989 dense), FP8 3,958 "
                  "with sparsity (1,979 dense), FP32 67 TFLOPS, 80 GB, 3.35 TB/s, max TDP up to 700 W",
                  fp8_flops=1979e12),
-    _accelerator("H800 SXM", "NVIDIA", 989e12, 67e12, _mib(81559, "80GB"), 3.35e12, 700,
+    _accelerator("H800 SXM", "NVIDIA", 989e12, 67e12, _mib(81559, "80GB", "H100"), 3.35e12, 700,
                  "nvlink-400", _H800 + ": BF16 989 TFLOPS dense, FP8 1,979 dense, 80 GB, 3.35 TB/s, "
                  "700 W", fp8_flops=1979e12),
     _accelerator("H200 SXM", "NVIDIA", 989e12, 67e12, _mib(143771, "141GB"), 4.8e12, 700, "nvlink4",
@@ -156,16 +160,20 @@ INTERCONNECTS = dict((
 ))
 
 
+def _lookup(table: dict, what: str, name: str) -> dict:
+    if name not in table:
+        raise ValueError(f"{what}={name!r} is not in the catalogue; known: "
+                         + ", ".join(map(repr, table)))
+    return dict(table[name])
+
+
 def accelerator(name: str) -> dict:
     """One accelerator of :data:`ACCELERATORS` (a copy), or a ValueError listing them.
 
     >>> accelerator("H100 SXM")["tdp_w"]
     700.0
     """
-    if name not in ACCELERATORS:
-        raise ValueError(f"gpu={name!r} is not in the catalogue; known: "
-                         + ", ".join(map(repr, ACCELERATORS)))
-    return dict(ACCELERATORS[name])
+    return _lookup(ACCELERATORS, "gpu", name)
 
 
 def interconnect(name: str) -> dict:
@@ -174,7 +182,4 @@ def interconnect(name: str) -> dict:
     >>> interconnect("ib-ndr")["bytes_per_s"]
     50000000000.0
     """
-    if name not in INTERCONNECTS:
-        raise ValueError(f"link={name!r} is not in the catalogue; known: "
-                         + ", ".join(map(repr, INTERCONNECTS)))
-    return dict(INTERCONNECTS[name])
+    return _lookup(INTERCONNECTS, "link", name)
