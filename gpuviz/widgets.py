@@ -76,6 +76,7 @@ class Planner:
             "tp": w.SelectionSlider(options=[1, 2, 4, 8], value=8, description="tp"),
             "pp": w.SelectionSlider(options=[2**k for k in range(8)], value=1, description="pp"),
             "cp": w.SelectionSlider(options=[2**k for k in range(5)], value=1, description="cp"),
+            "ep": w.SelectionSlider(options=[1], value=1, description="ep (experts)"),
             "virtual_stages": w.ToggleButtons(options=[1, 2, 4], value=1, description="virtual stages"),
             "micro_batch": w.SelectionSlider(options=[1, 2, 4, 8, 16], value=1, description="micro-batch"),
             "global_batch": w.SelectionSlider(options=[2**k for k in range(5, 15)], value=global_batch,
@@ -111,21 +112,26 @@ class Planner:
     def _changed(self, change) -> None:
         if self._busy:   # options being narrowed: one update at the end
             return
-        if change["owner"] in (self.controls["gpus"], self.controls["tp"], self.controls["pp"]):
+        if change["owner"] in (self.controls[k] for k in ("model", "gpus", "tp", "pp", "cp")):
             self._limit_layout()
         self.update()
 
     def _limit_layout(self) -> None:
-        """Offer only the tp, pp and cp that exist for the chosen GPUs: tp within a server
-        of 8 and at most the GPUs, tp x pp and then tp x pp x cp at most the GPUs (a value
-        that no longer exists becomes the largest that does)."""
+        """Offer only the tp, pp, cp and ep that exist for the chosen GPUs: tp within a server
+        of 8 and at most the GPUs, tp x pp and then tp x pp x cp at most the GPUs, ep (a
+        mixture of experts only) dividing the experts and the GPUs of a pipeline stage (a
+        value that no longer exists becomes the largest that does)."""
         c, n = self.controls, self.controls["gpus"].value
+        experts = PRESETS[c["model"].value].experts
         self._busy = True
         try:
-            for name in ("tp", "pp", "cp"):   # each one's choices follow those just chosen
+            for name in ("tp", "pp", "cp", "ep"):   # each one's choices follow those just chosen
                 allowed = ([t for t in (1, 2, 4, 8) if t <= n] if name == "tp" else
                            [2**k for k in range(8) if 2**k * c["tp"].value <= n] if name == "pp" else
-                           [2**k for k in range(5) if 2**k * c["tp"].value * c["pp"].value <= n])
+                           [2**k for k in range(5) if 2**k * c["tp"].value * c["pp"].value <= n]
+                           if name == "cp" else
+                           [e for e in (2**k for k in range(experts.bit_length()))
+                            if experts % e == 0 and (n // c["pp"].value) % e == 0] or [1])
                 ctl = c[name]
                 if list(ctl.options) != allowed:
                     value = ctl.value if ctl.value in allowed else allowed[-1]
@@ -163,7 +169,7 @@ class Planner:
             return f"tp x pp x cp = {tp * pp * cp} does not divide {n} GPUs"
         try:
             return Config(c["model"].value, gpus=n, dp=n // (tp * pp * cp), tp=tp, pp=pp, cp=cp,
-                          precision=c["precision"].value,
+                          ep=c["ep"].value, precision=c["precision"].value,
                           global_batch=c["global_batch"].value, micro_batch=c["micro_batch"].value,
                           virtual_stages=c["virtual_stages"].value,
                           zero=c["zero"].value, recompute=c["recompute"].value, gpu=c["gpu"].value,
@@ -244,7 +250,9 @@ class Planner:
         self._limit_layout()   # the pp choices of the winner's tp
         self._set({"pp": best["pp"]})
         self._limit_layout()   # the cp choices of the winner's tp x pp
-        self._set({k: best[k] for k in ("cp", "virtual_stages", "micro_batch", "zero", "recompute")})
+        self._set({"cp": best["cp"]})
+        self._limit_layout()   # the ep choices of the winner's stage
+        self._set({k: best[k] for k in ("ep", "virtual_stages", "micro_batch", "zero", "recompute")})
         self._searched = self._search_key()
         self.update()
 

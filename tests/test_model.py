@@ -13,6 +13,7 @@ from gpuviz.plan import Config, Efficiency, Transformer
 from gpuviz.plan.prediction import predict
 from gpuviz.plan.search import layouts, search
 from gpuviz.plan.terms import TIME_TERMS, ring_time
+from gpuviz.plan.transformer import transformer
 from gpuviz.sharing import accelerators, hardware
 
 L70 = dict(model="llama3-70b", gpus=64, dp=8, tp=8, pp=1, global_batch=512, zero=1,
@@ -320,7 +321,13 @@ def test_context_parallelism_splits_tokens_and_adds_its_ring():
 def test_fp8_runs_the_matmuls_at_the_fp8_peak_and_counts_mfu_against_bf16():
     bf = predict(Config(**L70, efficiency=Efficiency(compute=0.5)))
     f8 = predict(Config(**{**L70, "precision": "fp8"}, efficiency=Efficiency(compute=0.5)))
-    assert f8.compute == pytest.approx(bf.compute / 2, rel=0.01)
+    # the weights' matmuls at twice the rate; the attention's products (FlashAttention, 16-bit)
+    # as before: forward, backward (2x) and the selective recomputation, per token and layer
+    m = transformer("llama3-70b")
+    tokens = 512 * m.seq / 8                                   # per data-parallel replica
+    peak = accelerators.accelerator("H100 SXM")["bf16_flops"]
+    scores_s = tokens * m.layers * 4 * (4 * m.seq * m.heads * m.head_dim) / 8 / (peak * 0.5)
+    assert f8.compute == pytest.approx((bf.compute - scores_s) / 2 + scores_s, rel=0.01)
     assert f8.mfu > bf.mfu and f8.mem_params > bf.mem_params        # the FP8 copy of the weights
 
 
@@ -341,3 +348,72 @@ def test_links_carry_nccl_s_latencies():
 def test_search_names_a_bad_context_parallel_choice():
     with pytest.raises(ValueError, match=r"context_parallel=\(0,\): give an integer >= 1"):
         search("llama3-70b", gpus=64, global_batch=128, context_parallel=(0,))
+
+
+# -- mixtures of experts -------------------------------------------------------------------------
+
+Q30 = dict(model="qwen3-30b-a3b", gpus=16, dp=8, tp=1, pp=2, global_batch=256, zero=1,
+           recompute="selective", gpu="H100 SXM")
+
+
+def test_moe_presets_count_all_and_active_parameters():
+    q30, q235 = transformer("qwen3-30b-a3b"), transformer("qwen3-235b-a22b")
+    # Qwen3 Technical Report, Table 1: 30.5B total, 3.3B activated; 235B and 22B
+    assert round(q30.n_params / 1e9, 1) == 30.5 and abs(q30.n_active_params / 1e9 - 3.3) < 0.1
+    assert (round(q235.n_params / 1e9), round(q235.n_active_params / 1e9)) == (235, 22)
+    assert q30.moe and not transformer("llama3-70b").moe
+    assert transformer("llama3-70b").n_active_params == transformer("llama3-70b").n_params
+    # the model's FLOPs per token follow the active parameters, not all of them
+    p = predict(Config(**Q30))
+    attention = 3 * q30.layers * 4 * q30.seq * q30.heads * q30.head_dim
+    embedding = q30.vocab * q30.hidden                     # the input lookup is not a matmul
+    assert p.model_flops_per_token == pytest.approx(
+        6 * (q30.n_active_params - embedding) + attention, rel=0.01)
+
+
+@pytest.mark.parametrize("fields, match", [
+    (dict(experts=8, top_k=9), "top_k=9 is more than the experts=8"),
+    (dict(experts=-1), "experts=-1"),
+    (dict(hidden=100, heads=3), "or give head_dim"),
+])
+def test_transformer_rejects_impossible_experts_and_heads(fields, match):
+    base = dict(layers=2, hidden=96, heads=4, seq=16, vocab=32)
+    with pytest.raises(ValueError, match=match):
+        Transformer(**{**base, **fields})
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(model="llama3-70b", ep=2), "ep=2: the model llama3-70b has no experts"),
+    (dict(ep=256), "ep=256 must divide the model's experts=128"),
+    (dict(gpus=12, dp=6, ep=4), r"ep=4 must divide .* tp\*cp\*dp = 6"),
+    (dict(ep=0), "ep=0: must be an integer >= 1"),
+])
+def test_config_names_a_bad_expert_layout(changes, match):
+    with pytest.raises(ValueError, match=match):
+        Config(**{**Q30, **changes})
+
+
+def test_expert_parallelism_splits_the_experts_and_pays_all_to_alls():
+    one, eight = predict(Config(**Q30)), predict(Config(**Q30, ep=8))
+    assert one.ep_comm == 0 < eight.ep_comm
+    # the experts (nearly all of the weights) split 8 ways: params, grads and optimizer state
+    assert eight.mem_params < one.mem_params / 5
+    # the compute is the same: each token meets its experts wherever they are
+    assert eight.compute == pytest.approx(one.compute)
+    # 16 ranks span two servers: half the copies cross the network, slower than NVLink
+    wide = predict(Config(**{**Q30, "pp": 1, "dp": 16}, ep=16))
+    eight = predict(Config(**{**Q30, "pp": 1, "dp": 16}, ep=8))
+    assert wide.ep_comm > 2 * eight.ep_comm
+    assert wide.mem_params < eight.mem_params
+
+
+def test_search_tries_expert_parallelism_for_moe_models_only():
+    t = layouts("qwen3-30b-a3b", gpus=16, global_batch=64, zero=(1,), recompute=("none",),
+                virtual_stages=(1,))
+    assert set(t["ep"]) == {1, 2, 4, 8, 16}
+    assert all((r.tp * r.cp * r.dp) % r.ep == 0 for r in t.itertuples())
+    assert set(layouts("llama3-8b", gpus=16, global_batch=64)["ep"]) == {1}
+    with pytest.raises(ValueError, match="expert_parallel=.*has no experts"):
+        layouts("llama3-8b", gpus=16, global_batch=64, expert_parallel=(1, 2))
+    best = search("qwen3-235b-a22b", gpus=256, global_batch=1024, precision="fp8")
+    assert best.attrs["best"].ep == best.iloc[0]["ep"] and best.iloc[0]["fits"]

@@ -32,12 +32,25 @@ def test_held_out_runs_meet_the_median_goal_and_name_the_worst(table):
     assert by.loc["all held out", "runs"] == len(held)
     for cat in ("dense Megatron-style", "small models", "ZeRO-3/FSDP"):
         assert by.loc[cat, "median_abs_error"] <= 0.10, cat
-    # the runs beyond 25% are MT-NLG's alone: the same model and cluster as Korthikanti et
-    # al.'s full-recomputation run, which the model predicts within 10%
+    # the runs beyond 25% are MT-NLG's (the same model and cluster as Korthikanti et al.'s
+    # full-recomputation run, which the model predicts within 10%) and the small-expert MoE's
     far = held.loc[held["error"].abs() > 0.25, "run"]
-    assert all(n.startswith("MT-NLG") for n in far), list(far)
+    assert all(n.startswith(("MT-NLG", "Qwen3 30B-A3B")) for n in far), list(far)
     k = table.set_index("run").loc["Megatron-LM 530B full recompute, 2240 A100", "error"]
     assert abs(k) <= 0.10
+
+
+def test_moe_runs_large_experts_within_25_percent_small_ones_overpredicted(table):
+    """What the chapter says of the MoE rows: Qwen3 235B-A22B (experts 1536 wide, EP over
+    4 servers) within 25%; Qwen3 30B-A3B (768 wide, hidden 2048) predicted more than twice
+    as fast as published: the model has no cost for a MoE layer's routing and permutation."""
+    moe = table[table["category"] == "MoE"].set_index("run")
+    assert len(moe) == 4 and (moe["role"] == "validation").all() and moe["fits"].all()
+    big = moe[moe.index.str.startswith("Qwen3 235B")]
+    small = moe[moe.index.str.startswith("Qwen3 30B")]
+    assert len(big) == 2 and (big["error"].abs() <= 0.25).all()
+    assert (big["dominant"] == "ep_comm").all()                  # 24 of 32 EP ranks off-server
+    assert len(small) == 2 and (small["ratio"] > 2).all()
 
 
 def test_zero3_throughput_falls_with_scale_as_published(table):

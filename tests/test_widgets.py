@@ -77,6 +77,23 @@ def test_planner_offers_context_parallelism_and_fp8():
     assert "No such layout" in app.numbers.value and "no FP8 peak" in app.numbers.value
 
 
+def test_planner_offers_expert_parallelism_for_a_mixture_of_experts_only():
+    app = planner()                                  # llama3-70b: dense, ep 1 alone
+    assert app.controls["ep"].options == (1,)
+    app.controls["model"].value = "qwen3-30b-a3b"    # 128 experts on 64 GPUs, tp=8
+    assert app.controls["ep"].options == (1, 2, 4, 8, 16, 32, 64)
+    before = app.figure.data[TIME_TERMS.index("ep_comm")].y[0]
+    app.controls["ep"].value = 16
+    assert "ep=16" in app.figure.layout.title.subtitle.text
+    assert app.figure.data[TIME_TERMS.index("ep_comm")].y[0] > before == 0
+    app.controls["pp"].value = 4                      # 16 GPUs a stage: ep at most 16
+    assert max(app.controls["ep"].options) == 16 and app.controls["ep"].value == 16
+    app.controls["pp"].value = 8
+    assert app.controls["ep"].value == 8              # the largest that still exists
+    app.controls["model"].value = "llama3-8b"
+    assert app.controls["ep"].options == (1,) and "No such layout" not in app.numbers.value
+
+
 def test_planner_says_why_a_layout_is_impossible_or_does_not_fit():
     app = planner()
     app.controls["gpus"].value = 1024

@@ -168,7 +168,7 @@ def dominant_term(answer: str | Callable, config) -> Result:
         return Result(True, f"{want}: {t.loc[want, 'seconds']:.3g} s of a {p.step_s:.3g} s step "
                             f"(modelled; {share}).")
     if got not in TIME_TERMS:
-        hint = (" Communication is split by kind: tp_comm, pp_comm, zero3_comm, dp_comm."
+        hint = (" Communication is split by kind: tp_comm, pp_comm, zero3_comm, ep_comm, dp_comm."
                 if isinstance(got, str) and "comm" in got.lower() else "")
         return Result(False, f"{got!r} is not a term; give one of {', '.join(TIME_TERMS)}.{hint}")
     why = f"Not {got} ({t.loc[got, 'share']:.0%} of the step): the largest is {want} ({share})."
@@ -182,6 +182,9 @@ def dominant_term(answer: str | Callable, config) -> Result:
     elif want == "tp_comm":
         why += (" Tensor parallelism all-reduces activations 4 times per layer and micro-batch, "
                 "on the critical path.")
+    elif want == "ep_comm":
+        why += (" Every MoE layer sends each token's copies to their experts and back, an "
+                "all-to-all each way, forward and backward, on the critical path.")
     return Result(False, why)
 
 

@@ -45,6 +45,17 @@ def _fit():
     return published.fit_efficiency()
 
 
+def _errors(prefix: str):
+    t = _validation()
+    return t.loc[t["run"].str.startswith(prefix), "error"]
+
+
+def _model(name: str):
+    from gpuviz.plan.transformer import transformer
+
+    return transformer(name)
+
+
 def _memory_share(run: str) -> str:
     from gpuviz.plan import published
     from gpuviz.plan.config import Efficiency
@@ -118,6 +129,17 @@ VALUES = {
                             lambda: f"{(_held_out() <= 0.10).sum()}"),
     "published.worst-run": ("the held-out published run the model misses most",
                             lambda: _validation().loc[_held_out().idxmax(), "run"]),
+    "published.mtnlg-max": ("the largest |error| over MT-NLG's published runs",
+                            lambda: f"{_errors('MT-NLG').abs().max():.0%}"),
+    "published.moe-small-ratio": ("the smallest predicted / published throughput of Qwen3 "
+                                  "30B-A3B's published runs",
+                                  lambda: f"{_errors('Qwen3 30B').min() + 1:.1f}"),
+    "published.moe-large-error": ("the largest |error| over Qwen3 235B-A22B's published runs",
+                                  lambda: f"{_errors('Qwen3 235B').abs().max():.0%}"),
+    "plan.moe-params-b": ("Qwen3 30B-A3B's parameters, billions (gpuviz.plan.transformer)",
+                          lambda: f"{_model('qwen3-30b-a3b').n_params / 1e9:.1f}"),
+    "plan.moe-active-b": ("the parameters one token of Qwen3 30B-A3B meets, billions",
+                          lambda: f"{_model('qwen3-30b-a3b').n_active_params / 1e9:.2f}"),
     "published.small-memory-share": ("the memory-bound kernels' share of the step of Megatron-LM's "
                                      "1.7B run, modelled", lambda: _memory_share("Megatron-LM 1.7B, 32 A100")),
     "published.large-memory-share": ("the memory-bound kernels' share of the step of Megatron-LM's "

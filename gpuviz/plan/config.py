@@ -166,11 +166,15 @@ class Config:
     stated allowance, not a measurement)."""
     requested_batch: int | None = None
     """The global batch asked for, when it had to be rounded (set by the check)."""
+    ep: int = 1
+    """Expert-parallel ranks of a mixture of experts: each holds ``experts / ep`` whole
+    experts, and tokens reach them by all-to-all. Folded over the ranks of a pipeline stage
+    as Megatron-Core does (``ep`` divides ``tp * cp * dp``; it adds no GPUs)."""
 
     def __post_init__(self):
         object.__setattr__(self, "model", transformer(self.model))
-        for k in ("gpus", "dp", "tp", "pp", "cp", "global_batch", "micro_batch", "gpus_per_node",
-                  "virtual_stages"):
+        for k in ("gpus", "dp", "tp", "pp", "cp", "ep", "global_batch", "micro_batch",
+                  "gpus_per_node", "virtual_stages"):
             _positive_int(k, getattr(self, k))
         if self.dp * self.tp * self.pp * self.cp != self.gpus:
             raise ValueError(f"dp*tp*pp*cp = {self.dp}*{self.tp}*{self.pp}*{self.cp} = "
@@ -189,6 +193,12 @@ class Config:
             raise ValueError(f"pp={self.pp} is more stages than the model's layers={m.layers}")
         if self.cp > 1 and m.seq % self.cp:
             raise ValueError(f"cp={self.cp} does not divide the model's seq={m.seq}")
+        if self.ep > 1 and not m.moe:
+            raise ValueError(f"ep={self.ep}: the model {m.name} has no experts (a dense MLP); "
+                             "use ep=1")
+        if self.ep > 1 and (m.experts % self.ep or (self.tp * self.cp * self.dp) % self.ep):
+            raise ValueError(f"ep={self.ep} must divide the model's experts={m.experts} and the "
+                             f"ranks of a pipeline stage, tp*cp*dp = {self.tp * self.cp * self.dp}")
         r = self.reserved_gib
         if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r < 0:
             raise ValueError(f"reserved_gib={r!r}: must be a number of GiB >= 0")
@@ -301,4 +311,4 @@ def step_kwargs(config: Config, hw: dict | None = None) -> dict:
                 sequence_parallel=config.sequence_parallel, launch_s=eff.launch_s,
                 data_s_per_sequence=eff.data_s_per_sequence, sync_s=eff.sync_s,
                 attention=config.attention, memory_efficiency=eff.memory,
-                gemm_flops=hw["gemm_flops"])
+                gemm_flops=hw["gemm_flops"], ep=config.ep)

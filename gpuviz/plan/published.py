@@ -57,6 +57,10 @@ _OPT = ("Zhang et al. 2022, 'OPT: Open Pre-trained Transformer Language Models',
 _LLAMA = ("Dubey et al. 2024, 'The Llama 3 Herd of Models', arXiv:2407.21783, Table 4: "
           "405B on H100, 16M tokens per batch; TP 8, PP 16 with CP 1 (sequence 8192) or CP 16 "
           "(sequence 131072)")
+_BRIDGE = ("NVIDIA Megatron-Bridge, docs/performance-summary-archive.md, "
+           "https://github.com/NVIDIA-NeMo/Megatron-Bridge (commit 0a25f91): pre-training on "
+           "DGX-H100, tokens/s per GPU; 'we force-balance the token distribution among experts "
+           "and all benchmarks are token-dropless'")
 _SELENE = dict(gpu="A100 SXM 80GB", inter_link="ib-hdr")     # DGX A100: 8 HDR ports per node
 _OLD = dict(attention="materialised", sequence_parallel=False)  # Megatron-LM before FlashAttention
 
@@ -67,7 +71,7 @@ def _gpt(params: str, heads: int, hidden: int, layers: int, vocab: int = 51200) 
 
 
 #: Categories the closing table groups runs by.
-CATEGORIES = ("dense Megatron-style", "small models", "ZeRO-3/FSDP", "long context")
+CATEGORIES = ("dense Megatron-style", "small models", "ZeRO-3/FSDP", "long context", "MoE")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +81,9 @@ class PublishedRun:
     name: str
     config: Config
     metric: str
-    """"tflops_per_gpu" (counting recomputation) or "mfu" (model FLOPs only)."""
+    """"tflops_per_gpu" (counting recomputation), "mfu" (model FLOPs only) or
+    "tokens_per_s_per_gpu" (no FLOP convention: Megatron-Bridge counts causal attention
+    at half, the model at whole)."""
     value: float
     source: str
     assumed: str = ""
@@ -93,7 +99,8 @@ def _run(name, model, gpus, tp, pp, batch, metric, value, source, assumed="", ca
                  global_batch=batch, **kw)
     if category is None:
         small = cfg.model.n_params < 20e9
-        category = ("ZeRO-3/FSDP" if cfg.zero == 3 else "small models" if small
+        category = ("MoE" if cfg.model.moe else "ZeRO-3/FSDP" if cfg.zero == 3
+                    else "small models" if small
                     else "long context" if cp > 1 else "dense Megatron-style")
     return PublishedRun(name, cfg, metric, value, source, assumed, category)
 
@@ -164,6 +171,17 @@ RUNS = (
          "micro-batch 1; interleaved schedule with 2 virtual stages; selective recomputation; "
          "ZeRO-2-like FSDP", cp=16, gpu="H100 SXM", inter_link="ib-ndr", recompute="selective",
          zero=2, virtual_stages=2),
+    # mixtures of experts on H100 (Megatron-Bridge's benchmarks, balanced routing)
+    *(_run(f"Qwen3 {name}, {g} H100, {prec} batch {batch}", f"qwen3-{name.lower()}", g, tp, pp, batch,
+           "tokens_per_s_per_gpu", v, _BRIDGE + f" ({release} container)",
+           "selective recomputation; distributed optimizer as ZeRO-1; all-to-all token "
+           "dispatch, not overlapped", gpu="H100 SXM", inter_link="ib-ndr", micro_batch=mb,
+           virtual_stages=vp, ep=ep, precision=prec.lower(), recompute="selective", zero=1)
+      for name, g, prec, batch, mb, tp, pp, vp, ep, v, release in (
+          ("30B-A3B", 16, "FP8", 1024, 1, 1, 2, 12, 8, 5113, "26.02"),
+          ("30B-A3B", 16, "FP8", 512, 2, 1, 2, 24, 8, 5275, "25.11"),
+          ("235B-A22B", 256, "FP8", 8192, 1, 2, 8, 4, 32, 1633, "26.02"),
+          ("235B-A22B", 256, "FP8", 2048, 1, 2, 8, 4, 32, 1575, "25.11"))),
 )
 
 #: The runs each fitted parameter is fitted on; every other run is held out. ``compute``:
@@ -263,6 +281,7 @@ def validation_table(runs=RUNS, efficiency: dict | None = None) -> pd.DataFrame:
         rows.append({"run": r.name, "category": r.category, "gpu": gpu, "gpus": c.gpus,
                      "layout": f"dp={c.dp} tp={c.tp} pp={c.pp}"
                                + (f" cp={c.cp}" if c.cp > 1 else "")
+                               + (f" ep={c.ep}" if c.ep > 1 else "")
                                + (f" v={c.virtual_stages}" if c.virtual_stages > 1 else "")
                                + f" mb={c.micro_batch} zero={c.zero}",
                      "metric": r.metric, "published": r.value, "predicted": float(got),

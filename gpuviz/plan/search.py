@@ -28,6 +28,7 @@ VIRTUAL_STAGES = (1, 2, 4)
 
 _TERM_WORDS = {"compute": "compute", "tp_comm": "tensor- and context-parallel communication",
                "pp_comm": "pipeline sends", "zero3_comm": "ZeRO-3 gathers",
+               "ep_comm": "expert all-to-alls",
                "bubble": "pipeline bubble", "dp_comm": "exposed gradient sync",
                "optimizer": "optimizer step", "overhead": "overhead"}
 
@@ -46,7 +47,7 @@ def _counts(values, name: str = "virtual_stages") -> tuple[int, ...]:
 
 def layouts(model, gpus: int, global_batch: int, gpus_per_node: int = 8, zero=(0, 1, 2, 3),
             recompute=RECOMPUTE, micro_batches=None, virtual_stages=VIRTUAL_STAGES,
-            schedule: str = "1f1b", context_parallel=(1,)) -> pd.DataFrame:
+            schedule: str = "1f1b", context_parallel=(1,), expert_parallel=None) -> pd.DataFrame:
     """Every valid layout: tp divides the heads and stays inside a server (tp <= gpus per
     node), pp <= layers, dp = gpus / (tp pp), and the global batch splits into whole
     micro-batches (powers of 2 by default) on every replica.
@@ -57,7 +58,9 @@ def layouts(model, gpus: int, global_batch: int, gpus_per_node: int = 8, zero=(0
     the micro-batches per replica are a multiple of pp, and the layers of the busiest stage,
     ceil(layers / pp) as the model counts them, split into v chunks of whole layers, none
     of the pp v chunks empty (pp v <= layers). ``context_parallel``: the cp sizes to try
-    (each must divide the sequence; default 1 alone).
+    (each must divide the sequence; default 1 alone). ``expert_parallel``: the ep sizes to
+    try for a mixture of experts, each kept where it divides the experts and tp x cp x dp
+    (default: every power of 2 up to the experts; a dense model: 1 alone).
 
     >>> t = layouts("gpt3-175b", gpus=8, global_batch=8, zero=(0,), recompute=("none",))
     >>> t[["dp", "tp", "pp"]].drop_duplicates().shape[0]
@@ -68,6 +71,11 @@ def layouts(model, gpus: int, global_batch: int, gpus_per_node: int = 8, zero=(0
     spec = transformer(model)
     vs = _counts(virtual_stages)
     cps = _counts(context_parallel, "context_parallel")
+    eps = (_counts(expert_parallel, "expert_parallel") if expert_parallel is not None
+           else tuple(2**k for k in range(spec.experts.bit_length())) if spec.moe else (1,))
+    if not spec.moe and eps != (1,):
+        raise ValueError(f"expert_parallel={expert_parallel!r}: the model {spec.name} has no "
+                         "experts; leave it out or give (1,)")
     rows = []
     for tp, cp in itertools.product(_divisors(gpus), cps):
         if spec.heads % tp or tp > gpus_per_node or (gpus // tp) % cp or spec.seq % cp:
@@ -83,10 +91,11 @@ def layouts(model, gpus: int, global_batch: int, gpus_per_node: int = 8, zero=(0
             for m in (micro_batches or [2**k for k in range(12)]):
                 if m > per or per % m:
                     continue
-                rows += [(dp, tp, pp, cp, m, v) for v in vs if v == 1 or (
+                rows += [(dp, tp, pp, cp, ep, m, v) for v in vs if v == 1 or (
                     pp > 1 and schedule == "1f1b" and (per // m) % pp == 0 and stage_layers % v == 0
-                    and pp * v <= spec.layers)]
-    cols = ["dp", "tp", "pp", "cp", "micro_batch", "virtual_stages"]
+                    and pp * v <= spec.layers)
+                    for ep in eps if ep == 1 or (spec.experts % ep == 0 and (tp * cp * dp) % ep == 0)]
+    cols = ["dp", "tp", "pp", "cp", "ep", "micro_batch", "virtual_stages"]
     if not rows:
         return pd.DataFrame(columns=[*cols, "zero", "recompute"])
     base = pd.DataFrame(rows, columns=cols)
@@ -97,18 +106,19 @@ def layouts(model, gpus: int, global_batch: int, gpus_per_node: int = 8, zero=(0
 def search(model, gpus: int, global_batch: int, gpu="H100 SXM", inter_link="ib-ndr",
            gpus_per_node: int = 8, precision: str = "bf16", zero=(0, 1, 2, 3),
            recompute=RECOMPUTE, micro_batches=None, virtual_stages=VIRTUAL_STAGES,
-           context_parallel=(1,), **config) -> pd.DataFrame:
+           context_parallel=(1,), expert_parallel=None, **config) -> pd.DataFrame:
     """Every layout of ``model`` on ``gpus`` GPUs, fastest fitting first.
 
-    Columns: dp, tp, pp, cp, micro_batch, virtual_stages, zero, recompute, step_s,
+    Columns: dp, tp, pp, cp, ep, micro_batch, virtual_stages, zero, recompute, step_s,
     tokens_per_s, mfu, tflops_per_gpu, memory_GiB, margin_GiB (capacity left after the
     memory and the reserved allowance), fits, dominant, each time term (s) and ``kind``.
     Rows: layouts that fit, by tokens/s, then those that do not. ``attrs``: ``reason`` (why
-    the winner beats the runner-up, the best layout with another dp, tp, pp, cp), ``best``
+    the winner beats the runner-up, the best layout with another dp, tp, pp, cp, ep), ``best``
     (its :class:`gpuviz.plan.prediction.Config`), ``capacity_GiB``. ``context_parallel``:
     the cp sizes to try. Other keyword arguments go to every
     :class:`~gpuviz.plan.prediction.Config` (e.g. ``intra_link``, ``efficiency``,
-    ``schedule``, ``attention``, ``reserved_gib``; ``precision="fp8"``).
+    ``schedule``, ``attention``, ``reserved_gib``; ``precision="fp8"``). ``expert_parallel``:
+    the ep sizes to try for a mixture of experts (see :func:`layouts`).
     ``virtual_stages``: the interleaved schedules to try where :func:`layouts` allows them
     (an integer or a sequence; 1 alone: plain 1F1B only).
 
@@ -121,7 +131,7 @@ def search(model, gpus: int, global_batch: int, gpu="H100 SXM", inter_link="ib-n
     if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
         raise ValueError(f"gpus={gpus!r}: must be an integer >= 1")
     table = layouts(proto.model, gpus, global_batch, gpus_per_node, zero, recompute, micro_batches,
-                    virtual_stages, proto.schedule, context_parallel)
+                    virtual_stages, proto.schedule, context_parallel, expert_parallel)
     if table.empty:
         raise ValueError(f"gpus={gpus}, global_batch={global_batch}: no valid layout (tp must divide "
                          f"heads={proto.model.heads}, pp <= layers, the batch must split over dp)")
@@ -129,7 +139,7 @@ def search(model, gpus: int, global_batch: int, gpu="H100 SXM", inter_link="ib-n
     rc = table["recompute"].map(RECOMPUTE.index).to_numpy()
     kw = step_kwargs(proto, hw)
     kw.update(dp=table["dp"].to_numpy(), tp=table["tp"].to_numpy(), pp=table["pp"].to_numpy(),
-              cp=table["cp"].to_numpy(), micro_batch=table["micro_batch"].to_numpy(),
+              cp=table["cp"].to_numpy(), ep=table["ep"].to_numpy(), micro_batch=table["micro_batch"].to_numpy(),
               global_batch=global_batch, zero=table["zero"].to_numpy(), recompute=rc,
               virtual_stages=table["virtual_stages"].to_numpy())
     t = terms.step_terms(proto.model.spec(), hw, **kw)
@@ -160,7 +170,7 @@ def search(model, gpus: int, global_batch: int, gpu="H100 SXM", inter_link="ib-n
 
 def _config(proto: Config, row) -> Config:
     return proto.replace(gpus=int(row["dp"] * row["tp"] * row["pp"] * row["cp"]), dp=int(row["dp"]),
-                         tp=int(row["tp"]), pp=int(row["pp"]), cp=int(row["cp"]),
+                         tp=int(row["tp"]), pp=int(row["pp"]), cp=int(row["cp"]), ep=int(row["ep"]),
                          micro_batch=int(row["micro_batch"]), zero=int(row["zero"]),
                          recompute=row["recompute"], virtual_stages=int(row["virtual_stages"]))
 
@@ -173,8 +183,9 @@ def layout_name(row) -> str:
     'dp=8 tp=8 pp=1 cp=2 mb=1 zero=1 recompute=selective'
     """
     v = int(row.get("virtual_stages", 1))
-    cp = int(row.get("cp", 1))
+    cp, ep = int(row.get("cp", 1)), int(row.get("ep", 1))
     return (f"dp={row['dp']} tp={row['tp']} pp={row['pp']}{f' cp={cp}' if cp > 1 else ''}"
+            f"{f' ep={ep}' if ep > 1 else ''}"
             f"{f' v={v}' if v > 1 else ''} "
             f"mb={row['micro_batch']} zero={row['zero']} recompute={row['recompute']}")
 
@@ -186,7 +197,7 @@ def reason(table: pd.DataFrame) -> str:
     fit = table[table["fits"]]
     win = fit.iloc[0]
     others = fit[(fit["dp"] != win["dp"]) | (fit["tp"] != win["tp"]) | (fit["pp"] != win["pp"])
-                 | (fit["cp"] != win["cp"])]
+                 | (fit["cp"] != win["cp"]) | (fit["ep"] != win["ep"])]
     own = (f"its step is {win['step_s']:.3g} s, mostly {_TERM_WORDS[win['dominant']]} "
            f"({win[win['dominant']] / win['step_s']:.0%})")
     if others.empty:

@@ -36,6 +36,13 @@ Everything here is modelled, not measured. The formulas and where they come from
   parallelism passes keys and values round the ``c`` ranks (ring attention).
 - Pipeline bubble ``(p-1)/v`` micro-batch times out of ``m + (p-1)/v`` (GPipe, Huang et
   al. 2019; the interleaved schedule's ``v`` virtual stages, Narayanan et al. 2021).
+- Mixture of experts: a token passes through its ``top_k`` routed experts (and any shared
+  ones); the ``ep`` expert-parallel ranks each hold ``experts / ep`` of them, and every
+  MoE layer sends each token's copies to their experts and back with an all-to-all,
+  forward and backward (GShard, Lepikhin et al. 2021; Megatron-Core's MoE layer), not
+  overlapped; expert gradients are reduced over the ranks that hold the same experts.
+- FP8: the weights' matmuls at the FP8 peak, the attention's products (FlashAttention)
+  at the 16-bit peak.
 - Overlap: a fraction ``overlap`` of the backward pass of the last micro-batch hides
   the data-parallel gradient reduction; of each micro-batch's compute, ZeRO-3's gathers;
   of the attention's compute, context parallelism's ring.
@@ -53,7 +60,7 @@ import numpy as np
 PRECISIONS = {"bf16": (2, 2, 12, 2), "fp8": (3, 2, 12, 2), "fp32": (4, 4, 8, 4)}
 RECOMPUTE = ("none", "selective", "full")
 #: The terms of a step, in the order the breakdown stacks them; they add up to step_s.
-TIME_TERMS = ("compute", "tp_comm", "pp_comm", "zero3_comm", "bubble", "dp_comm",
+TIME_TERMS = ("compute", "tp_comm", "pp_comm", "zero3_comm", "ep_comm", "bubble", "dp_comm",
               "optimizer", "overhead")
 
 
@@ -106,6 +113,49 @@ def flat_time(nbytes, ranks, local, hw, steps_factor=1.0, messages=1):
         ranks, nodes, hw, steps_factor, messages)
 
 
+def all_to_all_time(nbytes, ranks, local, hw):
+    """An all-to-all over ``ranks`` members, ``local`` of them in each server: each GPU
+    keeps ``1/ranks`` of its ``nbytes`` and sends the rest straight to each peer, NVLink
+    to those in its server and its own NIC to the others, both at once (NCCL's
+    send/receive pairs); one latency, the slower link's, plus NCCL's base."""
+    ranks, local, nodes = _spread(ranks, local)
+    inside = nbytes * (local - 1) / ranks / hw["intra_bytes_per_s"]
+    between = nbytes * (ranks - local) / ranks / hw["inter_bytes_per_s"]
+    lat = (np.where(nodes > 1, hw["inter_latency_s"], hw["intra_latency_s"])
+           + hw.get("collective_latency_s", 0.0))
+    return np.where(ranks > 1, np.maximum(inside, between) + lat, 0.0)
+
+
+def _experts(spec, h, f, tp, cp, dp, ep, gpus_per_node) -> dict:
+    """A layer's MLP, dense or a mixture of experts (GShard, Lepikhin et al. 2021; Switch
+    Transformers, Fedus et al. 2022): weights split over tp (``p_mlp_dense``) and over ep
+    (``p_experts``), the weights one token uses (``p_mlp_active``), memory-bound values per
+    token (``ew_mlp``), the change to Korthikanti's 16 bytes per token and h of MLP
+    activations split over tp (``act_delta``), routed copies per token (``copies``) and the
+    expert-data-parallel group (``edp`` ranks, ``edp_local`` per server). Experts are laid
+    out as Megatron-Core's parallel folding does (Liu et al. 2025, arXiv:2504.14960): the
+    ``ep`` ranks are consecutive among a pipeline stage's ``tp x cp x dp`` and each holds
+    ``experts / ep`` whole experts; tokens are routed evenly (balanced, as the published
+    benchmarks force it). A routed copy stores its input, the activation's input(s) and the
+    second matmul's input; the memory-bound kernels move the activation and permute each
+    copy there and back (read and write: ``4 h``)."""
+    matrices, acts = (3, 2) if spec["gated"] else (2, 1)
+    E, k = spec.get("experts", 0), spec.get("top_k", 1)
+    if not E:
+        return {"p_mlp_dense": matrices * h * f, "p_experts": 0.0, "p_mlp_active": matrices * h * f,
+                "ew_mlp": (acts + 1) * f, "act_delta": 0.0, "copies": 0, "edp": dp * cp,
+                "edp_local": 1.0}
+    fe, shared = spec.get("expert_ffn") or f, spec.get("shared_experts", 0)
+    expert = matrices * h * fe
+    used = k + shared
+    edp = tp * cp * dp / ep
+    return {"p_mlp_dense": shared * expert + h * E, "p_experts": E * expert,
+            "p_mlp_active": used * expert + h * E,
+            "ew_mlp": used * (acts + 1) * fe + 4 * k * h,
+            "act_delta": used * (2 + (2 * acts + 2) * fe / h) - 16, "copies": k, "edp": edp,
+            "edp_local": np.maximum(1.0, np.minimum(edp, np.floor(gpus_per_node / np.minimum(ep, gpus_per_node))))}
+
+
 #: Reads and writes of the memory-bound kernels of one layer, in values per token, in
 #: the forward pass (the backward pass makes twice as many): LayerNorm twice (read and
 #: write h each), bias-dropout-add twice (read 2h, write h, a one-byte mask h/2: 3.5h
@@ -126,7 +176,7 @@ def step_terms(spec, hw, *, dp, tp, pp, micro_batch, global_batch, zero, recompu
                bucket_bytes=25 * 2**20, overlap=1.0, compute_efficiency=1.0,
                overhead_s=0.0, sequence_parallel=True, launch_s=0.0,
                data_s_per_sequence=0.0, sync_s=0.0, cp=1, attention="flash",
-               memory_efficiency=None, gemm_flops=None) -> dict:
+               memory_efficiency=None, gemm_flops=None, ep=1) -> dict:
     """Every modelled term of one training step (seconds, bytes, FLOPs) per GPU.
 
     ``spec``: the transformer (dict with layers, hidden, heads, kv_heads, ffn, gated,
@@ -138,29 +188,35 @@ def step_terms(spec, hw, *, dp, tp, pp, micro_batch, global_batch, zero, recompu
     sequence split over them). ``attention``: "flash" (scores never stored) or
     "materialised". ``memory_efficiency``: fraction of the memory bandwidth the
     memory-bound kernels reach (None: their time is left out). ``gemm_flops``: peak
-    FLOP/s of the matmuls (FP8's where the run uses it; default ``hw["peak_flops"]``).
+    FLOP/s of the weights' matmuls (FP8's where the run uses it; default ``hw["peak_flops"]``);
+    the attention's own products run at ``hw["peak_flops"]``. ``ep``: expert-parallel ranks
+    of a mixture of experts (see :func:`_experts`).
     """
     L, h, a = spec["layers"], spec["hidden"], spec["heads"]
-    kv_dim = spec["kv_heads"] * (h // a)
+    d = spec.get("head_dim") or h // a
+    kv_dim, q_dim = spec["kv_heads"] * d, a * d
     s, V, f = spec["seq"], spec["vocab"], spec["ffn"]
     pb, gb, ob, ab = PRECISIONS[precision]
-    dp, tp, pp, cp = (np.asarray(x, dtype=float) for x in (dp, tp, pp, cp))
+    dp, tp, pp, cp, ep = (np.asarray(x, dtype=float) for x in (dp, tp, pp, cp, ep))
     b = np.asarray(micro_batch, dtype=float)
     zero = np.asarray(zero)
     rc = np.asarray(RECOMPUTE.index(recompute) if isinstance(recompute, str) else recompute)
     m = global_batch / (dp * b)                       # micro-batches per step per replica
     flash = attention == "flash"
 
-    # parameters and FLOPs (per token)
-    p_attn = 2 * h * h + 2 * h * kv_dim
-    p_mlp = (3 if spec["gated"] else 2) * h * f
-    p_layer = p_attn + p_mlp + 4 * h                   # + two LayerNorms
+    # parameters and FLOPs (per token); a mixture of experts counts the experts a token uses
+    moe = _experts(spec, h, f, tp, cp, dp, ep, gpus_per_node)
+    p_attn = 2 * h * q_dim + 2 * h * kv_dim
+    p_dense = p_attn + moe["p_mlp_dense"] + 4 * h     # split over tp (+ two LayerNorms)
+    p_layer = p_dense + moe["p_experts"]               # every weight of a layer
     p_embed = V * h
     n_params = L * p_layer + p_embed * (1 if spec["tied"] else 2) + 2 * h
-    f_layer = 2 * (p_attn + p_mlp) + 4 * s * h        # forward, per token
+    f_scores = 4 * s * q_dim                          # the attention's QK^T and AV, forward
+    f_weights = 2 * (p_attn + moe["p_mlp_active"])
+    f_layer = f_weights + f_scores                    # forward, per token
     f_logits = 2 * V * h
     model_flops_token = 3 * (L * f_layer + f_logits)
-    extra = np.where(rc == 2, f_layer, np.where(rc == 1, 4 * s * h, 0.0))   # recomputed, per layer
+    extra = np.where(rc == 2, f_layer, np.where(rc == 1, f_scores, 0.0))   # recomputed, per layer
     hw_flops_token = model_flops_token + L * extra
 
     # the busiest pipeline stage: ceil(L/p) layers, plus the logits when it is the last
@@ -170,16 +226,19 @@ def step_terms(spec, hw, *, dp, tp, pp, micro_batch, global_batch, zero, recompu
     busy = np.where(pp > 1, m / (m + (pp - 1) / virtual_stages), 1.0)
     share = np.maximum(1.0, gpus_per_node * busy / hw["cores"])
     rate = (gemm_flops or hw["peak_flops"]) * compute_efficiency / share
-    stage_flops_token = layers_stage * (3 * f_layer + extra) + 3 * f_logits
+    rate_scores = hw["peak_flops"] * compute_efficiency / share   # FlashAttention: 16-bit
+    scores_token = layers_stage * (3 * f_scores + np.where(rc >= 1, f_scores, 0.0))
+    weights_token = layers_stage * (3 * f_layer + extra) + 3 * f_logits - scores_token
     tokens_mb = b * s / cp                             # tokens of one micro-batch on this GPU
     # plus a fixed cost per layer and micro-batch (kernel launches, Python dispatch)
-    t_compute_mb = tokens_mb * stage_flops_token / tp / rate + 3 * layers_stage * launch_s * share
+    t_compute_mb = (tokens_mb / tp * (weights_token / rate + scores_token / rate_scores)
+                    + 3 * layers_stage * launch_s * share)
     # memory-bound kernels (LayerNorm, dropout, residual adds, activation; the attention
     # scores when they are materialised): values moved per token, forward 1 + backward 2
     # (+1 forward again with full recomputation; selective recomputes the scores)
     passes = np.where(rc == 2, 4.0, 3.0)
     ew_rep = ELEMENTWISE_H * h                         # replicated over tp without sequence parallelism
-    ew_split = (2 if spec["gated"] else 1) * f + f     # the activation, split over tp
+    ew_split = moe["ew_mlp"]                           # the activation, split over tp
     ew = (ew_rep / tp if sequence_parallel else ew_rep) + ew_split / tp
     scores = 0.0 if flash else SCORES_AS * a * s / tp * np.where(rc >= 1, 4.0, 3.0)
     mem_values_mb = tokens_mb * layers_stage * (ew * passes + scores)
@@ -201,8 +260,16 @@ def step_terms(spec, hw, *, dp, tp, pp, micro_batch, global_batch, zero, recompu
     kv_bytes = tokens_mb * 2 * kv_dim / tp * ab
     t_cp_raw = np.where(cp > 1, layers_stage * 3 * flat_time(kv_bytes * cp, cp, cp_local, hw, 1.0),
                         0.0) * share
-    attn_compute = tokens_mb * layers_stage * 3 * 4 * s * h / tp / rate
+    attn_compute = tokens_mb * layers_stage * 3 * f_scores / tp / rate_scores
     t_cp_mb = np.maximum(0.0, t_cp_raw - overlap * attn_compute)
+
+    # expert parallelism: each GPU's tokens go to their experts and come back (dispatch and
+    # combine, an all-to-all each), forward and backward (and forward again with full
+    # recomputation); not overlapped with compute (Megatron-Core's default)
+    n_a2a = np.where(rc == 2, 6, 4)
+    a2a_bytes = tokens_mb / tp * moe["copies"] * h * ab
+    t_ep_mb = np.where(ep > 1, layers_stage * n_a2a * all_to_all_time(
+        a2a_bytes, ep, np.minimum(ep, gpus_per_node), hw), 0.0) * share
 
     # pipeline: one send forward, one backward per micro-batch, split over the tp ranks
     crosses = tp * cp * dp >= gpus_per_node
@@ -212,59 +279,64 @@ def step_terms(spec, hw, *, dp, tp, pp, micro_batch, global_batch, zero, recompu
 
     # data parallelism: dp peers sit tp x cp ranks apart (Megatron's order); the gradients
     # are reduced over dp x cp ranks (context-parallel ranks hold the same weights)
-    stage_params = (layers_stage * p_layer + p_embed * np.where((pp == 1) & (not spec["tied"]), 2, 1)) / tp
+    # (experts: over the tp x cp x dp / ep ranks that hold the same experts)
+    stage_dense = (layers_stage * p_dense + p_embed * np.where((pp == 1) & (not spec["tied"]), 2, 1)) / tp
+    stage_experts = layers_stage * moe["p_experts"] / ep
     grad_ranks = dp * cp
     dp_local = np.maximum(1.0, np.minimum(grad_ranks, np.floor(gpus_per_node / np.minimum(tp, gpus_per_node))))
+    groups = ((stage_dense, grad_ranks, dp_local), (stage_experts, moe["edp"], moe["edp_local"]))
     units = layers_stage + 1                          # ZeRO-3 gathers layer by layer
     z3 = zero == 3
     # ZeRO-3: each micro-batch gathers the weights forward and backward and reduce-scatters
     # the gradients, each GPU over its own link, prefetched behind the micro-batch's compute
-    t_z3_mb = np.where(z3 & (grad_ranks > 1), share * (
-        2 * flat_time(stage_params * pb, grad_ranks, dp_local, hw, 1.0, units)
-        + flat_time(stage_params * gb, grad_ranks, dp_local, hw, 1.0, units)), 0.0)
+    t_z3_mb = sum(np.where(z3 & (ranks > 1) & (n > 0), share * (
+        2 * flat_time(n * pb, ranks, local, hw, 1.0, units)
+        + flat_time(n * gb, ranks, local, hw, 1.0, units)), 0.0) for n, ranks, local in groups)
     exposed_z3_mb = np.maximum(0.0, t_z3_mb - overlap * t_compute_mb)
-    buckets = np.maximum(1.0, np.ceil(stage_params * gb / bucket_bytes))
-    t_dp = np.where(~z3 & (grad_ranks > 1), share * hierarchical_time(
-        stage_params * gb, grad_ranks, dp_local, hw, 2.0, buckets), 0.0)
+    t_dp = sum(np.where(~z3 & (ranks > 1) & (n > 0), share * hierarchical_time(
+        n * gb, ranks, local, hw, 2.0, np.maximum(1.0, np.ceil(n * gb / bucket_bytes))), 0.0)
+        for n, ranks, local in groups)
     # the reduction starts with the last micro-batch's backward: only what is left of it hides it
     backward_window = t_compute_mb * 2 / 3
     exposed_dp = np.maximum(0.0, t_dp - overlap * backward_window)
 
     # the pipeline schedule
-    t_mb = t_compute_mb + t_tp_mb + t_cp_mb + t_pp_mb + exposed_z3_mb
+    t_mb = t_compute_mb + t_tp_mb + t_cp_mb + t_pp_mb + exposed_z3_mb + t_ep_mb
     bubble = np.where(pp > 1, (pp - 1) / virtual_stages * t_mb, 0.0)
 
     # optimizer: a memory-bound pass over this GPU's shard of the model state
-    opt_params = stage_params / np.where(zero >= 1, grad_ranks, 1.0)
+    opt_params = sum(n / np.where(zero >= 1, ranks, 1.0) for n, ranks, _ in groups)
     t_opt = opt_params * (2 * (pb + ob) + gb) / hw["memory_bytes_per_s"] * share
     # a job of more than one GPU also ends each step together (the slowest GPU, the loss)
     sync = np.where(dp * tp * pp * cp > 1, sync_s, 0.0)
     overhead = (overhead_s + sync + data_s_per_sequence * global_batch) * share + 0 * t_opt
 
     terms = {"compute": m * t_compute_mb, "tp_comm": m * (t_tp_mb + t_cp_mb), "pp_comm": m * t_pp_mb,
-             "zero3_comm": m * exposed_z3_mb, "bubble": bubble, "dp_comm": exposed_dp,
+             "zero3_comm": m * exposed_z3_mb, "ep_comm": m * t_ep_mb, "bubble": bubble, "dp_comm": exposed_dp,
              "optimizer": t_opt, "overhead": overhead}
     step = sum(terms[k] for k in TIME_TERMS)
 
     # memory per GPU (the busiest stage)
-    mem_params = stage_params * pb / np.where(zero >= 3, grad_ranks, 1.0)
-    mem_grads = stage_params * gb / np.where(zero >= 2, grad_ranks, 1.0)
-    mem_optim = stage_params * ob / np.where(zero >= 1, grad_ranks, 1.0)
+    def sharded(nbytes, stage):
+        return sum(n * nbytes / np.where(zero >= stage, ranks, 1.0) for n, ranks, _ in groups)
+    mem_params, mem_grads, mem_optim = sharded(pb, 3), sharded(gb, 2), sharded(ob, 1)
     base = 34 / tp if sequence_parallel else 10 + 24 / tp       # bytes / (s b h), 16-bit
     full = 2 / tp if sequence_parallel else 2.0
     score_term = 0.0 if flash else 5 * a * s / (h * tp)          # FlashAttention never stores them
+    base = base + moe["act_delta"] / tp                          # a mixture of experts' copies
     per_layer = tokens_mb * h * (ab / 2) * np.where(
         rc == 2, full, np.where(rc == 1, base, base + score_term))
     in_flight = np.where(pp > 1, np.minimum(m, pp) if schedule == "1f1b" else m, 1.0)
     logits = np.where(pp == 1, 4 * tokens_mb * V / tp, 0.0)
     mem_act = layers_stage * per_layer * in_flight + logits
-    mem_buffers = np.where(z3, 2 * p_layer / tp * pb, 0.0) + np.where(cp > 1, 2 * kv_bytes, 0.0)
+    mem_buffers = np.where(z3, 2 * (p_dense / tp + moe["p_experts"] / ep) * pb, 0.0) + np.where(cp > 1, 2 * kv_bytes, 0.0)
 
     tokens = global_batch * s
     gpus = dp * tp * pp * cp
     return {**terms, "step_s": step, "micro_batches": m, "n_params": n_params,
             "model_flops_per_token": model_flops_token, "hw_flops_per_token": hw_flops_token,
             "tokens": tokens, "tokens_per_s": tokens / step,
+            "tokens_per_s_per_gpu": tokens / step / gpus,
             "tflops_per_gpu": hw_flops_token * tokens / step / gpus / 1e12,
             "mfu": model_flops_token * tokens / step / gpus / hw["peak_flops"],
             "mem_params": mem_params, "mem_grads": mem_grads, "mem_optimizer": mem_optim,

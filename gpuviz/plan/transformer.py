@@ -58,6 +58,17 @@ class Transformer:
     """What to call it."""
     source: str = ""
     """Where the sizes come from."""
+    head_dim: int | None = None
+    """Width of one attention head; None: ``hidden / heads`` (some models, Qwen3's among
+    them, use wider heads: ``heads x head_dim`` then differs from ``hidden``)."""
+    experts: int = 0
+    """Routed experts in every layer's MLP (mixture of experts); 0: a dense MLP."""
+    top_k: int = 1
+    """Experts each token is routed to (with ``experts`` > 0)."""
+    expert_ffn: int | None = None
+    """Hidden width of one expert's MLP; None: ``ffn``."""
+    shared_experts: int = 0
+    """Experts every token goes through besides the routed ones (DeepSeek's shared experts)."""
 
     def __post_init__(self):
         for k in ("layers", "hidden", "heads", "seq", "vocab"):
@@ -66,26 +77,65 @@ class Transformer:
             object.__setattr__(self, "kv_heads", self.heads)
         if self.ffn is None:
             object.__setattr__(self, "ffn", 4 * self.hidden)
+        if self.expert_ffn is None:
+            object.__setattr__(self, "expert_ffn", self.ffn)
         _positive_int("kv_heads", self.kv_heads)
         _positive_int("ffn", self.ffn)
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden={self.hidden} is not a multiple of heads={self.heads}")
+        _positive_int("expert_ffn", self.expert_ffn)
+        _positive_int("experts", self.experts, least=0)
+        _positive_int("shared_experts", self.shared_experts, least=0)
+        _positive_int("top_k", self.top_k)
+        if self.experts and self.top_k > self.experts:
+            raise ValueError(f"top_k={self.top_k} is more than the experts={self.experts}")
+        if self.head_dim is None:
+            if self.hidden % self.heads:
+                raise ValueError(f"hidden={self.hidden} is not a multiple of heads={self.heads} "
+                                 "(or give head_dim)")
+            object.__setattr__(self, "head_dim", self.hidden // self.heads)
+        _positive_int("head_dim", self.head_dim)
         if self.heads % self.kv_heads:
             raise ValueError(f"heads={self.heads} is not a multiple of kv_heads={self.kv_heads}")
 
     def spec(self) -> dict:
         return dataclasses.asdict(self)
 
+    def _params(self, experts_used: int) -> int:
+        h, d = self.hidden, self.head_dim
+        attention = 2 * h * self.heads * d + 2 * h * self.kv_heads * d
+        matrices = 3 if self.gated else 2
+        mlp = (matrices * h * self.ffn if not self.experts else
+               matrices * h * self.expert_ffn * (experts_used + self.shared_experts)
+               + h * self.experts)                                 # + the router
+        return self.layers * (attention + mlp + 4 * h) + self.vocab * h * (1 if self.tied else 2) + 2 * h
+
+    @property
+    def moe(self) -> bool:
+        """Whether the MLPs are mixtures of experts."""
+        return self.experts > 0
+
     @property
     def n_params(self) -> int:
-        """Parameters (weights of every matmul, embeddings, LayerNorms; biases left out)."""
-        h, kv = self.hidden, self.kv_heads * (self.hidden // self.heads)
-        layer = 2 * h * h + 2 * h * kv + (3 if self.gated else 2) * h * self.ffn + 4 * h
-        return self.layers * layer + self.vocab * h * (1 if self.tied else 2) + 2 * h
+        """Parameters (weights of every matmul, embeddings, LayerNorms; biases left out);
+        with experts, all of them."""
+        return self._params(self.experts)
+
+    @property
+    def n_active_params(self) -> int:
+        """Parameters one token passes through: with experts, its ``top_k`` routed ones and
+        the shared ones (all of a dense model's).
+
+        >>> round(transformer("qwen3-30b-a3b").n_active_params / 1e9, 2)
+        3.35
+        """
+        return self._params(self.top_k)
 
 
 _BROWN = "Brown et al. 2020, 'Language Models are Few-Shot Learners', arXiv:2005.14165, Table 2.1"
 _DUBEY = "Dubey et al. 2024, 'The Llama 3 Herd of Models', arXiv:2407.21783, Table 3"
+_QWEN = ("Qwen Team 2025, 'Qwen3 Technical Report', arXiv:2505.09388, Table 2 (layers, heads, "
+         "experts); hidden size, head width, expert width and vocabulary from the config.json of "
+         "Qwen/Qwen3-30B-A3B and Qwen/Qwen3-235B-A22B on Hugging Face; sequence 4096 as in the "
+         "Megatron-Bridge benchmarks (gpuviz.plan.published)")
 #: Named models with the source of their sizes.
 PRESETS = {t.name: t for t in (
     Transformer(96, 12288, 96, 2048, 50257, name="gpt3-175b",
@@ -105,6 +155,10 @@ PRESETS = {t.name: t for t in (
                 source="Narayanan et al. 2021, 'Efficient Large-Scale Language Model Training on "
                        "GPU Clusters Using Megatron-LM', SC21, arXiv:2104.04473, Table 1 (1 T row); "
                        "vocabulary 51,200 and sequence 2048 for every model of the table"),
+    Transformer(48, 2048, 32, 4096, 151936, 4, 6144, True, False, "qwen3-30b-a3b", _QWEN,
+                head_dim=128, experts=128, top_k=8, expert_ffn=768),
+    Transformer(94, 4096, 64, 4096, 151936, 4, 12288, True, False, "qwen3-235b-a22b", _QWEN,
+                head_dim=128, experts=128, top_k=8, expert_ffn=1536),
     Transformer(4, 128, 4, 64, 256, ffn=512, tied=False, name="gpuviz-gpt",
                 source="gpuviz.workloads.gpt.GPTConfig() defaults: the model the labs train"),
 )}

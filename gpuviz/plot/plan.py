@@ -21,7 +21,7 @@ from gpuviz.run.categories import COLORS
 
 #: Each term's category colour (compute, comm, idle, optimizer, data).
 TERM_COLORS = {"compute": COLORS["compute"], "tp_comm": COLORS["comm"], "pp_comm": "#FFBF79",
-               "zero3_comm": "#E45756", "bubble": COLORS["idle"], "dp_comm": "#B85C00",
+               "zero3_comm": "#E45756", "ep_comm": "#D67195", "bubble": COLORS["idle"], "dp_comm": "#B85C00",
                "optimizer": COLORS["optimizer"], "overhead": COLORS["data"]}
 MEMORY_COLORS = {"params": "#4C78A8", "grads": "#72B7B2", "optimizer": COLORS["optimizer"],
                  "activations": "#F58518", "buffers": "#BAB0AC", "reserved": "#8C8C8C"}
@@ -86,7 +86,7 @@ def breakdown_subtitle(prediction) -> str:
     cap = _gpu_memory(c)
     mem = binary_bytes(p.memory_per_gpu) + (f" of {binary_bytes(cap)}" if np.isfinite(cap) else "")
     return (f"{c.model.name} on {c.gpus} x {gpu}: dp={c.dp} tp={c.tp} pp={c.pp}"
-            f"{f' cp={c.cp}' if c.cp > 1 else ''}"
+            f"{f' cp={c.cp}' if c.cp > 1 else ''}{f' ep={c.ep}' if c.ep > 1 else ''}"
             f"{f' ({c.virtual_stages} virtual stages)' if c.virtual_stages > 1 else ''}, micro-batch "
             f"{c.micro_batch}, ZeRO-{c.zero}, recompute {c.recompute}"
             f"{', FP8 matmuls' if c.precision == 'fp8' else ''}<br>step {duration(p.step_s)}, "
