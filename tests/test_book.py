@@ -105,13 +105,14 @@ def _chromium() -> str | None:
     return None
 
 
-def dump_dom(page: Path, profile: Path, console: list | None = None) -> str:
-    """The DOM of ``page`` after its scripts ran, in headless Chromium with no network;
-    the page's console messages are appended to ``console`` when it is given."""
+def dump_dom(page: Path, profile: Path, console: list | None = None, width: int = 1280) -> str:
+    """The DOM of ``page`` after its scripts ran, in headless Chromium with no network, in a
+    window ``width`` CSS pixels wide; the page's console messages are appended to
+    ``console`` when it is given."""
     exe = _chromium()
     if exe is None:
         pytest.skip("Chromium is not installed (Debian/Ubuntu: apt-get install -y chromium)")
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu",
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", f"--window-size={width},900",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            "--no-first-run", f"--user-data-dir={profile}",
            "--host-resolver-rules=MAP * ~NOTFOUND",  # any request to the network fails
@@ -131,6 +132,72 @@ def test_pages_log_no_errors_and_have_an_icon(html, tmp_path, page):
     bad = [c for c in console if re.search(r"invalid|error|uncaught|failed", c, re.I)]
     assert not bad, "\n".join(bad)
     assert '<link rel="icon"' in (html / page).read_text(encoding="utf-8")
+
+
+# Run in the page once it has drawn: every figure, table, image and printed output that sticks
+# out of the text column, unless it sits in a box that scrolls sideways on purpose (the book's
+# CSS gives wide tables and printed output one); and whether the page itself scrolls sideways.
+_MEASURE = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const col = document.querySelector("article.bd-article") || document.querySelector("main");
+  const c = col.getBoundingClientRect(), bad = [];
+  const scroller = el => {
+    for (let a = el.parentElement; a && a !== col; a = a.parentElement) {
+      const x = getComputedStyle(a).overflowX;
+      if (x === "auto" || x === "scroll") return a;
+    }
+    return null;
+  };
+  col.querySelectorAll(".plotly-graph-div, .plotly-graph-div .main-svg, table, pre, img, .cell_output")
+    .forEach(el => {
+      const s = scroller(el), r = (s || el).getBoundingClientRect();
+      if (r.width > 0 && (r.right > c.right + 1 || r.left < c.left - 1))
+        bad.push(`${el.tagName.toLowerCase()}.${String(el.className.baseVal ?? el.className)
+          .split(" ")[0]} ${Math.round(r.width)} px wide at ${Math.round(r.left)}..${Math.round(r.right)}`);
+    });
+  const out = document.createElement("pre");
+  out.id = "gpuviz-widths";
+  out.textContent = JSON.stringify({column: Math.round(c.width), bad,
+    page: document.documentElement.scrollWidth, window: window.innerWidth});
+  document.body.appendChild(out);
+}, 2000));
+</script>"""
+
+
+def widths(page: Path, profile: Path, width: int, console: list | None = None) -> dict:
+    """What :data:`_MEASURE` finds on ``page`` in a window ``width`` pixels wide."""
+    import json
+
+    probe = page.with_name(f".widths-{page.name}")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _MEASURE + "</body>"),
+                     encoding="utf-8")
+    try:
+        dom = dump_dom(probe, profile, console, width=width)
+    finally:
+        probe.unlink()
+    m = re.search(r'<pre id="gpuviz-widths">(.*?)</pre>', dom, re.S)
+    assert m, f"{page.name}: the width probe did not run"
+    return json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+_READ_PAGES = [*(f"{p.stem}.html" for p in sorted((ROOT / "book").glob("*.md")) if p.stem != "README"),
+               *(f"labs/{p.stem}.html" for p in sorted(LABS.glob("0*.ipynb")))]
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_nothing_is_wider_than_the_text_column(html, tmp_path, width):
+    """At a laptop's width and a phone's, no page scrolls sideways and no figure, table or
+    output sticks out of the text column (wide tables and printed output scroll inside it)."""
+    problems = []
+    for page in _READ_PAGES:
+        console: list[str] = []
+        got = widths(html / page, tmp_path / "profile", width, console)
+        if got["page"] > got["window"] + 1:
+            problems.append(f"{page}: the page is {got['page']} px wide in a {got['window']} px window")
+        problems += [f"{page}: {b} (column {got['column']} px)" for b in got["bad"]]
+        problems += [f"{page}: console: {c}" for c in console
+                     if re.search(r"invalid|error|uncaught|failed", c, re.I)]
+    assert not problems, "\n".join(problems)
 
 
 def test_figures_draw_in_a_browser_offline(html, tmp_path):

@@ -92,3 +92,31 @@ def test_breakdown_subtitle_formats_small_memory_and_says_what_mfu_is_of():
     h100 = predict(Config("llama3-70b", gpus=64, dp=8, tp=8, global_batch=512, zero=1))
     sub = gpuviz.plot.model_breakdown(h100).layout.title.subtitle.text
     assert "of the datasheet peak" in sub and "GiB of 79.6 GiB per GPU" in sub
+
+
+def test_the_precomputed_planner_holds_the_search_s_best_layouts():
+    from gpuviz.plan.grid import layout_grid
+    from gpuviz.plot.planner import precomputed_planner
+
+    grid = layout_grid(["llama3-8b", "llama3-405b"], gpus=[8, 64], global_batch=128)
+    assert grid.loc[(grid["model"] == "llama3-405b") & (grid["gpus"] == 8), "why"].str.contains(
+        "fits nowhere").all()
+    fig = precomputed_planner(grid)
+    assert "precomputed" in fig.layout.title.text and "modelled" in fig.layout.title.text
+    assert [b.label for b in fig.layout.updatemenus[0].buttons] == ["llama3-8b", "llama3-405b"]
+    per = len(TIME_TERMS) + 1
+    # the model menu shows one model's bars; the slider's step for 64 GPUs holds, for
+    # llama3-8b, each (tp, pp)'s fastest fitting layout as search finds it
+    assert fig.layout.updatemenus[0].buttons[1].args[0]["visible"] == [False] * per + [True] * per
+    step = next(s for s in fig.layout.sliders[0].steps if s.label == "64")
+    table = search("llama3-8b", gpus=64, global_batch=128)
+    ys, xs = step.args[0]["y"], step.args[0]["x"]
+    for i, label in enumerate(ys[0]):
+        tp, pp = (int(v.split("=")[1]) for v in label.split())
+        fit = table[(table["tp"] == tp) & (table["pp"] == pp) & table["fits"]]
+        total = sum(xs[k][i] or 0 for k in range(len(TIME_TERMS)))
+        assert total == pytest.approx(fit["step_s"].iloc[0]), label
+    with pytest.raises(ValueError, match="max_pp=0"):
+        precomputed_planner(grid, max_pp=0)
+    with pytest.raises(ValueError, match="grid: give the table"):
+        precomputed_planner(pd.DataFrame({"x": [1]}))

@@ -20,12 +20,13 @@ from gpuviz.plot.notebook import setup_notebook
 from gpuviz.plot.parallel import memory, scaling, timelines
 from gpuviz.plot.pipeline import pipeline_bubble, pipeline_schedule
 from gpuviz.plot.plan import layout_heatmap, model_breakdown, predicted_vs_measured
+from gpuviz.plot.planner import precomputed_planner
 from gpuviz.plot.real_gpus import busbw_beside_real
 from gpuviz.plot.ring import ring_allreduce
 from gpuviz.plot.spans import timeline
 from gpuviz.plot.sync import relaxed_sync, stragglers, waiting_vs_ranks
 
-__all__ = ["timeline", "breakdown", "setup_notebook", "ring_allreduce", "hardware_ladder",
+__all__ = ["precomputed_planner", "timeline", "breakdown", "setup_notebook", "ring_allreduce", "hardware_ladder",
            "topology", "bucket_sweep", "collectives", "alpha_beta", "scaling", "memory",
            "pipeline_schedule", "pipeline_bubble", "timelines", "waiting_vs_ranks", "stragglers",
            "relaxed_sync", "energy_breakdown", "energy_per_sample", "pareto", "power_timeline",

@@ -1,0 +1,110 @@
+"""A planner that needs no Python behind it: a plotly figure over precomputed predictions
+(:func:`gpuviz.plan.grid.layout_grid`), for the online book. Buttons pick the model, a slider
+the number of GPUs; each (tp, pp) layout is a bar of its modelled step time, by term, and
+of its memory per GPU against the GPU's capacity. The live widget
+(:func:`gpuviz.widgets.planner`, in JupyterLab) predicts any layout; this one only those
+computed beforehand, and says so.
+
+>>> from gpuviz.plan.grid import layout_grid
+>>> fig = precomputed_planner(layout_grid(["llama3-8b", "llama3-70b"], [8, 64], 128))
+>>> [b.label for b in fig.layout.updatemenus[0].buttons], len(fig.layout.sliders[0].steps)
+(['llama3-8b', 'llama3-70b'], 2)
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from gpuviz.plan.terms import TIME_TERMS
+from gpuviz.plot.plan import _HATCH, TERM_COLORS
+from gpuviz.plot.units import duration
+
+FITS_COLOR, NO_FIT_COLOR = "#72B7B2", "#E45756"
+
+
+def _label(r) -> str:
+    return f"tp={int(r['tp'])} pp={int(r['pp'])}"
+
+
+def _panel(rows: pd.DataFrame, capacity: float | None) -> list[dict]:
+    """Each trace's data for one (model, GPU count): the time terms, then the memory."""
+    if rows.empty or int(rows["tp"].iloc[0]) == 0:
+        why = rows["why"].iloc[0] if not rows.empty else "no layout"
+        return [{"x": [None], "y": ["fits nowhere"], "hovertext": [why],
+                 "marker.color": TERM_COLORS[k]} for k in TIME_TERMS] + [
+                {"x": [None], "y": ["fits nowhere"], "hovertext": [why], "marker.color": [NO_FIT_COLOR]}]
+    rows = rows.sort_values(["tp", "pp"], ascending=[False, False])
+    labels = [_label(r) for _, r in rows.iterrows()]
+    out = []
+    for k in TIME_TERMS:
+        hover = [f"<b>{r['layout']}</b><br>{k}: {duration(r[k])} of a {duration(r['step_s'])} step"
+                 + ("" if r["fits"] else "<br><b>does not fit</b> in memory") for _, r in rows.iterrows()]
+        out.append({"x": [float(v) if f else None for v, f in zip(rows[k], rows["fits"], strict=True)],
+                    "y": labels, "hovertext": hover, "marker.color": TERM_COLORS[k]})
+    of = f" of {capacity:.1f}" if capacity else ""
+    out.append({"x": [float(v) for v in rows["memory_GiB"]], "y": labels,
+                "hovertext": [f"<b>{r['layout']}</b><br>{r['memory_GiB']:.1f}{of} GiB per GPU"
+                              + ("" if r["fits"] else " (does NOT fit)") for _, r in rows.iterrows()],
+                "marker.color": [FITS_COLOR if f else NO_FIT_COLOR for f in rows["fits"]]})
+    return out
+
+
+def precomputed_planner(grid: pd.DataFrame, max_pp: int = 16, title: str | None = None) -> go.Figure:
+    """The kernel-free planner of a :func:`gpuviz.plan.grid.layout_grid` table: model buttons,
+    a GPU-count slider, every (tp, pp) with pp <= ``max_pp`` as a row of bars (the fastest
+    layout of that tp and pp: step time by term; memory per GPU, red where nothing fits).
+    Every value is modelled and precomputed; the title says so."""
+    need = {"model", "gpus", "tp", "pp", "fits", "memory_GiB", *TIME_TERMS}
+    if not isinstance(grid, pd.DataFrame) or not need <= set(grid.columns):
+        raise ValueError("grid: give the table gpuviz.plan.grid.layout_grid returns")
+    if isinstance(max_pp, bool) or not isinstance(max_pp, int) or max_pp < 1:
+        raise ValueError(f"max_pp={max_pp!r}: must be an integer >= 1")
+    grid = grid[grid["pp"] <= max_pp]
+    models = list(dict.fromkeys(grid["model"]))
+    counts = sorted(set(grid["gpus"]))
+    cap = grid.attrs.get("capacity_GiB")
+    per = len(TIME_TERMS) + 1                     # traces per model
+    panels = {(m, n): _panel(grid[(grid["model"] == m) & (grid["gpus"] == n)], cap)
+              for m in models for n in counts}
+    start = counts[len(counts) // 2]
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.62, 0.38],
+                        horizontal_spacing=0.04,
+                        subplot_titles=("step time (s)", "GiB per GPU"))
+    for i, m in enumerate(models):
+        for j, data in enumerate(panels[(m, start)]):
+            time_term = j < len(TIME_TERMS)
+            fig.add_trace(go.Bar(
+                x=data["x"], y=data["y"], orientation="h", visible=i == 0,
+                name=TIME_TERMS[j] if time_term else "memory per GPU", legendgroup=str(j),
+                hovertext=data["hovertext"], hovertemplate="%{hovertext}<extra>modelled</extra>",
+                marker=dict(color=data["marker.color"], pattern=_HATCH)), row=1, col=1 if time_term else 2)
+    if cap:
+        fig.add_vline(x=cap, line=dict(dash="dash", color="black"), row=1, col=2,
+                      annotation_text=f"{cap:.0f} GiB", annotation_position="bottom left")
+
+    def update(n: int) -> dict:
+        traces = [d for m in models for d in panels[(m, n)]]
+        return {k: [d[k] for d in traces] for k in ("x", "y", "hovertext", "marker.color")}
+
+    steps = [dict(label=f"{n:,}", method="restyle", args=[update(n)]) for n in counts]
+    buttons = [dict(label=m, method="restyle",
+                    args=[{"visible": [k // per == i for k in range(per * len(models))]}])
+               for i, m in enumerate(models)]
+    gpu = grid.attrs.get("gpu", "GPU")
+    fig.update_layout(
+        barmode="stack", height=880, margin=dict(t=125, l=90, r=20, b=360),
+        title=dict(text=title or f"Plan on {gpu}, modelled and precomputed", y=0.985, yanchor="top"),
+        updatemenus=[dict(type="dropdown", direction="down", buttons=buttons, showactive=True,
+                          x=0, xanchor="left", y=1.0, yanchor="bottom", pad=dict(t=0, b=36))],
+        sliders=[dict(active=counts.index(start), steps=steps, currentvalue=dict(prefix="GPUs: "),
+                      x=0, len=1.0, y=-0.06, yanchor="top", pad=dict(t=30))],
+        legend=dict(orientation="h", x=0, y=-0.34, yanchor="top", groupclick="toggleitem"))
+    fig.add_annotation(xref="paper", yref="paper", x=0, y=-0.72, xanchor="left", yanchor="top",
+                       align="left", showarrow=False, font=dict(size=11, color="#555555"),
+                       text=(f"Predicted by gpuviz.plan when this page was built, for<br>"
+                             f"{grid.attrs.get('global_batch', '?')} sequences per step; any other "
+                             "layout: the live<br>planner of Lab 05 in JupyterLab."))
+    fig.update_yaxes(type="category", autorange="reversed", title_text="layout", row=1, col=1)
+    return fig
