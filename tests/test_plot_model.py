@@ -115,7 +115,7 @@ def test_the_precomputed_planner_holds_the_search_s_best_layouts():
         tp, pp = (int(v.split("=")[1]) for v in label.split())
         fit = table[(table["tp"] == tp) & (table["pp"] == pp) & table["fits"]]
         total = sum(xs[k][i] or 0 for k in range(len(TIME_TERMS)))
-        assert total == pytest.approx(fit["step_s"].iloc[0]), label
+        assert total == pytest.approx(fit["step_s"].iloc[0], rel=1e-3), label   # 4 digits each
     with pytest.raises(ValueError, match="max_pp=0"):
         precomputed_planner(grid, max_pp=0)
     with pytest.raises(ValueError, match="grid: give the table"):

@@ -19,7 +19,6 @@ from plotly.subplots import make_subplots
 
 from gpuviz.plan.terms import TIME_TERMS
 from gpuviz.plot.plan import _HATCH, TERM_COLORS
-from gpuviz.plot.units import duration
 
 FITS_COLOR, NO_FIT_COLOR = "#72B7B2", "#E45756"
 
@@ -28,25 +27,19 @@ def _label(r) -> str:
     return f"tp={int(r['tp'])} pp={int(r['pp'])}"
 
 
-def _panel(rows: pd.DataFrame, capacity: float | None) -> list[dict]:
+def _panel(rows: pd.DataFrame) -> list[dict]:
     """Each trace's data for one (model, GPU count): the time terms, then the memory."""
     if rows.empty or int(rows["tp"].iloc[0]) == 0:
         why = rows["why"].iloc[0] if not rows.empty else "no layout"
-        return [{"x": [None], "y": ["fits nowhere"], "hovertext": [why],
+        return [{"x": [None], "y": ["fits nowhere"], "customdata": None,
                  "marker.color": TERM_COLORS[k]} for k in TIME_TERMS] + [
-                {"x": [None], "y": ["fits nowhere"], "hovertext": [why], "marker.color": [NO_FIT_COLOR]}]
+                {"x": [0], "y": ["fits nowhere"], "customdata": [why], "marker.color": [NO_FIT_COLOR]}]
     rows = rows.sort_values(["tp", "pp"], ascending=[False, False])
     labels = [_label(r) for _, r in rows.iterrows()]
-    out = []
-    for k in TIME_TERMS:
-        hover = [f"<b>{r['layout']}</b><br>{k}: {duration(r[k])} of a {duration(r['step_s'])} step"
-                 + ("" if r["fits"] else "<br><b>does not fit</b> in memory") for _, r in rows.iterrows()]
-        out.append({"x": [float(v) if f else None for v, f in zip(rows[k], rows["fits"], strict=True)],
-                    "y": labels, "hovertext": hover, "marker.color": TERM_COLORS[k]})
-    of = f" of {capacity:.1f}" if capacity else ""
-    out.append({"x": [float(v) for v in rows["memory_GiB"]], "y": labels,
-                "hovertext": [f"<b>{r['layout']}</b><br>{r['memory_GiB']:.1f}{of} GiB per GPU"
-                              + ("" if r["fits"] else " (does NOT fit)") for _, r in rows.iterrows()],
+    names = [r["layout"] + ("" if r["fits"] else " (does NOT fit)") for _, r in rows.iterrows()]
+    out = [{"x": [float(f"{v:.4g}") if f else None for v, f in zip(rows[k], rows["fits"], strict=True)],
+            "y": labels, "customdata": None, "marker.color": TERM_COLORS[k]} for k in TIME_TERMS]
+    out.append({"x": [round(float(v), 2) for v in rows["memory_GiB"]], "y": labels, "customdata": names,
                 "marker.color": [FITS_COLOR if f else NO_FIT_COLOR for f in rows["fits"]]})
     return out
 
@@ -66,7 +59,8 @@ def precomputed_planner(grid: pd.DataFrame, max_pp: int = 16, title: str | None 
     counts = sorted(set(grid["gpus"]))
     cap = grid.attrs.get("capacity_GiB")
     per = len(TIME_TERMS) + 1                     # traces per model
-    panels = {(m, n): _panel(grid[(grid["model"] == m) & (grid["gpus"] == n)], cap)
+    of = f" of {cap:.1f}" if cap else ""
+    panels = {(m, n): _panel(grid[(grid["model"] == m) & (grid["gpus"] == n)])
               for m in models for n in counts}
     start = counts[len(counts) // 2]
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.62, 0.38],
@@ -78,7 +72,9 @@ def precomputed_planner(grid: pd.DataFrame, max_pp: int = 16, title: str | None 
             fig.add_trace(go.Bar(
                 x=data["x"], y=data["y"], orientation="h", visible=i == 0,
                 name=TIME_TERMS[j] if time_term else "memory per GPU", legendgroup=str(j),
-                hovertext=data["hovertext"], hovertemplate="%{hovertext}<extra>modelled</extra>",
+                customdata=data["customdata"], hovertemplate=(
+                    f"<b>%{{y}}</b><br>{TIME_TERMS[j]}: %{{x:.3g}} s" if time_term else
+                    f"<b>%{{customdata}}</b><br>%{{x:.1f}}{of} GiB per GPU") + "<extra>modelled</extra>",
                 marker=dict(color=data["marker.color"], pattern=_HATCH)), row=1, col=1 if time_term else 2)
     if cap:
         fig.add_vline(x=cap, line=dict(dash="dash", color="black"), row=1, col=2,
@@ -86,7 +82,7 @@ def precomputed_planner(grid: pd.DataFrame, max_pp: int = 16, title: str | None 
 
     def update(n: int) -> dict:
         traces = [d for m in models for d in panels[(m, n)]]
-        return {k: [d[k] for d in traces] for k in ("x", "y", "hovertext", "marker.color")}
+        return {k: [d[k] for d in traces] for k in ("x", "y", "customdata", "marker.color")}
 
     steps = [dict(label=f"{n:,}", method="restyle", args=[update(n)]) for n in counts]
     buttons = [dict(label=m, method="restyle",
