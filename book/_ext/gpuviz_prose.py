@@ -31,7 +31,8 @@ class ModelValidation(SphinxDirective):
         from gpuviz.plan import published
 
         t = published.validation_table()
-        fmt = {"mfu": lambda v: f"{v:.1%} MFU", "tflops_per_gpu": lambda v: f"{v:.0f} TFLOP/s"}
+        fmt = {"mfu": lambda v: f"{v:.1%} MFU", "tflops_per_gpu": lambda v: f"{v:.0f} TFLOP/s",
+               "tokens_per_s_per_gpu": lambda v: f"{v:,.0f} tokens/s"}
         rows = [(r.run, r.category, r.layout, fmt[r.metric](r.published), fmt[r.metric](r.predicted),
                  f"{r.error:+.0%}", r.role) for r in t.itertuples()]
         runs = _table(["run", "category", "layout", "published", "modelled", "error", "role"], rows)
