@@ -155,13 +155,26 @@ window.addEventListener("load", () => setTimeout(() => {
         bad.push(`${el.tagName.toLowerCase()}.${String(el.className.baseVal ?? el.className)
           .split(" ")[0]} ${Math.round(r.width)} px wide at ${Math.round(r.left)}..${Math.round(r.right)}`);
     });
+  const text = JSON.stringify({column: Math.round(c.width), bad,
+    page: document.documentElement.scrollWidth, window: window.innerWidth});
+  if (window.parent !== window) { window.parent.postMessage(text, "*"); return; }
   const out = document.createElement("pre");
   out.id = "gpuviz-widths";
-  out.textContent = JSON.stringify({column: Math.round(c.width), bad,
-    page: document.documentElement.scrollWidth, window: window.innerWidth});
+  out.textContent = text;
   document.body.appendChild(out);
 }, 2000));
 </script>"""
+
+# Headless Chromium's window is at least 500 px wide: a phone's width is a frame of that
+# width, whose page posts what it measured to this one.
+_FRAME = """<html><body style="margin:0">
+<iframe src="{src}" style="width:{width}px;height:900px;border:0"></iframe>
+<script>window.addEventListener("message", e => {{
+  const out = document.createElement("pre");
+  out.id = "gpuviz-widths";
+  out.textContent = e.data;
+  document.body.appendChild(out);
+}});</script></body></html>"""
 
 
 def widths(page: Path, profile: Path, width: int, console: list | None = None) -> dict:
@@ -169,12 +182,15 @@ def widths(page: Path, profile: Path, width: int, console: list | None = None) -
     import json
 
     probe = page.with_name(f".widths-{page.name}")
+    frame = page.with_name(f".frame-{page.name}")
     probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _MEASURE + "</body>"),
                      encoding="utf-8")
+    frame.write_text(_FRAME.format(src=probe.name, width=width), encoding="utf-8")
     try:
-        dom = dump_dom(probe, profile, console, width=width)
+        dom = dump_dom(frame if width < 500 else probe, profile, console, width=max(width, 500))
     finally:
         probe.unlink()
+        frame.unlink()
     m = re.search(r'<pre id="gpuviz-widths">(.*?)</pre>', dom, re.S)
     assert m, f"{page.name}: the width probe did not run"
     return json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))

@@ -114,12 +114,18 @@ def _time_bars(fig, df, ylab, grad_bytes, world):
                                                                links, strict=True)])
     hover = [f"<b>{html.escape(n)}</b><br>ring all-reduce of {_bytes(grad_bytes)} on {world} ranks: "
              f"{duration(s)} (estimate)" for n, s in zip(df["name"], secs, strict=True)]
-    fig.add_bar(x=secs[links], y=np.array(ylab)[links], orientation="h", row=1, col=2,
-                name="all-reduce time, ring estimate", legendrank=300,
-                marker=dict(color=[KIND_COLORS[k] for k in df["kind"][links]], opacity=0.55,
-                            line=dict(width=1, color="#555"), pattern=dict(shape="/", size=6)),
-                text=[duration(s) for s in secs[links]], textposition="outside", cliponaxis=False,
-                textfont=dict(size=11), hoverinfo="text", hovertext=np.array(hover)[links])
+    # a trace per kind of link: a hatched bar takes one colour per trace (plotly.js cannot
+    # hatch bars of several colours in one trace)
+    kinds = df["kind"].to_numpy()
+    for n, kind in enumerate(dict.fromkeys(kinds[links])):
+        sel = links & (kinds == kind)
+        fig.add_bar(x=secs[sel], y=np.array(ylab)[sel], orientation="h", row=1, col=2,
+                    name="all-reduce time, ring estimate", legendrank=300, legendgroup="ring",
+                    showlegend=n == 0,
+                    marker=dict(color=KIND_COLORS[kind], opacity=0.55,
+                                line=dict(width=1, color="#555"), pattern=dict(shape="/", size=6)),
+                    text=[duration(s) for s in secs[sel]], textposition="outside", cliponaxis=False,
+                    textfont=dict(size=11), hoverinfo="text", hovertext=np.array(hover)[sel])
     mem = ~links
     if mem.any():
         fig.add_scatter(x=np.full(mem.sum(), np.nanmin(secs)), y=np.array(ylab)[mem], mode="text",

@@ -28,19 +28,21 @@ def _label(r) -> str:
 
 
 def _panel(rows: pd.DataFrame) -> list[dict]:
-    """Each trace's data for one (model, GPU count): the time terms, then the memory."""
+    """Each trace's data for one (model, GPU count): the time terms, then the memory of the
+    layouts that fit and of those that do not (a trace each: one colour per trace)."""
     if rows.empty or int(rows["tp"].iloc[0]) == 0:
         why = rows["why"].iloc[0] if not rows.empty else "no layout"
-        return [{"x": [None], "y": ["fits nowhere"], "customdata": None,
-                 "marker.color": TERM_COLORS[k]} for k in TIME_TERMS] + [
-                {"x": [0], "y": ["fits nowhere"], "customdata": [why], "marker.color": [NO_FIT_COLOR]}]
+        none = {"x": [None], "y": ["fits nowhere"], "customdata": None}
+        return [none] * (len(TIME_TERMS) + 1) + [{"x": [0], "y": ["fits nowhere"], "customdata": [why]}]
     rows = rows.sort_values(["tp", "pp"], ascending=[False, False])
     labels = [_label(r) for _, r in rows.iterrows()]
-    names = [r["layout"] + ("" if r["fits"] else " (does NOT fit)") for _, r in rows.iterrows()]
-    out = [{"x": [float(f"{v:.4g}") if f else None for v, f in zip(rows[k], rows["fits"], strict=True)],
-            "y": labels, "customdata": None, "marker.color": TERM_COLORS[k]} for k in TIME_TERMS]
-    out.append({"x": [round(float(v), 2) for v in rows["memory_GiB"]], "y": labels, "customdata": names,
-                "marker.color": [FITS_COLOR if f else NO_FIT_COLOR for f in rows["fits"]]})
+    fits = rows["fits"].to_numpy()
+    out = [{"x": [float(f"{v:.4g}") if f else None for v, f in zip(rows[k], fits, strict=True)],
+            "y": labels, "customdata": None} for k in TIME_TERMS]
+    for want in (True, False):
+        out.append({"x": [round(float(v), 2) if f == want else None
+                          for v, f in zip(rows["memory_GiB"], fits, strict=True)],
+                    "y": labels, "customdata": list(rows["layout"])})
     return out
 
 
@@ -58,7 +60,7 @@ def precomputed_planner(grid: pd.DataFrame, max_pp: int = 16, title: str | None 
     models = list(dict.fromkeys(grid["model"]))
     counts = sorted(set(grid["gpus"]))
     cap = grid.attrs.get("capacity_GiB")
-    per = len(TIME_TERMS) + 1                     # traces per model
+    per = len(TIME_TERMS) + 2                     # traces per model
     of = f" of {cap:.1f}" if cap else ""
     panels = {(m, n): _panel(grid[(grid["model"] == m) & (grid["gpus"] == n)])
               for m in models for n in counts}
@@ -68,21 +70,24 @@ def precomputed_planner(grid: pd.DataFrame, max_pp: int = 16, title: str | None 
                         subplot_titles=("step time (s)", "GiB per GPU"))
     for i, m in enumerate(models):
         for j, data in enumerate(panels[(m, start)]):
-            time_term = j < len(TIME_TERMS)
+            time_term, fits = j < len(TIME_TERMS), j == len(TIME_TERMS)
             fig.add_trace(go.Bar(
                 x=data["x"], y=data["y"], orientation="h", visible=i == 0,
-                name=TIME_TERMS[j] if time_term else "memory per GPU", legendgroup=str(j),
+                name=(TIME_TERMS[j] if time_term else "memory per GPU" if fits
+                      else "memory, does NOT fit"), legendgroup=str(j),
                 customdata=data["customdata"], hovertemplate=(
                     f"<b>%{{y}}</b><br>{TIME_TERMS[j]}: %{{x:.3g}} s" if time_term else
-                    f"<b>%{{customdata}}</b><br>%{{x:.1f}}{of} GiB per GPU") + "<extra>modelled</extra>",
-                marker=dict(color=data["marker.color"], pattern=_HATCH)), row=1, col=1 if time_term else 2)
+                    f"<b>%{{customdata}}</b><br>%{{x:.1f}}{of} GiB per GPU"
+                    + ("" if fits else " (does NOT fit)")) + "<extra>modelled</extra>",
+                marker=dict(color=(TERM_COLORS[TIME_TERMS[j]] if time_term else FITS_COLOR if fits
+                                   else NO_FIT_COLOR), pattern=_HATCH)), row=1, col=1 if time_term else 2)
     if cap:
         fig.add_vline(x=cap, line=dict(dash="dash", color="black"), row=1, col=2,
                       annotation_text=f"{cap:.0f} GiB", annotation_position="bottom left")
 
     def update(n: int) -> dict:
         traces = [d for m in models for d in panels[(m, n)]]
-        return {k: [d[k] for d in traces] for k in ("x", "y", "customdata", "marker.color")}
+        return {k: [d[k] for d in traces] for k in ("x", "y", "customdata")}
 
     steps = [dict(label=f"{n:,}", method="restyle", args=[update(n)]) for n in counts]
     buttons = [dict(label=m, method="restyle",
