@@ -191,7 +191,7 @@ def widths(page: Path, profile: Path, width: int, console: list | None = None) -
     finally:
         probe.unlink()
         frame.unlink()
-    m = re.search(r'<pre id="gpuviz-widths">(.*?)</pre>', dom, re.S)
+    m = re.search(r'<pre id="gpuviz-widths"[^>]*>(.*?)</pre>', dom, re.S)
     assert m, f"{page.name}: the width probe did not run"
     return json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
 
@@ -214,6 +214,53 @@ def test_nothing_is_wider_than_the_text_column(html, tmp_path, width):
         problems += [f"{page}: console: {c}" for c in console
                      if re.search(r"invalid|error|uncaught|failed", c, re.I)]
     assert not problems, "\n".join(problems)
+
+
+_DRIVE_PLANNER = """<script>
+window.addEventListener("load", () => setTimeout(async () => {
+  const gd = [...document.querySelectorAll(".plotly-graph-div")]
+    .find(d => d.layout && d.layout.sliders && d.layout.sliders.length);
+  const seen = t => t.filter(d => d.visible === true).map(d => d.y.length);
+  const out = {found: !!gd};
+  try { if (gd) {
+    out.before = seen(gd.data);
+    const step = gd.layout.sliders[0].steps[0], pick = gd.layout.updatemenus[0].buttons.at(-1);
+    await Plotly[step.method](gd, ...step.args);      // what the slider's first stop does
+    out.slider = seen(gd.data);
+    await Plotly[pick.method](gd, ...pick.args);      // what the model menu's last entry does
+    out.menu = seen(gd.data);
+    out.label = pick.label;
+    out.firstY = gd.data.filter(d => d.visible === true)[0].y;
+  } } catch (e) { out.error = String(e); }
+  const pre = document.createElement("pre");
+  pre.id = "gpuviz-planner";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+}, 2000));
+</script>"""
+
+
+def test_the_precomputed_planner_answers_its_menu_and_slider_in_a_browser(html, tmp_path):
+    """The lab page's kernel-free planner: its slider and its model menu, run by plotly.js
+    as a click would, show another GPU count's layouts and another model's bars."""
+    import json
+
+    page = html / "labs" / "05_plan_a_training_run.html"
+    probe = page.with_name(".planner-probe.html")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _DRIVE_PLANNER + "</body>"),
+                     encoding="utf-8")
+    try:
+        dom = dump_dom(probe, tmp_path / "profile")
+    finally:
+        probe.unlink()
+    m = re.search(r'<pre id="gpuviz-planner"[^>]*>(.*?)</pre>', dom, re.S)
+    assert m, "the planner probe did not run"
+    got = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert got["found"] and "error" not in got, got
+    per = len(got["before"])                       # one model's traces are shown at a time
+    assert per > 1 and len(got["slider"]) == per and len(got["menu"]) == per
+    assert got["slider"] != got["before"]          # 8 GPUs: fewer (tp, pp) rows than 128
+    assert got["label"] == "qwen3-30b-a3b" and got["firstY"][0].startswith("tp=")
 
 
 def test_figures_draw_in_a_browser_offline(html, tmp_path):

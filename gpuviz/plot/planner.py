@@ -50,7 +50,7 @@ def precomputed_planner(grid: pd.DataFrame, max_pp: int = 16, title: str | None 
     """The kernel-free planner of a :func:`gpuviz.plan.grid.layout_grid` table: model buttons,
     a GPU-count slider, every (tp, pp) with pp <= ``max_pp`` as a row of bars (the fastest
     layout of that tp and pp: step time by term; memory per GPU, red where nothing fits).
-    Every value is modelled and precomputed; the title says so."""
+    Every value is modelled and precomputed; the subtitle says so."""
     need = {"model", "gpus", "tp", "pp", "fits", "memory_GiB", *TIME_TERMS}
     if not isinstance(grid, pd.DataFrame) or not need <= set(grid.columns):
         raise ValueError("grid: give the table gpuviz.plan.grid.layout_grid returns")
@@ -95,14 +95,15 @@ def precomputed_planner(grid: pd.DataFrame, max_pp: int = 16, title: str | None 
                for i, m in enumerate(models)]
     gpu = grid.attrs.get("gpu", "GPU")
     fig.update_layout(
-        barmode="stack", height=880, margin=dict(t=125, l=90, r=20, b=360),
-        title=dict(text=title or f"Plan on {gpu}, modelled and precomputed", y=0.985, yanchor="top"),
+        barmode="stack", height=920, margin=dict(t=140, l=90, r=20, b=400),
+        title=dict(text=title or f"Plan on {gpu}", y=0.985, yanchor="top",
+                   subtitle=dict(text="modelled, precomputed")),
         updatemenus=[dict(type="dropdown", direction="down", buttons=buttons, showactive=True,
                           x=0, xanchor="left", y=1.0, yanchor="bottom", pad=dict(t=0, b=36))],
         sliders=[dict(active=counts.index(start), steps=steps, currentvalue=dict(prefix="GPUs: "),
                       x=0, len=1.0, y=-0.06, yanchor="top", pad=dict(t=30))],
         legend=dict(orientation="h", x=0, y=-0.34, yanchor="top", groupclick="toggleitem"))
-    fig.add_annotation(xref="paper", yref="paper", x=0, y=-0.72, xanchor="left", yanchor="top",
+    fig.add_annotation(xref="paper", yref="paper", x=0, y=-0.82, xanchor="left", yanchor="top",
                        align="left", showarrow=False, font=dict(size=11, color="#555555"),
                        text=(f"Predicted by gpuviz.plan when this page was built, for<br>"
                              f"{grid.attrs.get('global_batch', '?')} sequences per step; any other "
