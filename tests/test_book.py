@@ -134,11 +134,63 @@ def test_pages_log_no_errors_and_have_an_icon(html, tmp_path, page):
     assert '<link rel="icon"' in (html / page).read_text(encoding="utf-8")
 
 
-# Run in the page once it has drawn: every figure, table, image and printed output that sticks
-# out of the text column, unless it sits in a box that scrolls sideways on purpose (the book's
-# CSS gives wide tables and printed output one); and whether the page itself scrolls sideways.
-_MEASURE = """<script>
-window.addEventListener("load", () => setTimeout(() => {
+# Headless Chromium's window is at least 500 px wide: a phone's width is a frame of that
+# width, whose page posts its report to this one.
+_FRAME = """<html><body style="margin:0">
+<iframe src="{src}" style="width:{width}px;height:900px;border:0"></iframe>
+<script>window.addEventListener("message", e => {{
+  const out = document.createElement("pre");
+  out.id = "gpuviz-report";
+  out.textContent = e.data;
+  document.body.appendChild(out);
+}});</script></body></html>"""
+
+# Runs ``body`` (JavaScript with ``await``; it calls ``report(object)``) 2 s after the page
+# has loaded and its figures are drawn; an exception is reported as {"error": ...}.
+_PROBE = """<script>
+window.addEventListener("load", () => setTimeout(async () => {{
+  const report = obj => {{
+    const text = JSON.stringify(obj);
+    if (window.parent !== window) {{ window.parent.postMessage(text, "*"); return; }}
+    const out = document.createElement("pre");
+    out.id = "gpuviz-report";
+    out.textContent = text;
+    document.body.appendChild(out);
+  }};
+  try {{
+{body}
+  }} catch (e) {{ report({{error: String(e)}}); }}
+}}, 2000));
+</script>"""
+
+
+def run_in_page(page: Path, body: str, profile: Path, width: int = 1280,
+                console: list | None = None) -> dict:
+    """What the JavaScript ``body`` reports from ``page`` (a copy of it, with the script
+    added), in a window ``width`` CSS pixels wide, in headless Chromium with no network."""
+    import json
+
+    probe = page.with_name(f".probe-{page.name}")
+    frame = page.with_name(f".frame-{page.name}")
+    probe.write_text(page.read_text(encoding="utf-8").replace(
+        "</body>", _PROBE.format(body=body) + "</body>"), encoding="utf-8")
+    frame.write_text(_FRAME.format(src=probe.name, width=width), encoding="utf-8")
+    try:
+        dom = dump_dom(frame if width < 500 else probe, profile, console, width=max(width, 500))
+    finally:
+        probe.unlink()
+        frame.unlink()
+    # the theme may add attributes (tabindex) to a <pre>
+    m = re.search(r'<pre id="gpuviz-report"[^>]*>(.*?)</pre>', dom, re.S)
+    assert m, f"{page.name}: the probe did not report"
+    return json.loads(m.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
+                      .replace("&amp;", "&"))
+
+
+# Every figure, table, image and printed output that sticks out of the text column, unless it
+# sits in a box that scrolls sideways on purpose (the book's CSS gives wide tables and printed
+# output one); and whether the page itself scrolls sideways.
+_MEASURE = """
   const col = document.querySelector("article.bd-article") || document.querySelector("main");
   const c = col.getBoundingClientRect(), bad = [];
   const scroller = el => {
@@ -155,46 +207,8 @@ window.addEventListener("load", () => setTimeout(() => {
         bad.push(`${el.tagName.toLowerCase()}.${String(el.className.baseVal ?? el.className)
           .split(" ")[0]} ${Math.round(r.width)} px wide at ${Math.round(r.left)}..${Math.round(r.right)}`);
     });
-  const text = JSON.stringify({column: Math.round(c.width), bad,
-    page: document.documentElement.scrollWidth, window: window.innerWidth});
-  if (window.parent !== window) { window.parent.postMessage(text, "*"); return; }
-  const out = document.createElement("pre");
-  out.id = "gpuviz-widths";
-  out.textContent = text;
-  document.body.appendChild(out);
-}, 2000));
-</script>"""
-
-# Headless Chromium's window is at least 500 px wide: a phone's width is a frame of that
-# width, whose page posts what it measured to this one.
-_FRAME = """<html><body style="margin:0">
-<iframe src="{src}" style="width:{width}px;height:900px;border:0"></iframe>
-<script>window.addEventListener("message", e => {{
-  const out = document.createElement("pre");
-  out.id = "gpuviz-widths";
-  out.textContent = e.data;
-  document.body.appendChild(out);
-}});</script></body></html>"""
-
-
-def widths(page: Path, profile: Path, width: int, console: list | None = None) -> dict:
-    """What :data:`_MEASURE` finds on ``page`` in a window ``width`` pixels wide."""
-    import json
-
-    probe = page.with_name(f".widths-{page.name}")
-    frame = page.with_name(f".frame-{page.name}")
-    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _MEASURE + "</body>"),
-                     encoding="utf-8")
-    frame.write_text(_FRAME.format(src=probe.name, width=width), encoding="utf-8")
-    try:
-        dom = dump_dom(frame if width < 500 else probe, profile, console, width=max(width, 500))
-    finally:
-        probe.unlink()
-        frame.unlink()
-    m = re.search(r'<pre id="gpuviz-widths"[^>]*>(.*?)</pre>', dom, re.S)
-    assert m, f"{page.name}: the width probe did not run"
-    return json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-
+  report({column: Math.round(c.width), bad, page: document.documentElement.scrollWidth,
+          window: window.innerWidth});"""
 
 _READ_PAGES = [*(f"{p.stem}.html" for p in sorted((ROOT / "book").glob("*.md")) if p.stem != "README"),
                *(f"labs/{p.stem}.html" for p in sorted(LABS.glob("0*.ipynb")))]
@@ -207,7 +221,8 @@ def test_nothing_is_wider_than_the_text_column(html, tmp_path, width):
     problems = []
     for page in _READ_PAGES:
         console: list[str] = []
-        got = widths(html / page, tmp_path / "profile", width, console)
+        got = run_in_page(html / page, _MEASURE, tmp_path / "profile", width, console)
+        assert "error" not in got, (page, got)
         if got["page"] > got["window"] + 1:
             problems.append(f"{page}: the page is {got['page']} px wide in a {got['window']} px window")
         problems += [f"{page}: {b} (column {got['column']} px)" for b in got["bad"]]
@@ -216,46 +231,48 @@ def test_nothing_is_wider_than_the_text_column(html, tmp_path, width):
     assert not problems, "\n".join(problems)
 
 
-_DRIVE_PLANNER = """<script>
-window.addEventListener("load", () => setTimeout(async () => {
+# The hardware ladder's two panels: side by side, or stacked on a phone (gpuviz-narrow.js).
+_PANELS = """
+  const gd = [...document.querySelectorAll(".plotly-graph-div")]
+    .find(d => d.layout && String(d.layout.title && d.layout.title.text).includes("hardware ladder"));
+  report({x: gd.layout.xaxis.domain, x2: gd.layout.xaxis2.domain, y: gd.layout.yaxis.domain,
+          y2: gd.layout.yaxis2.domain, height: gd.clientHeight});"""
+
+
+def test_panels_side_by_side_are_stacked_on_a_phone(html, tmp_path):
+    page = html / "labs" / "02_sharing.html"
+    wide = run_in_page(page, _PANELS, tmp_path / "profile", 1280)
+    phone = run_in_page(page, _PANELS, tmp_path / "profile", 390)
+    assert wide["x"][1] <= wide["x2"][0] and wide["y"] == wide["y2"]        # side by side
+    assert phone["x2"] == [0, 1] and phone["y2"][1] < phone["y"][0]         # one above the other
+    assert phone["height"] > wide["height"]                                  # and the figure grew
+
+
+# What the lab page's kernel-free planner does when its slider's first stop and its model
+# menu's last entry are clicked (plotly.js runs the same call).
+_DRIVE_PLANNER = """
   const gd = [...document.querySelectorAll(".plotly-graph-div")]
     .find(d => d.layout && d.layout.sliders && d.layout.sliders.length);
   const seen = t => t.filter(d => d.visible === true).map(d => d.y.length);
   const out = {found: !!gd};
-  try { if (gd) {
+  if (gd) {
     out.before = seen(gd.data);
     const step = gd.layout.sliders[0].steps[0], pick = gd.layout.updatemenus[0].buttons.at(-1);
-    await Plotly[step.method](gd, ...step.args);      // what the slider's first stop does
+    await Plotly[step.method](gd, ...step.args);
     out.slider = seen(gd.data);
-    await Plotly[pick.method](gd, ...pick.args);      // what the model menu's last entry does
+    await Plotly[pick.method](gd, ...pick.args);
     out.menu = seen(gd.data);
     out.label = pick.label;
     out.firstY = gd.data.filter(d => d.visible === true)[0].y;
-  } } catch (e) { out.error = String(e); }
-  const pre = document.createElement("pre");
-  pre.id = "gpuviz-planner";
-  pre.textContent = JSON.stringify(out);
-  document.body.appendChild(pre);
-}, 2000));
-</script>"""
+  }
+  report(out);"""
 
 
 def test_the_precomputed_planner_answers_its_menu_and_slider_in_a_browser(html, tmp_path):
     """The lab page's kernel-free planner: its slider and its model menu, run by plotly.js
     as a click would, show another GPU count's layouts and another model's bars."""
-    import json
-
-    page = html / "labs" / "05_plan_a_training_run.html"
-    probe = page.with_name(".planner-probe.html")
-    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _DRIVE_PLANNER + "</body>"),
-                     encoding="utf-8")
-    try:
-        dom = dump_dom(probe, tmp_path / "profile")
-    finally:
-        probe.unlink()
-    m = re.search(r'<pre id="gpuviz-planner"[^>]*>(.*?)</pre>', dom, re.S)
-    assert m, "the planner probe did not run"
-    got = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    got = run_in_page(html / "labs" / "05_plan_a_training_run.html", _DRIVE_PLANNER,
+                      tmp_path / "profile")
     assert got["found"] and "error" not in got, got
     per = len(got["before"])                       # one model's traces are shown at a time
     assert per > 1 and len(got["slider"]) == per and len(got["menu"]) == per

@@ -28,6 +28,7 @@ from sphinx.util.fileutil import copy_asset_file
 logger = logging.getLogger(__name__)
 
 PLOTLY_JS = "plotly.min.js"
+NARROW_JS = "gpuviz-narrow.js"
 
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
@@ -59,6 +60,8 @@ def _on_page(app: Sphinx, pagename: str, templatename: str, context: dict, doctr
     if "plotly-graph-div" in body:
         # Plain <script src> in <head>: loaded before the figures' inline scripts run.
         app.add_js_file(PLOTLY_JS, priority=200)
+        # _static/gpuviz-narrow.js: on a phone, panels side by side are stacked
+        app.add_js_file(NARROW_JS, priority=201)
     if WIDGET_VIEW_MIME in body:
         progress = _progress_bars(_executed(app, pagename))
         context["body"] = _WIDGET_VIEW.sub(lambda m: _widget_html(m, progress), body)
