@@ -44,6 +44,19 @@ def test_a_collectives_wait_for_the_last_rank_is_split_off_as_idle():
     assert comm.loc[1, "start"] == 2.5                                   # the last one waits not
 
 
+def test_splitting_waits_can_consume_its_input_column_by_column():
+    """The loader hands its spans over (``consume=True``): the same result, and the input's
+    columns are dropped as they are copied, so a run's spans are never held twice whole."""
+    mark = {"auto": True, "collective": True, "seq": 1, "group": None}
+    rows = [_span(0, "main", "all_reduce", 1.0, 3.0, **mark), _span(0, "main", "fwd", 0.0, 1.0),
+            _span(1, "main", "all_reduce", 2.5, 3.0, **mark), _span(1, "main", "fwd", 0.0, 2.5)]
+    kept = split_waits(pd.DataFrame(rows))
+    given = pd.DataFrame(rows)
+    out = split_waits(given, consume=True)
+    assert out.drop(columns="args").equals(kept.drop(columns="args")) and len(given.columns) == 0
+    assert out["name"].tolist() == ["fwd", "wait for others", "all_reduce", "fwd", "all_reduce"]
+
+
 def _span(rank, lane, name, start, end, **args):
     return {"rank": rank, "lane": lane, "step": 0, "name": name,
             "cat": "comm" if "all_" in name else "compute", "start": start, "end": end,

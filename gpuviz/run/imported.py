@@ -34,6 +34,7 @@ from gpuviz.run.nccl_message import Annotations, message
 SOURCE = "pytorch-profiler"
 _TRACE_FILE = re.compile(r"\.json(\.gz)?$")
 _STEP = re.compile(r"^ProfilerStep#(\d+)$")
+_GPU_CATS = np.array(["compute", "optimizer", "data", "comm"], dtype=object)
 
 
 def trace_files(path) -> list[Path]:
@@ -88,7 +89,13 @@ def import_traces(path, problems: list[str] | None = None):
              "ranks_present": len(ranks)}
     raw = {r.rank: r.meta_events(t0, extra) for r in ranks}
     frames = [r.frame(t0) for r in ranks]      # each rank's kernels freed once in its frame
-    return raw, problems, pd.concat(frames, ignore_index=True)
+    # a column at a time, each rank's copy dropped once joined: never two copies whole
+    cols = {}
+    for col in list(frames[0].columns):
+        cols[col] = pd.concat([f[col] for f in frames], ignore_index=True)
+        for f in frames:
+            del f[col]
+    return raw, problems, pd.DataFrame(cols, copy=False)
 
 
 # -- which files belong together ------------------------------------------------------------------
@@ -168,13 +175,14 @@ class _Rank:
         opt = _inside(launch, *_windows(t.cpu, lambda s: s.startswith("Optimizer.")))
         data = _inside(launch, *_windows(t.cpu, lambda s: s.startswith("enumerate(DataLoader)")))
         step_i = _inside(launch, st, se)
-        self.gpu_cat = np.where(opt >= 0, "optimizer", np.where(data >= 0, "data", "compute")).astype(object)
+        # each kernel's category as an index into _GPU_CATS (a str object per kernel costs 64 bytes)
+        self.gpu_cat = np.where(opt >= 0, 1, np.where(data >= 0, 2, 0)).astype(np.int8)
         self.gpu_step = [steps[i][0] if i >= 0 else None for i in step_i]
         self.comm: list[dict | None] = [None] * n
         ann = Annotations(t.cpu)
         for i in sorted(t.gpu.comm):
             g = t.gpu[i]
-            self.gpu_cat[i] = "comm"
+            self.gpu_cat[i] = 3
             self.comm[i] = message(g, ann.around(t.launches.get(g[4])), t)
         firsts = ([float(ts.min())] if n else []) + ([min(c[0] for c in t.cpu)] if t.cpu else [])
         self.first = min(firsts, default=None)
@@ -238,7 +246,7 @@ class _Rank:
                 for i, (st, kd) in enumerate(zip(stream, kinds, strict=True))]
         lanes = [lane_names[("gpu", st)] for st in stream]
         names = list(np.asarray(g.names, dtype=object)[np.frombuffer(g.name, np.int64)]) if n else []
-        cats, steps = list(self.gpu_cat), list(self.gpu_step)
+        cats, steps = list(_GPU_CATS[self.gpu_cat]), list(self.gpu_step)
         nbytes = [c.get("bytes") if c else None for c in self.comm]
         cpu_ts, cpu_dur = [], []
         st = np.array([s for _, s, _ in self.steps], dtype=float)
@@ -263,7 +271,8 @@ class _Rank:
             "bytes": pd.array(nbytes, dtype="Int64"), "args": args,
             "interrupted": np.zeros(m, bool), "attempt": np.zeros(m, np.int64)})
         t.gpu, self.cpu_top, self.comm = GpuEvents(), {}, []
-        return df
+        # in time order (the loader then need not sort every rank's spans at once)
+        return df.sort_values("start", kind="stable", ignore_index=True)
 
 
 def _cpu_cat(name: str) -> str:

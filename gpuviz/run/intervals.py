@@ -70,14 +70,18 @@ def length(iv: np.ndarray) -> float:
     return float((iv[:, 1] - iv[:, 0]).sum()) if len(iv) else 0.0
 
 
-def split_waits(spans: pd.DataFrame) -> pd.DataFrame:
+def split_waits(spans: pd.DataFrame, consume: bool = False) -> pd.DataFrame:
     """Split each automatically recorded blocking collective (``args`` ``auto`` and
     ``collective``) into the wait for the last rank of its group to arrive (``wait for
     others``, idle) and the transfer after it (comm). The ranks' clocks are aligned, so the
     last arrival is the latest start among the spans with the same group and sequence number.
+    The result is sorted by rank and start, built a column at a time (a run's spans can be
+    millions of rows); ``consume=True`` also drops each column of ``spans`` once it is copied,
+    so that the two never coexist whole (for a caller that is done with ``spans``).
     """
-    auto = [bool(a.get("auto") and a.get("collective")) for a in spans["args"]]
-    if not any(auto):
+    auto = np.fromiter((bool(a.get("auto") and a.get("collective")) for a in spans["args"]),
+                       dtype=bool, count=len(spans))
+    if not auto.any():
         return spans
     c = spans[auto]
     last = _last_arrival(c)
@@ -88,11 +92,24 @@ def split_waits(spans: pd.DataFrame) -> pd.DataFrame:
     waits["name"], waits["cat"], waits["bytes"] = "wait for others", "idle", pd.NA
     waits["end"] = last[late.index]
     waits["dur"] = waits["end"] - waits["start"]
-    out = spans.copy()
-    out.loc[late.index, "start"] = last[late.index]
-    out.loc[late.index, "dur"] = out.loc[late.index, "end"] - out.loc[late.index, "start"]
-    out = pd.concat([out, waits])
-    return out.sort_values(["rank", "start"], kind="stable").reset_index(drop=True)
+    # the transfers start when the last rank arrives
+    at = spans.index.get_indexer(late.index)
+    start = spans["start"].to_numpy(dtype=float, copy=True)
+    start[at] = last[late.index].to_numpy(dtype=float)
+    dur = spans["end"].to_numpy(dtype=float) - start
+    moved = {"start": start, "dur": np.where(np.isin(np.arange(len(spans)), at), dur,
+                                             spans["dur"].to_numpy(dtype=float))}
+    order = np.lexsort((np.concatenate([start, waits["start"].to_numpy(dtype=float)]),
+                        np.concatenate([spans["rank"].to_numpy(), waits["rank"].to_numpy()])))
+    cols = {}
+    for col in spans.columns:
+        mine = pd.Series(moved[col]) if col in moved else spans[col].reset_index(drop=True)
+        both = pd.concat([mine, waits[col].reset_index(drop=True)], ignore_index=True)
+        cols[col] = both.take(order).reset_index(drop=True)
+        del mine, both
+        if consume:
+            del spans[col]
+    return pd.DataFrame(cols, copy=False)
 
 
 def _last_arrival(c: pd.DataFrame) -> pd.Series:
@@ -144,6 +161,7 @@ def split_exposed_backward(spans: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["rank", "start"], kind="stable").reset_index(drop=True)
 
 
-def split_automatic(spans: pd.DataFrame) -> pd.DataFrame:
-    """Both splits of an automatically recorded run (:mod:`gpuviz.run.auto`), in order."""
-    return split_waits(split_exposed_backward(spans))
+def split_automatic(spans: pd.DataFrame, consume: bool = False) -> pd.DataFrame:
+    """Both splits of an automatically recorded run (:mod:`gpuviz.run.auto`), in order
+    (``consume``: see :func:`split_waits`)."""
+    return split_waits(split_exposed_backward(spans), consume)

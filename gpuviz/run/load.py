@@ -387,8 +387,10 @@ def _build(path: Path, raw: dict[int, list[dict]], problems: list[str], more=Non
     sp["interrupted"] = [bool(a.get("interrupted")) for a in sp["args"]]
     sp["attempt"] = sp.pop("attempt")  # after "interrupted": the documented columns come first
     sp = sp if more is None else more if sp.empty else pd.concat([sp, more], ignore_index=True)
-    sp = sp.sort_values(["rank", "start"], kind="stable").reset_index(drop=True)
-    sp = split_automatic(sp)  # automatic spans: the waits for the last rank are idle
+    r, st = sp["rank"].to_numpy(), sp["start"].to_numpy()
+    if not np.all((r[1:] > r[:-1]) | ((r[1:] == r[:-1]) & (st[1:] >= st[:-1]))):
+        sp = sp.sort_values(["rank", "start"], kind="stable").reset_index(drop=True)
+    sp = split_automatic(sp, consume=True)  # automatic spans: the waits for the last rank are idle
     ct = pd.DataFrame(counters, columns=["rank", "name", "time", "value", "attempt"])
     ev = pd.DataFrame(events, columns=["rank", "name", "step", "time", "args", "attempt"])
     ev["step"] = pd.array(ev["step"], dtype="Int64")   # instants without a step are <NA>, not float NaN
