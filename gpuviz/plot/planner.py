@@ -95,18 +95,15 @@ def precomputed_planner(grid: pd.DataFrame, max_pp: int = 16, title: str | None 
                for i, m in enumerate(models)]
     gpu = grid.attrs.get("gpu", "GPU")
     fig.update_layout(
-        barmode="stack", height=920, margin=dict(t=140, l=90, r=20, b=400),
+        barmode="stack", height=840, margin=dict(t=160, l=90, r=20, b=300),
         title=dict(text=title or f"Plan on {gpu}", y=0.985, yanchor="top",
-                   subtitle=dict(text="modelled, precomputed")),
+                   subtitle=dict(text=(f"modelled, precomputed; {grid.attrs.get('global_batch', '?')} "
+                                       "sequences per step<br>other layouts: Lab 05's live planner "
+                                       "(JupyterLab)"))),
         updatemenus=[dict(type="dropdown", direction="down", buttons=buttons, showactive=True,
                           x=0, xanchor="left", y=1.0, yanchor="bottom", pad=dict(t=0, b=36))],
         sliders=[dict(active=counts.index(start), steps=steps, currentvalue=dict(prefix="GPUs: "),
                       x=0, len=1.0, y=-0.06, yanchor="top", pad=dict(t=30))],
         legend=dict(orientation="h", x=0, y=-0.34, yanchor="top", groupclick="toggleitem"))
-    fig.add_annotation(xref="paper", yref="paper", x=0, y=-0.82, xanchor="left", yanchor="top",
-                       align="left", showarrow=False, font=dict(size=11, color="#555555"),
-                       text=(f"Predicted by gpuviz.plan when this page was built, for<br>"
-                             f"{grid.attrs.get('global_batch', '?')} sequences per step; any other "
-                             "layout: the live<br>planner of Lab 05 in JupyterLab."))
     fig.update_yaxes(type="category", autorange="reversed", title_text="layout", row=1, col=1)
     return fig
