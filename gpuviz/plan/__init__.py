@@ -1,10 +1,12 @@
 """Plan a training run you cannot make: the cluster model (Lab 05). Every number is modelled.
 
-- :mod:`~gpuviz.plan.transformer`: the network's shape and presets (GPT-3, Llama 3...);
+- :mod:`~gpuviz.plan.transformer`: the network's shape and presets (GPT-3, Llama 3, Qwen3's
+  mixtures of experts...);
 - :mod:`~gpuviz.plan.config`: a planned run (hardware, layout, efficiencies);
 - :mod:`~gpuviz.plan.terms`: the formulas of each term, with their papers;
 - :mod:`~gpuviz.plan.prediction`: :func:`predict`, step time, memory, MFU and energy;
 - :mod:`~gpuviz.plan.search`: every layout, and why the best one wins;
+- :mod:`~gpuviz.plan.grid`: the best layouts precomputed, for a planner without a kernel;
 - :mod:`~gpuviz.plan.calibrate`: the model fitted to your own runs;
 - :mod:`~gpuviz.plan.published`: published large-scale runs it is checked against.
 
