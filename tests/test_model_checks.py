@@ -102,3 +102,26 @@ def test_best_layout():
     assert "Give a dict" in checks.best_layout("dp=8", **kw).message
     with pytest.raises(ValueError, match="tolerance"):
         checks.best_layout({"dp": 8, "tp": 8, "pp": 1}, tolerance=2, **kw)
+
+
+def test_expert_weights_check_counts_as_the_model_and_names_the_slip():
+    import math
+
+    from gpuviz.plan import published
+
+    moe = {r.name: r for r in published.RUNS}["Qwen3 235B-A22B, 256 H100, FP8 batch 8192"].config
+    c = moe.replace(precision="bf16")
+    m = c.model
+    right = math.ceil(m.layers / c.pp) * m.routed_expert_params / c.ep * 2 / 2**30
+    # the model holds the same count: taking the experts away from ep=1 leaves (1 - 1/ep) of them
+    freed = predict(c.replace(ep=1)).mem_params - predict(c).mem_params
+    assert freed / 2**30 == pytest.approx(right * c.ep * (1 - 1 / c.ep))
+    assert checks.expert_weights_gib(right, c) and checks.expert_weights_gib(solutions.expert_gib, c)
+    for wrong, says in ((right * c.ep, "divide by ep=32"), (right * c.pp, "not all of them"),
+                        (right / c.tp, "not split again by tp=2"), (right * 2, "4 bytes is fp32"),
+                        (right * 2**30 / 1e9, "give GiB"), (None, "Replace `None`"),
+                        ("lots", "should be a number")):
+        r = checks.expert_weights_gib(wrong, c)
+        assert not r and says in r.message, (wrong, r.message)
+    with pytest.raises(ValueError, match="has no experts"):
+        checks.expert_weights_gib(1.0, Config("llama3-8b", gpus=8, dp=8, global_batch=64))

@@ -17,7 +17,13 @@ from gpuviz.checks.core import LearnerError, Result
 from gpuviz.checks.energy import co2_grams, energy_per_sample, pareto_configs, waiting_joules
 from gpuviz.checks.meet import idle_fraction
 from gpuviz.checks.parallel import bubble_fraction, gradient_sync, zero_bytes
-from gpuviz.checks.plan import best_layout, dominant_term, fits_in_memory, mfu_from_throughput
+from gpuviz.checks.plan import (
+    best_layout,
+    dominant_term,
+    expert_weights_gib,
+    fits_in_memory,
+    mfu_from_throughput,
+)
 from gpuviz.checks.sharing import best_bucket_size, ring_allreduce_bytes
 from gpuviz.checks.sync import redone_steps, straggler_wait
 from gpuviz.classroom import progress as _progress
@@ -45,4 +51,4 @@ for _name in _progress.LAB_OF:
 __all__ = ["Result", "idle_fraction", "bubble_fraction", "zero_bytes", "gradient_sync",
            "ring_allreduce_bytes", "best_bucket_size", "straggler_wait", "redone_steps",
            "energy_per_sample", "waiting_joules", "pareto_configs", "co2_grams", "fits_in_memory",
-           "mfu_from_throughput", "dominant_term", "best_layout"]
+           "mfu_from_throughput", "dominant_term", "best_layout", "expert_weights_gib"]

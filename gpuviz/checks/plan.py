@@ -188,6 +188,48 @@ def dominant_term(answer: str | Callable, config) -> Result:
     return Result(False, why)
 
 
+def expert_weights_gib(answer: Any, config, rtol: float = 0.05) -> Result:
+    """GiB of routed experts' weights each GPU of ``config`` holds (a mixture of experts):
+    the experts of the ``ceil(layers / pp)`` layers of its pipeline stage, ``experts / ep``
+    of them per layer, each whole (not split by tp), at the weights' bytes per parameter.
+    ``answer``: a number or ``f(config)``."""
+    import math
+
+    from gpuviz.plan.terms import PRECISIONS
+
+    c = _config(config)
+    m = c.model
+    if not m.moe:
+        raise ValueError(f"config: the model {m.name} has no experts; give a mixture of experts")
+    got = _value(answer, c)
+    bad = _number(got, "GiB of expert weights on one GPU")
+    if bad is not None:
+        return bad
+    got = float(got)
+    layers, nbytes = math.ceil(m.layers / c.pp), PRECISIONS[c.precision][0]
+    want = layers * m.routed_expert_params / c.ep * nbytes / 2**30
+    how = (f"{layers} layers x {m.experts} experts x {m.routed_expert_params // m.experts:,} weights "
+           f"/ ep={c.ep} x {nbytes} bytes = {want:.2f} GiB")
+    if _close(got, want, rtol):
+        return Result(True, f"{how} (the model's count).")
+    hints = [(want * c.ep, f"Each GPU holds only experts / ep = {m.experts // c.ep} of each layer's "
+                           f"{m.experts} experts: divide by ep={c.ep}."),
+             (want * c.pp, f"A pipeline stage holds ceil({m.layers} / {c.pp}) = {layers} of the "
+                           f"{m.layers} layers, not all of them."),
+             (want / c.tp, f"The experts are whole on each GPU (Megatron-Core's parallel folding): "
+                           f"not split again by tp={c.tp}."),
+             (want * m.top_k / m.experts, f"A GPU stores every expert it is given, not only the "
+                                          f"{m.top_k} one token uses."),
+             (want * 2**30 / 1e9, "That is GB (10^9 bytes); give GiB (2^30 bytes)."),
+             (want * 4 / nbytes, f"4 bytes is fp32; this {c.precision} run keeps its weights in "
+                                 f"{nbytes} bytes per parameter.")]
+    for value, why in hints:
+        if _close(got, value, rtol):
+            return Result(False, why)
+    return Result(False, f"You gave {got:.4g} GiB. Count the stage's layers, the experts on this "
+                         f"GPU, each expert's weights and the bytes per weight.")
+
+
 def best_layout(answer: Any, model, gpus: int, global_batch: int, tolerance: float = 0.05,
                 **search_kwargs) -> Result:
     """A layout of ``model`` on ``gpus`` GPUs within ``tolerance`` of the fastest that fits

@@ -32,7 +32,8 @@ EXERCISES = {
     "02": ("ring_allreduce_bytes", "best_bucket_size"),
     "03": ("straggler_wait", "redone_steps"),
     "04": ("energy_per_sample", "pareto_configs", "waiting_joules", "co2_grams"),
-    "05": ("fits_in_memory", "mfu_from_throughput", "dominant_term", "best_layout"),
+    "05": ("fits_in_memory", "mfu_from_throughput", "dominant_term", "best_layout",
+           "expert_weights_gib"),
 }
 LAB_OF = {ex: lab for lab, exs in EXERCISES.items() for ex in exs}
 

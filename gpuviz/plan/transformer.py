@@ -120,6 +120,15 @@ class Transformer:
         return self._params(self.experts)
 
     @property
+    def routed_expert_params(self) -> int:
+        """Weights of one layer's routed experts, all of them (0 for a dense MLP).
+
+        >>> transformer("qwen3-30b-a3b").routed_expert_params    # 128 x 3 x 2048 x 768
+        603979776
+        """
+        return self.experts * (3 if self.gated else 2) * self.hidden * self.expert_ffn
+
+    @property
     def n_active_params(self) -> int:
         """Parameters one token passes through: with experts, its ``top_k`` routed ones and
         the shared ones (all of a dense model's).

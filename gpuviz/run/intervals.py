@@ -161,6 +161,15 @@ def split_exposed_backward(spans: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["rank", "start"], kind="stable").reset_index(drop=True)
 
 
+def sort_spans(spans: pd.DataFrame) -> pd.DataFrame:
+    """``spans`` by rank, then start (stable); as they are when already in that order (an
+    imported trace's are: no copy of a run's spans for nothing)."""
+    r, st = spans["rank"].to_numpy(), spans["start"].to_numpy()
+    if np.all((r[1:] > r[:-1]) | ((r[1:] == r[:-1]) & (st[1:] >= st[:-1]))):
+        return spans
+    return spans.sort_values(["rank", "start"], kind="stable").reset_index(drop=True)
+
+
 def split_automatic(spans: pd.DataFrame, consume: bool = False) -> pd.DataFrame:
     """Both splits of an automatically recorded run (:mod:`gpuviz.run.auto`), in order
     (``consume``: see :func:`split_waits`)."""

@@ -21,7 +21,7 @@ import pandas as pd
 from gpuviz.run.categories import CATEGORIES
 from gpuviz.run.collectives import bus_factor, collective_in
 from gpuviz.run.events import read_rank_file
-from gpuviz.run.intervals import innermost, intersect, length, split_automatic, union
+from gpuviz.run.intervals import innermost, intersect, length, sort_spans, split_automatic, union
 from gpuviz.run.meta import MAX_WORLD, merge_meta, run_json_problems
 
 SPAN_COLUMNS = ["rank", "lane", "step", "name", "cat", "start", "end", "dur", "bytes", "args"]
@@ -387,10 +387,7 @@ def _build(path: Path, raw: dict[int, list[dict]], problems: list[str], more=Non
     sp["interrupted"] = [bool(a.get("interrupted")) for a in sp["args"]]
     sp["attempt"] = sp.pop("attempt")  # after "interrupted": the documented columns come first
     sp = sp if more is None else more if sp.empty else pd.concat([sp, more], ignore_index=True)
-    r, st = sp["rank"].to_numpy(), sp["start"].to_numpy()
-    if not np.all((r[1:] > r[:-1]) | ((r[1:] == r[:-1]) & (st[1:] >= st[:-1]))):
-        sp = sp.sort_values(["rank", "start"], kind="stable").reset_index(drop=True)
-    sp = split_automatic(sp, consume=True)  # automatic spans: the waits for the last rank are idle
+    sp = split_automatic(sort_spans(sp), consume=True)  # automatic spans: the waits for the last rank are idle
     ct = pd.DataFrame(counters, columns=["rank", "name", "time", "value", "attempt"])
     ev = pd.DataFrame(events, columns=["rank", "name", "step", "time", "args", "attempt"])
     ev["step"] = pd.array(ev["step"], dtype="Int64")   # instants without a step are <NA>, not float NaN

@@ -61,3 +61,14 @@ def best_layout(model="llama3-70b", gpus=64, global_batch=128):
                         best = (p.tokens_per_s, {"dp": dp, "tp": tp, "pp": pp, "zero": zero,
                                                  "recompute": recompute})
     return best[1]
+
+
+def expert_gib(config):
+    """Exercise 5: the routed experts of the ceil(layers / pp) layers of this GPU's pipeline
+    stage, experts / ep of them per layer, each whole (three matrices of hidden x expert_ffn
+    when gated), two bytes per bf16 weight, in GiB."""
+    import math
+
+    m = config.model
+    per_expert = (3 if m.gated else 2) * m.hidden * m.expert_ffn
+    return math.ceil(m.layers / config.pp) * m.experts / config.ep * per_expert * 2 / 2**30
