@@ -358,7 +358,7 @@ Q30 = dict(model="qwen3-30b-a3b", gpus=16, dp=8, tp=1, pp=2, global_batch=256, z
 
 def test_moe_presets_count_all_and_active_parameters():
     q30, q235 = transformer("qwen3-30b-a3b"), transformer("qwen3-235b-a22b")
-    # Qwen3 Technical Report, Table 1: 30.5B total, 3.3B activated; 235B and 22B
+    # the models' cards on Hugging Face: 30.5B in all, 3.3B activated; 235B and 22B
     assert round(q30.n_params / 1e9, 1) == 30.5 and abs(q30.n_active_params / 1e9 - 3.3) < 0.1
     assert (round(q235.n_params / 1e9), round(q235.n_active_params / 1e9)) == (235, 22)
     assert q30.moe and not transformer("llama3-70b").moe
