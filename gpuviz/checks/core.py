@@ -27,11 +27,18 @@ class Result:
         return ("Correct! " if self.ok else "Not yet. ") + self.message
 
     def _repr_html_(self) -> str:
+        """The verdict in colour; `code` in the message set as code, not as backticks.
+
+        >>> "<code>None</code>" in Result(False, "Replace `None`.")._repr_html_()
+        True
+        """
         import html
+        import re
 
         colour, word = ("#2E7D32", "Correct!") if self.ok else ("#C62828", "Not yet.")
+        text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(self.message))
         return (f'<div style="border-left:4px solid {colour};padding:2px 8px">'
-                f'<b style="color:{colour}">{word}</b> {html.escape(self.message)}</div>')
+                f'<b style="color:{colour}">{word}</b> {text}</div>')
 
 
 class LearnerError(Exception):
