@@ -116,6 +116,14 @@ def test_the_precomputed_planner_holds_the_search_s_best_layouts():
         fit = table[(table["tp"] == tp) & (table["pp"] == pp) & table["fits"]]
         total = sum(xs[k][i] or 0 for k in range(len(TIME_TERMS)))
         assert total == pytest.approx(fit["step_s"].iloc[0], rel=1e-3), label   # 4 digits each
+    # where no layout of a (tp, pp) fits, the grid keeps the one needing the least memory
+    big = layout_grid(["llama3-405b"], gpus=[128], global_batch=128)
+    every = search("llama3-405b", gpus=128, global_batch=128)
+    nofit = big[~big["fits"] & (big["tp"] > 0)]
+    assert len(nofit) > 0
+    for _, r in nofit.iterrows():
+        mine = every[(every["tp"] == r["tp"]) & (every["pp"] == r["pp"])]
+        assert r["memory_GiB"] == pytest.approx(mine["memory_GiB"].min())
     with pytest.raises(ValueError, match="max_pp=0"):
         precomputed_planner(grid, max_pp=0)
     with pytest.raises(ValueError, match="grid: give the table"):

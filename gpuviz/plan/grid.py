@@ -47,8 +47,11 @@ def layout_grid(models, gpus, global_batch: int, gpu: str = "H100 SXM", **search
                              "layout": "", "why": str(e)})
                 continue
             capacity = table.attrs["capacity_GiB"]
-            # the table is sorted: fitting layouts by throughput first, then the rest
-            best = table.groupby(["tp", "pp"], as_index=False, sort=True).first()
+            # per (tp, pp): the fastest that fits (the table lists them by throughput), else
+            # the one that needs the least memory
+            fit = table[table["fits"]].groupby(["tp", "pp"]).first()
+            small = table[~table["fits"]].sort_values("memory_GiB", kind="stable").groupby(["tp", "pp"]).first()
+            best = pd.concat([fit, small[~small.index.isin(fit.index)]]).sort_index().reset_index()
             for _, r in best.iterrows():
                 rows.append({"model": name, "gpus": n, **{k: r[k] for k in (
                     "tp", "pp", "fits", "step_s", "tokens_per_s", "mfu", "memory_GiB", "margin_GiB",

@@ -1,7 +1,7 @@
 """Search every layout of a training run for the fastest that fits, and say why it wins.
 
-:func:`search` evaluates every (dp, tp, pp, virtual pipeline stages, micro-batch, ZeRO
-stage, recomputation) combination for a GPU count at once with
+:func:`search` evaluates every (dp, tp, pp, cp, ep, virtual pipeline stages, micro-batch,
+ZeRO stage, recomputation) combination for a GPU count at once with
 :func:`gpuviz.plan.terms.step_terms` (numpy arrays, no Python loop over layouts), so
 16,384 GPUs take well under a second. Layouts
 that do not fit in memory stay in the table, marked ``fits=False``. All modelled.
@@ -192,7 +192,7 @@ def layout_name(row) -> str:
 
 def reason(table: pd.DataFrame) -> str:
     """Why the first row of a :func:`search` table wins: the term in which it gains most
-    over the runner-up (the best fitting layout with another dp, tp, pp), and the term
+    over the runner-up (the best fitting layout with another dp, tp, pp, cp or ep), and the term
     that dominates its own step."""
     fit = table[table["fits"]]
     win = fit.iloc[0]

@@ -20,7 +20,8 @@ from plotly.subplots import make_subplots
 from gpuviz.plan.terms import TIME_TERMS
 from gpuviz.plot.plan import _HATCH, TERM_COLORS
 
-FITS_COLOR, NO_FIT_COLOR = "#72B7B2", "#E45756"
+# grey, not red: red is the ZeRO-3 term beside it
+FITS_COLOR, NO_FIT_COLOR = "#72B7B2", "#7F7F7F"
 
 
 def _label(r) -> str:
@@ -49,7 +50,8 @@ def _panel(rows: pd.DataFrame) -> list[dict]:
 def precomputed_planner(grid: pd.DataFrame, max_pp: int = 16, title: str | None = None) -> go.Figure:
     """The kernel-free planner of a :func:`gpuviz.plan.grid.layout_grid` table: model buttons,
     a GPU-count slider, every (tp, pp) with pp <= ``max_pp`` as a row of bars (the fastest
-    layout of that tp and pp: step time by term; memory per GPU, red where nothing fits).
+    layout of that tp and pp: step time by term; memory per GPU, grey where nothing fits,
+    for the layout needing the least).
     Every value is modelled and precomputed; the subtitle says so."""
     need = {"model", "gpus", "tp", "pp", "fits", "memory_GiB", *TIME_TERMS}
     if not isinstance(grid, pd.DataFrame) or not need <= set(grid.columns):
