@@ -137,6 +137,21 @@ def test_each_variant_gives_the_known_times(tmp_path, variant):
     np.testing.assert_allclose(c["dur"], fakes.XFER_US / 1e6)
 
 
+def test_imported_spans_are_typed_and_ordered_as_recorded_ones(tmp_path):
+    fakes.write(tmp_path, 4)
+    sp = gpuviz.load_run(tmp_path).spans
+    assert {c: str(t) for c, t in sp.dtypes.items() if c in ("rank", "step", "bytes", "start")} == {
+        "rank": "int64", "step": "Int64", "bytes": "Int64", "start": "float64"}
+    assert sp[["rank", "start"]].equals(sp.sort_values(["rank", "start"], kind="stable")[["rank", "start"]])
+    # each wait for the last rank ends where its transfer starts, on the same stream and step
+    waits = sp[sp["name"] == "wait for others"]
+    assert len(waits) and waits["bytes"].isna().all() and (waits["cat"] == "idle").all()
+    for _, w in waits.iterrows():
+        after = sp[(sp["rank"] == w["rank"]) & (sp["lane"] == w["lane"]) & (sp["cat"] == "comm")
+                   & (sp["start"] == w["end"])]
+        assert len(after) == 1 and after["step"].iloc[0] == w["step"] and after["bytes"].iloc[0] > 0
+
+
 def test_ranks_on_other_nodes_are_aligned_on_their_collectives(tmp_path):
     # one GPU per node: every rank its own clock, each off by seconds
     fakes.write(tmp_path, 4, devices=1, clock_shift_us={1: 3_000_000, 2: -1_234_567, 3: 777})

@@ -50,43 +50,53 @@ def gpu_summary(run) -> pd.DataFrame:
     """Per rank: seconds of GPU time in each category, the gaps with no kernel, wall time
     (first kernel to last), NCCL kernel time (``comm_lane``) and the fraction of it that ran
     beside a compute kernel (``overlap``). Categories and ``idle`` add up to ``wall``."""
+    sp = run.spans
+    if not sp["rank"].is_monotonic_increasing:
+        sp = sp.sort_values("rank", kind="stable")
+    ranks = sp["rank"].to_numpy()
     rows = []
-    gpu = is_gpu_lane(run.spans["lane"])
-    sp, cpu = run.spans[gpu], run.spans[~gpu & (run.spans["lane"] == CPU_MAIN)]
-    for rank in run.ranks:
-        s = sp[sp["rank"] == rank]
-        if s.empty:   # a CPU-only profile: the main thread's top-level ops; gaps untraced
-            rows.append(_cpu_row(rank, cpu[cpu["rank"] == rank]))
+    for rank in run.ranks:   # a rank's rows at a time (views): never a copy of every span
+        s = sp.iloc[np.searchsorted(ranks, rank, "left"):np.searchsorted(ranks, rank, "right")]
+        gpu = is_gpu_lane(s["lane"]).to_numpy()
+        iv = (s["start"].to_numpy(float), s["end"].to_numpy(float))
+        at = np.flatnonzero(gpu)
+        if not len(at):   # a CPU-only profile: the main thread's top-level ops; gaps untraced
+            rows.append(_cpu_row(rank, *_by_cat(np.flatnonzero((s["lane"] == CPU_MAIN).to_numpy()), s["cat"], iv)))
             continue
         row = {"rank": rank, **{c: 0.0 for c in CATEGORIES}, "untraced": 0.0, "wall": 0.0,
                "comm_lane": 0.0, "overlap": 0.0, "idle_gaps": 0.0}
-        if len(s):
-            by = {c: union(g[["start", "end"]].to_numpy(float)) for c, g in s.groupby("cat")}
-            got = covered_lengths(by, PRIORITY)
-            wall = float(s["end"].max() - s["start"].min())
-            busy = sum(got.values())
-            row.update({c: got.get(c, 0.0) for c in CATEGORIES})
-            row["idle_gaps"] = max(0.0, wall - busy)
-            row["idle"] += row["idle_gaps"]
-            row["wall"] = wall
-            nccl = union(np.vstack([by.get("comm", np.zeros((0, 2))), by.get("idle", np.zeros((0, 2)))]))
-            work = union(np.vstack([by.get(c, np.zeros((0, 2))) for c in ("compute", "optimizer", "data")]))
-            row["comm_lane"] = length(nccl)
-            row["overlap"] = length(intersect(nccl, work)) / row["comm_lane"] if row["comm_lane"] else 0.0
+        by, wall = _by_cat(at, s["cat"], iv)
+        got = covered_lengths(by, PRIORITY)
+        busy = sum(got.values())
+        row.update({c: got.get(c, 0.0) for c in CATEGORIES})
+        row["idle_gaps"] = max(0.0, wall - busy)
+        row["idle"] += row["idle_gaps"]
+        row["wall"] = wall
+        nccl = union(np.vstack([by.get("comm", np.zeros((0, 2))), by.get("idle", np.zeros((0, 2)))]))
+        work = union(np.vstack([by.get(c, np.zeros((0, 2))) for c in ("compute", "optimizer", "data")]))
+        row["comm_lane"] = length(nccl)
+        row["overlap"] = length(intersect(nccl, work)) / row["comm_lane"] if row["comm_lane"] else 0.0
         rows.append(row)
     cols = ["rank", *CATEGORIES, "untraced", "wall", "comm_lane", "overlap", "idle_gaps"]
     return pd.DataFrame(rows, columns=cols).set_index("rank")
 
 
-def _cpu_row(rank, s: pd.DataFrame) -> dict:
-    row = {"rank": rank, **{c: 0.0 for c in CATEGORIES}, "untraced": 0.0, "wall": 0.0,
+def _by_cat(at: np.ndarray, cats: pd.Series, iv: tuple) -> tuple[dict, float]:
+    """The union of the spans ``at`` per category, and their wall time (first start to last end)."""
+    if not len(at):
+        return {}, 0.0
+    mine = cats.iloc[at].to_numpy(dtype=object)
+    start, end = iv[0][at], iv[1][at]
+    by = {c: union(np.column_stack([start[mine == c], end[mine == c]])) for c in sorted(set(mine.tolist()))}
+    return by, float(end.max() - start.min())
+
+
+def _cpu_row(rank, by: dict, wall: float) -> dict:
+    row = {"rank": rank, **{c: 0.0 for c in CATEGORIES}, "untraced": 0.0, "wall": wall,
            "comm_lane": 0.0, "overlap": 0.0, "idle_gaps": 0.0}
-    if len(s):
-        by = {c: union(g[["start", "end"]].to_numpy(float)) for c, g in s.groupby("cat")}
-        got = covered_lengths(by, PRIORITY)
-        row.update({c: got.get(c, 0.0) for c in CATEGORIES})
-        row["wall"] = float(s["end"].max() - s["start"].min())
-        row["untraced"] = max(0.0, row["wall"] - sum(got.values()))
+    got = covered_lengths(by, PRIORITY)
+    row.update({c: got.get(c, 0.0) for c in CATEGORIES})
+    row["untraced"] = max(0.0, wall - sum(got.values()))
     return row
 
 

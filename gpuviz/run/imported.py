@@ -18,8 +18,8 @@ the transfer after it.
 
 from __future__ import annotations
 
+import ctypes
 import math
-import os
 import re
 import sys
 from collections import Counter, defaultdict
@@ -28,28 +28,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gpuviz.run.kineto import KINDS, GpuEvents, RankTrace, read_trace
+from gpuviz.run.kineto import KINDS, GpuEvents, Launches, RankTrace, read_trace, trace_files
 from gpuviz.run.nccl_message import Annotations, message
+from gpuviz.run.rank_alignment import align, last_arrivals, number_collectives
 
 SOURCE = "pytorch-profiler"
-_TRACE_FILE = re.compile(r"\.json(\.gz)?$")
 _STEP = re.compile(r"^ProfilerStep#(\d+)$")
 _GPU_CATS = np.array(["compute", "optimizer", "data", "comm"], dtype=object)
-
-
-def trace_files(path) -> list[Path]:
-    """The profiler trace files a folder (or a list of files) holds, in name order."""
-    if isinstance(path, (list, tuple)):
-        files = [Path(p) for p in path]
-        for p in files:
-            if not p.is_file():
-                raise FileNotFoundError(f"path={str(p)!r} is not a file")
-        return files
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    return sorted(p for p in path.iterdir()
-                  if p.is_file() and _TRACE_FILE.search(p.name) and p.name != "run.json")
+_WAIT = "wait for others"
 
 
 def import_traces(path, problems: list[str] | None = None):
@@ -75,6 +61,7 @@ def import_traces(path, problems: list[str] | None = None):
         if not t.gpu:
             problems.append(f"{f.name}: no GPU kernels (a CPU-only profile); only its CPU ops load")
         reduced[id(t)] = _Rank(t)    # at once: a file's CPU ops and launches are freed here
+        give_back_freed_memory()
     if not reduced:
         raise ValueError(f"path={str(path)!r}: no file holds a readable PyTorch profiler trace "
                          f"({'; '.join(problems[:3])})")
@@ -82,20 +69,58 @@ def import_traces(path, problems: list[str] | None = None):
     _give_ranks(traces, problems)
     ranks = sorted((reduced[id(t)] for t in traces), key=lambda r: r.rank)
     world = max([t.world_size or 0 for t in traces] + [max(r.rank for r in ranks) + 1])
-    _number_collectives(ranks, problems)
-    clock, error_us = _align(ranks, problems)
+    number_collectives(ranks, problems)
+    clock, error_us = align(ranks, problems)
+    last = last_arrivals(ranks)
+    for r in ranks:
+        r.split_waits(last)
     t0 = min(r.first + r.offset for r in ranks if r.first is not None)
     extra = {"source": SOURCE, "world_size": world, "clock": clock, "clock_error_us": error_us,
              "ranks_present": len(ranks)}
     raw = {r.rank: r.meta_events(t0, extra) for r in ranks}
-    frames = [r.frame(t0) for r in ranks]      # each rank's kernels freed once in its frame
-    # a column at a time, each rank's copy dropped once joined: never two copies whole
-    cols = {}
-    for col in list(frames[0].columns):
-        cols[col] = pd.concat([f[col] for f in frames], ignore_index=True)
-        for f in frames:
-            del f[col]
-    return raw, problems, pd.DataFrame(cols, copy=False)
+    total = sum(r.rows for r in ranks)
+    out = {"rank": np.empty(total, np.int64), "start": np.empty(total), "end": np.empty(total),
+           "step": np.empty(total, np.int64), "bytes": np.empty(total, np.int64),
+           **{c: np.empty(total, object) for c in ("lane", "name", "cat", "args")}}
+    at = 0
+    for r in ranks:      # each rank written in place, its kernels freed: no copy of the whole
+        at = r.fill(out, at, t0)
+        give_back_freed_memory()
+    step, nbytes = out.pop("step"), out.pop("bytes")
+    start, end = out.pop("start"), out.pop("end")
+    text = {col: _text(out.pop(col)) for col in ("lane", "name", "cat")}
+    spans = pd.DataFrame({
+        "rank": out.pop("rank"), "lane": text.pop("lane"), "step": pd.arrays.IntegerArray(step, step < 0),
+        "name": text.pop("name"), "cat": text.pop("cat"), "start": start, "end": end, "dur": end - start,
+        "bytes": pd.arrays.IntegerArray(nbytes, nbytes < 0), "args": out.pop("args"),
+        "interrupted": np.zeros(total, bool), "attempt": np.zeros(total, np.int64)}, copy=False)
+    return raw, problems, spans
+
+
+def _text(values: np.ndarray):
+    """A column of names as pandas' default string dtype; without a copy where that dtype
+    keeps Python strings in an object array (no pyarrow)."""
+    dtype = pd.Series(["x"]).dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "python":
+        return pd.arrays.StringArray(values, dtype=dtype, copy=False)
+    return pd.array(values, dtype=dtype)
+
+
+def give_back_freed_memory() -> None:
+    """Return the heap pages freed so far to the system. glibc keeps freed memory for reuse,
+    so without this a rank's freed events would still count in the process's memory while
+    the next one is read. Elsewhere (no glibc) it does nothing."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 # -- which files belong together ------------------------------------------------------------------
@@ -170,15 +195,17 @@ class _Rank:
         se = np.array([e for _, _, e in steps], dtype=float)
         n = len(t.gpu)
         ts = np.frombuffer(t.gpu.ts, dtype=float) if n else np.zeros(0)
-        launch = np.array([t.launches.get(c, (x, None))[0] for c, x in zip(t.gpu.corr, t.gpu.ts, strict=True)],
-                          dtype=float)
+        launch = t.launches.times(np.frombuffer(t.gpu.corr, np.int64) if n else [], ts)
         opt = _inside(launch, *_windows(t.cpu, lambda s: s.startswith("Optimizer.")))
         data = _inside(launch, *_windows(t.cpu, lambda s: s.startswith("enumerate(DataLoader)")))
         step_i = _inside(launch, st, se)
+        del launch
         # each kernel's category as an index into _GPU_CATS (a str object per kernel costs 64 bytes)
         self.gpu_cat = np.where(opt >= 0, 1, np.where(data >= 0, 2, 0)).astype(np.int8)
-        self.gpu_step = [steps[i][0] if i >= 0 else None for i in step_i]
-        self.comm: list[dict | None] = [None] * n
+        # each kernel's profiler step (they are numbered from 0), or -1
+        ids = np.array([s for s, _, _ in steps] or [-1], dtype=np.int64)
+        self.gpu_step = np.where(step_i >= 0, ids[np.maximum(step_i, 0)], -1)
+        self.comm: dict[int, dict] = {}   # NCCL kernels only: index -> the collective's message
         ann = Annotations(t.cpu)
         for i in sorted(t.gpu.comm):
             g = t.gpu[i]
@@ -190,16 +217,22 @@ class _Rank:
         self.main_tid = main[0][0] if main else None
         self.threads = sorted({c[3] for c in t.cpu}, key=lambda x: (x != self.main_tid, x is None, x))
         self.cpu_top = _top_level(t.cpu)
-        t.cpu, t.launches = [], {}   # all that is needed is kept above: free the rest
+        t.cpu, t.launches = [], Launches()   # all that is needed is kept above: free the rest
+        t.gpu.drop_correlations()
         self.device = _device_name(t)
+        self.waits: list[tuple[int, float]] = []   # (kernel, when the last rank arrived)
 
     @property
     def rank(self) -> int:
         return self.t.rank
 
+    @property
+    def rows(self) -> int:
+        return len(self.t.gpu) + len(self.waits) + sum(len(ops) for ops in self.cpu_top.values())
+
     def collectives(self):
-        """(group, seq) -> index into gpu, for the NCCL kernels numbered by _number_collectives."""
-        return {(c["group"], c["seq"]): i for i, c in enumerate(self.comm) if c and "seq" in c}
+        """(group, seq) -> index into gpu, for the NCCL kernels numbered by number_collectives."""
+        return {(c["group"], c["seq"]): i for i, c in self.comm.items() if "seq" in c}
 
     def _lanes(self) -> dict:
         streams = sorted({None if x < 0 else x for x in set(self.t.gpu.stream)}, key=lambda s: (s is None, s))
@@ -224,55 +257,86 @@ class _Rank:
         out += [{"ph": "M", "name": "thread_name", "pid": rank, "tid": tid, "args": {"name": self._lane_name(k)}}
                 for k, tid in self._lanes().items()]
         ends: dict[int, float] = {}
-        for ts, dur, step in zip(t.gpu.ts, t.gpu.dur, self.gpu_step, strict=True):
-            if step is not None:
-                ends[step] = max(ends.get(step, -math.inf), ts + dur)
+        if len(t.gpu):
+            end = np.frombuffer(t.gpu.ts, float) + np.frombuffer(t.gpu.dur, float)
+            known = self.gpu_step >= 0
+            for step, e in zip(self.gpu_step[known].tolist(), end[known].tolist(), strict=True):
+                ends[step] = max(ends.get(step, -math.inf), e)
         for n, s, e in self.steps:
             out.append({"ph": "i", "name": "step_end", "ts": max(e, ends.get(n, e)) + off, "pid": rank,
                         "args": {"step": n, "cpu_start_us": s + off}})
         return out
 
-    def frame(self, t0: float) -> pd.DataFrame:
-        """Every span of this rank as columns (seconds from the job's start); the kernels'
-        arrays are freed. Spans of one kind share one ``args`` dict (read, never written)."""
+    def split_waits(self, last: dict) -> None:
+        """Find each collective this rank started before the last rank of its group did
+        (``last``: :func:`gpuviz.run.rank_alignment.last_arrivals`): the wait, then the transfer."""
+        g = self.t.gpu
+        for i, c in self.comm.items():
+            if "seq" in c:
+                arrive = last.get((g.names[g.name[i]], c["group"], c["seq"]), -math.inf) - self.offset
+                if g.ts[i] < arrive < g.ts[i] + g.dur[i]:
+                    self.waits.append((i, arrive))
+
+    def fill(self, out: dict, at: int, t0: float) -> int:
+        """Write every span of this rank into the columns ``out`` from row ``at``, in time
+        order (seconds from the job's start); return the next free row. The kernels' arrays
+        are freed. Spans of one kind share one ``args`` dict (read, never written). The
+        kernels' columns are made by indexing small tables, not an object per kernel."""
         t, off = self.t, self.offset - t0
         g, n = t.gpu, len(t.gpu)
         lane_names = {k: sys.intern(self._lane_name(k)) for k in self._lanes()}
-        shared: dict = {}
-        stream = [None if x < 0 else x for x in g.stream]
-        kinds = [KINDS[k] for k in g.kind]
-        args = [({"stream": st, "kind": kd, **{k: v for k, v in c.items() if v is not None}}
-                 if (c := self.comm[i]) else shared.setdefault((st, kd), {"stream": st, "kind": kd}))
-                for i, (st, kd) in enumerate(zip(stream, kinds, strict=True))]
-        lanes = [lane_names[("gpu", st)] for st in stream]
-        names = list(np.asarray(g.names, dtype=object)[np.frombuffer(g.name, np.int64)]) if n else []
-        cats, steps = list(_GPU_CATS[self.gpu_cat]), list(self.gpu_step)
-        nbytes = [c.get("bytes") if c else None for c in self.comm]
-        cpu_ts, cpu_dur = [], []
+        stream = np.frombuffer(g.stream, np.int64) if n else np.zeros(0, np.int64)
+        kind = np.frombuffer(g.kind, np.int8) if n else np.zeros(0, np.int8)
+        streams, s_ix = np.unique(stream, return_inverse=True)
+        keys = [(None if x < 0 else int(x), KINDS[k]) for x in streams for k in range(len(KINDS))]
+        table = _objects([{"stream": st, "kind": kd} for st, kd in keys])
+        args = table[s_ix * len(KINDS) + kind]
+        lanes = _objects([lane_names[("gpu", st)] for st, _ in keys[::len(KINDS)]])[s_ix]
+        for i, c in self.comm.items():
+            args[i] = {**table[s_ix[i] * len(KINDS) + kind[i]], **{k: v for k, v in c.items() if v is not None}}
+        names = np.asarray(g.names, dtype=object)[np.frombuffer(g.name, np.int64)] if n else _objects([])
+        cats, steps = _GPU_CATS[self.gpu_cat], self.gpu_step
+        nbytes = np.full(n, -1, np.int64)
+        for i, c in self.comm.items():
+            if c.get("bytes") is not None:
+                nbytes[i] = int(c["bytes"])
+        gts = np.array(g.ts, dtype=float) if n else np.zeros(0)
+        gend = gts + (np.frombuffer(g.dur, float) if n else 0.0)
+        more = []   # (lane, step, name, cat, ts, end, args): the waits, then the CPU's ops
+        for i, arrive in self.waits:   # the wait for the last rank, then the transfer
+            more.append((lanes[i], steps[i], _WAIT, "idle", gts[i], arrive, args[i]))
+            gts[i] = arrive
         st = np.array([s for _, s, _ in self.steps], dtype=float)
+        shared: dict = {}
         for tid, ops in self.cpu_top.items():
             for ts, dur, name, *_ in ops:
                 i = int(np.searchsorted(st, ts, "right")) - 1
-                lanes.append(lane_names[("cpu", tid)])
-                steps.append(self.steps[i][0] if i >= 0 and ts <= self.steps[i][2] else None)
-                names.append(name)
-                cats.append(_cpu_cat(name))
-                cpu_ts.append(ts)
-                cpu_dur.append(dur)
-                nbytes.append(None)
-                args.append(shared.setdefault(("cpu", tid), {"thread": tid}))
-        start = (np.concatenate([np.frombuffer(g.ts, float) if n else np.zeros(0), np.asarray(cpu_ts, float)])
-                 + off) / 1e6
-        dur = np.concatenate([np.frombuffer(g.dur, float) if n else np.zeros(0), np.asarray(cpu_dur, float)]) / 1e6
-        m = len(start)
-        df = pd.DataFrame({
-            "rank": np.full(m, self.rank), "lane": lanes, "step": pd.array(steps, dtype="Int64"),
-            "name": names, "cat": cats, "start": start, "end": start + dur, "dur": dur,
-            "bytes": pd.array(nbytes, dtype="Int64"), "args": args,
-            "interrupted": np.zeros(m, bool), "attempt": np.zeros(m, np.int64)})
-        t.gpu, self.cpu_top, self.comm = GpuEvents(), {}, []
-        # in time order (the loader then need not sort every rank's spans at once)
-        return df.sort_values("start", kind="stable", ignore_index=True)
+                more.append((lane_names[("cpu", tid)], self.steps[i][0] if i >= 0 and ts <= self.steps[i][2] else -1,
+                             name, _cpu_cat(name), ts, ts + dur, shared.setdefault(tid, {"thread": tid})))
+        t.gpu, self.cpu_top, self.comm, self.gpu_step, self.gpu_cat = GpuEvents(), {}, {}, None, None
+        m = list(zip(*more, strict=True)) or [[]] * 7
+        start = (np.concatenate([gts, np.asarray(m[4], float)]) + off) / 1e6
+        stop = (np.concatenate([gend, np.asarray(m[5], float)]) + off) / 1e6
+        del gts, gend
+        order = np.argsort(start, kind="stable")   # in time order: the loader need not sort
+        end = at + len(order)
+        rows = slice(at, end)
+        out["rank"][rows] = self.rank
+        for col, mine, extra in (("start", start, None), ("end", stop, None), ("step", steps, m[1]),
+                                 ("bytes", nbytes, [-1] * len(more)), ("lane", lanes, m[0]),
+                                 ("name", names, m[2]), ("cat", cats, m[3]), ("args", args, m[6])):
+            if extra is not None:
+                mine = np.concatenate([mine, np.asarray(extra, dtype=out[col].dtype) if out[col].dtype != object
+                                       else _objects(extra)])
+            out[col][rows] = mine[order]
+            del mine
+        return end
+
+
+def _objects(values: list) -> np.ndarray:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
 
 
 def _cpu_cat(name: str) -> str:
@@ -309,83 +373,3 @@ def _device_name(t: RankTrace) -> str | None:
         return None
     names = {str(d.get("name")) for d in devs if d.get("name")}
     return names.pop() if len(names) == 1 else ", ".join(sorted(names)) or None
-
-
-# -- across ranks ----------------------------------------------------------------------------------
-
-def _number_collectives(ranks: list[_Rank], problems: list[str]) -> None:
-    """Number each rank's collectives per group in GPU order; where the ranks disagree on the
-    sequence of collectives the numbers are dropped (no waits are split there)."""
-    seqs: dict[str, dict[int, list[tuple[str, int]]]] = defaultdict(dict)
-    for r in ranks:
-        order = sorted((g[0], i) for i, g in enumerate(r.t.gpu) if r.comm[i] is not None)
-        per: dict[str, list] = defaultdict(list)
-        for _, i in order:
-            c = r.comm[i]
-            c["seq"] = len(per[c["group"]])
-            c["collective_seq"] = c["seq"]
-            per[c["group"]].append((c["collective"], i))
-        for grp, lst in per.items():
-            seqs[grp][r.rank] = lst
-    for grp, by_rank in seqs.items():
-        kinds = {rk: [c for c, _ in lst] for rk, lst in by_rank.items()}
-        if len({tuple(v) for v in kinds.values()}) > 1:
-            problems.append(f"process group {grp}: the ranks' traces hold different sequences of "
-                            "collectives (different steps profiled?); the wait inside each "
-                            "collective is not split from its transfer")
-            for rk, lst in by_rank.items():
-                r = next(x for x in ranks if x.rank == rk)
-                for _, i in lst:
-                    r.comm[i].pop("seq", None)
-                    r.comm[i]["auto"] = False
-
-
-def _node_of(r: _Rank) -> int | None:
-    n = len(r.t.devices)
-    return r.rank // n if n else None
-
-
-def _align(ranks: list[_Rank], problems: list[str]) -> tuple[str, float | None]:
-    """Put every rank on one clock: ranks of a node share theirs; other nodes are shifted so
-    that their collectives end when the first node's do. Returns (clock, error in us)."""
-    nodes = {_node_of(r) for r in ranks}
-    if None in nodes:
-        if len(ranks) > 1:
-            problems.append("the traces do not say how many GPUs a node has (no deviceProperties); "
-                            "their clocks are taken as one (as on one node)")
-        return "as recorded (node layout unknown)", None
-    if len(nodes) == 1:
-        return "shared (one node)", 0.0
-    ref = [r for r in ranks if _node_of(r) == min(nodes)]
-    ref_end: dict = defaultdict(list)
-    for r in ref:
-        for key, i in r.collectives().items():
-            ref_end[key].append(r.t.gpu[i][0] + r.t.gpu[i][1])
-    worst = 0.0
-    for node in sorted(nodes - {min(nodes)}):
-        members = [r for r in ranks if _node_of(r) == node]
-        diffs = [np.median(ref_end[k]) - (m.t.gpu[i][0] + m.t.gpu[i][1])
-                 for m in members for k, i in m.collectives().items() if k in ref_end]
-        if not diffs:
-            problems.append(f"node {node} (ranks {[m.rank for m in members]}) shares no collective "
-                            "with the first node; its clock is left as recorded")
-            continue
-        shift = float(np.median(diffs))
-        worst = max(worst, float(np.max(np.abs(np.asarray(diffs) - shift))))
-        for m in members:
-            m.offset = shift
-    return "aligned on shared collectives across nodes", worst
-
-
-def is_trace_folder(path) -> bool:
-    """A folder of profiler traces rather than a gpuviz run (no rank*.jsonl in it)."""
-    if isinstance(path, (list, tuple)):
-        return True
-    p = Path(path)
-    if p.is_file():
-        return True
-    if not p.is_dir():
-        return False
-    names = os.listdir(p)
-    return not any(n.startswith("rank") and n.endswith(".jsonl") for n in names) and any(
-        _TRACE_FILE.search(n) and n != "run.json" for n in names)

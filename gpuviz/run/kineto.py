@@ -19,6 +19,7 @@ strings; NCCL kernel names before and after NCCL 2.19; message sizes on kernels 
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import sys
 import zlib
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import ijson
+import numpy as np
 
 #: Kineto categories of work on the GPU.
 GPU_CATS = {"kernel": "kernel", "Kernel": "kernel", "gpu_memcpy": "memcpy", "Memcpy": "memcpy",
@@ -48,6 +50,7 @@ DTYPE_BYTES = {
 
 # NCCL <= 2.18: ncclKernel_AllReduce_RING_LL_Sum_float(...); newer: ncclDevKernel_AllReduce_Sum_f32_RING_LL(...)
 _NCCL_KERNEL = re.compile(r"^nccl(?:Dev)?Kernel_([A-Za-z]+)")
+_TRACE_FILE = re.compile(r"\.json(\.gz)?$")
 _RANK_IN_NAME = re.compile(r"(?:worker|rank)[-_]?(\d+)(?![\d])", re.IGNORECASE)
 _COLLECTIVES = {  # lower-cased, without '_' -> the name nccl-tests uses
     "allreduce": "all_reduce", "allgather": "all_gather", "allgatherbase": "all_gather",
@@ -118,13 +121,65 @@ class GpuEvents:
     def __len__(self) -> int:
         return len(self.ts)
 
+    def drop_correlations(self) -> None:
+        """Free the correlation ids once the launches they name are matched (8 bytes an event)."""
+        self.corr = None
+
     def __getitem__(self, i: int):
-        st, c = self.stream[i], self.corr[i]
+        st, c = self.stream[i], -1 if self.corr is None else self.corr[i]
         return (self.ts[i], self.dur[i], self.names[self.name[i]], None if st < 0 else st,
                 None if c < 0 else c, KINDS[self.kind[i]], self.comm.get(i))
 
     def __iter__(self):
         return (self[i] for i in range(len(self.ts)))
+
+
+class Launches:
+    """The CPU launch of each GPU event, by correlation id, in flat arrays (a dict of tuples
+    costs about 180 bytes a launch). ``get`` answers like ``dict.get``: ``(ts, tid)``.
+
+    >>> la = Launches(); la.append(7, 10.0, 3); la.get(7), la.get(8)
+    ((10.0, 3), None)
+    """
+
+    def __init__(self):
+        self.corr, self.ts, self.tid = array("q"), array("d"), array("q")
+        self._order = None
+
+    def append(self, corr: int, ts: float, tid: int | None) -> None:
+        self.corr.append(corr)
+        self.ts.append(ts)
+        self.tid.append(-1 if tid is None else tid)
+        self._order = None
+
+    def __len__(self) -> int:
+        return len(self.corr)
+
+    def _find(self, corrs) -> np.ndarray:
+        """Index of each correlation's launch (its last, as a dict keeps), or -1."""
+        q = np.asarray(corrs, dtype=np.int64)
+        if not len(self.corr):
+            return np.full(len(q), -1)
+        keys = np.frombuffer(self.corr, np.int64)
+        if self._order is None:
+            self._order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[self._order]
+        at = np.maximum(np.searchsorted(sorted_keys, q, side="right") - 1, 0)
+        return np.where(sorted_keys[at] == q, self._order[at], -1)
+
+    def times(self, corrs, default) -> np.ndarray:
+        """Each correlation's launch time, else the same place of ``default``."""
+        at = self._find(corrs)
+        if not len(self.ts):
+            return np.asarray(default, dtype=float)
+        return np.where(at >= 0, np.frombuffer(self.ts, float)[np.maximum(at, 0)],
+                        np.asarray(default, dtype=float))
+
+    def get(self, corr):
+        if corr is None or corr < 0:
+            return None
+        i = int(self._find([corr])[0])
+        return None if i < 0 else (self.ts[i], None if self.tid[i] < 0 else self.tid[i])
 
 
 @dataclass
@@ -137,7 +192,7 @@ class RankTrace:
     info: dict = field(default_factory=dict)        # distributedInfo as written
     devices: list = field(default_factory=list)     # deviceProperties as written
     gpu: GpuEvents = field(default_factory=GpuEvents)  # (ts, dur, name, stream, corr, kind, comm args)
-    launches: dict = field(default_factory=dict)    # correlation -> (ts, tid) of the CPU launch
+    launches: Launches = field(default_factory=Launches)  # correlation -> (ts, tid) of the CPU launch
     cpu: list = field(default_factory=list)         # (ts, dur, name, tid, cat, args or None)
     problems: list = field(default_factory=list)
     events_read: int = 0
@@ -275,8 +330,37 @@ def _read_events(path: Path, t: RankTrace, prefix: str) -> None:
             elif cat in _RUNTIME_CATS:
                 c = _int(args.get("correlation"))
                 if c is not None:
-                    launches[c] = (ts, _int(e.get("tid")))
+                    launches.append(c, ts, _int(e.get("tid")))
             elif cat in _CPU_CATS:
                 name = str(e.get("name", "?"))
                 keep = {k: args[k] for k in _COMM_KEYS if k in args} if name.startswith(_KEEP_CPU) else None
                 cpu.append((ts, dur, intern(name), _int(e.get("tid")), intern(str(cat)), keep))
+
+
+def trace_files(path) -> list[Path]:
+    """The profiler trace files a folder (or a list of files) holds, in name order."""
+    if isinstance(path, (list, tuple)):
+        files = [Path(p) for p in path]
+        for p in files:
+            if not p.is_file():
+                raise FileNotFoundError(f"path={str(p)!r} is not a file")
+        return files
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.iterdir()
+                  if p.is_file() and _TRACE_FILE.search(p.name) and p.name != "run.json")
+
+
+def is_trace_folder(path) -> bool:
+    """A folder of profiler traces rather than a gpuviz run (no rank*.jsonl in it)."""
+    if isinstance(path, (list, tuple)):
+        return True
+    p = Path(path)
+    if p.is_file():
+        return True
+    if not p.is_dir():
+        return False
+    names = os.listdir(p)
+    return not any(n.startswith("rank") and n.endswith(".jsonl") for n in names) and any(
+        _TRACE_FILE.search(n) and n != "run.json" for n in names)

@@ -143,8 +143,7 @@ class Run:
         >>> run.waits().groupby("rank")[["predicted", "measured"]].sum()  # doctest: +SKIP
         """
         w = self.spans[(self.spans["name"] == name) & (self.spans["cat"] == "idle")]
-        w = w[["rank", "step", "start", "dur", "attempt"]].rename(
-            columns={"start": "arrival", "dur": "measured"})
+        w = w[["rank", "step", "start", "dur", "attempt"]].rename(columns={"start": "arrival", "dur": "measured"})
         w["last_arrival"] = w.groupby(["attempt", "step"])["arrival"].transform("max")
         w["predicted"] = w["last_arrival"] - w["arrival"]
         return w.reset_index(drop=True)
@@ -275,7 +274,7 @@ def load_run(path, strict: bool = False) -> Run:
 
     >>> gpu = load_run("profiler_traces/")             # doctest: +SKIP
     """
-    from gpuviz.run.imported import is_trace_folder
+    from gpuviz.run.kineto import is_trace_folder
 
     if is_trace_folder(path):
         return _load_traces(path, strict)
@@ -386,8 +385,10 @@ def _build(path: Path, raw: dict[int, list[dict]], problems: list[str], more=Non
                            dtype="Int64")
     sp["interrupted"] = [bool(a.get("interrupted")) for a in sp["args"]]
     sp["attempt"] = sp.pop("attempt")  # after "interrupted": the documented columns come first
-    sp = sp if more is None else more if sp.empty else pd.concat([sp, more], ignore_index=True)
-    sp = split_automatic(sort_spans(sp), consume=True)  # automatic spans: the waits for the last rank are idle
+    if more is not None and sp.empty:   # imported: sorted, waits split (gpuviz.run.imported)
+        sp = more
+    else:   # automatic spans: the waits for the last rank are idle
+        sp = split_automatic(sort_spans(sp if more is None else pd.concat([sp, more], ignore_index=True)), consume=True)
     ct = pd.DataFrame(counters, columns=["rank", "name", "time", "value", "attempt"])
     ev = pd.DataFrame(events, columns=["rank", "name", "step", "time", "args", "attempt"])
     ev["step"] = pd.array(ev["step"], dtype="Int64")   # instants without a step are <NA>, not float NaN

@@ -76,8 +76,7 @@ def message(g, around: list, t: RankTrace) -> dict:
                 nbytes = n * el * (size if coll == "all_gather" and size else 1)
                 how = "input dims on the nccl annotation"
                 break
-    return {"collective": coll, "bytes": nbytes, "world": size, "group": group, "bytes_from": how,
-            "auto": True}
+    return {"collective": coll, "bytes": nbytes, "world": size, "group": group, "bytes_from": how}
 
 
 def _num_ok(v) -> bool:
