@@ -204,7 +204,7 @@ class _Rank:
         self.gpu_cat = np.where(opt >= 0, 1, np.where(data >= 0, 2, 0)).astype(np.int8)
         # each kernel's profiler step (they are numbered from 0), or -1
         ids = np.array([s for s, _, _ in steps] or [-1], dtype=np.int64)
-        self.gpu_step = np.where(step_i >= 0, ids[np.maximum(step_i, 0)], -1)
+        self.gpu_step = np.where(step_i >= 0, ids[np.maximum(step_i, 0)], -1).astype(np.int32)
         self.comm: dict[int, dict] = {}   # NCCL kernels only: index -> the collective's message
         ann = Annotations(t.cpu)
         for i in sorted(t.gpu.comm):
@@ -294,7 +294,7 @@ class _Rank:
         lanes = _objects([lane_names[("gpu", st)] for st, _ in keys[::len(KINDS)]])[s_ix]
         for i, c in self.comm.items():
             args[i] = {**table[s_ix[i] * len(KINDS) + kind[i]], **{k: v for k, v in c.items() if v is not None}}
-        names = np.asarray(g.names, dtype=object)[np.frombuffer(g.name, np.int64)] if n else _objects([])
+        names = np.asarray(g.names, dtype=object)[np.frombuffer(g.name, np.int32)] if n else _objects([])
         cats, steps = _GPU_CATS[self.gpu_cat], self.gpu_step
         nbytes = np.full(n, -1, np.int64)
         for i, c in self.comm.items():

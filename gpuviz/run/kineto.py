@@ -89,7 +89,7 @@ KINDS = ("kernel", "memcpy", "memset")
 
 
 class GpuEvents:
-    """A rank's GPU events in flat arrays (about 40 bytes each, not a tuple of objects);
+    """A rank's GPU events in flat arrays (about 37 bytes each, not a tuple of objects);
     indexing or iterating gives ``(ts, dur, name, stream, correlation, kind, comm args)``.
 
     >>> g = GpuEvents(); g.append(1.0, 2.0, "k", 7, 3, "kernel", None); g[0]
@@ -98,7 +98,7 @@ class GpuEvents:
 
     def __init__(self):
         self.ts, self.dur = array("d"), array("d")
-        self.stream, self.corr, self.name = array("q"), array("q"), array("l")
+        self.stream, self.corr, self.name = array("q"), array("q"), array("i")
         self.kind = array("b")
         self.names: list[str] = []
         self._name_ix: dict[str, int] = {}
