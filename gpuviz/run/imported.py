@@ -61,7 +61,7 @@ def import_traces(path, problems: list[str] | None = None):
         if not t.gpu:
             problems.append(f"{f.name}: no GPU kernels (a CPU-only profile); only its CPU ops load")
         reduced[id(t)] = _Rank(t)    # at once: a file's CPU ops and launches are freed here
-        give_back_freed_memory()
+        _give_back_freed_memory()
     if not reduced:
         raise ValueError(f"path={str(path)!r}: no file holds a readable PyTorch profiler trace "
                          f"({'; '.join(problems[:3])})")
@@ -85,7 +85,7 @@ def import_traces(path, problems: list[str] | None = None):
     at = 0
     for r in ranks:      # each rank written in place, its kernels freed: no copy of the whole
         at = r.fill(out, at, t0)
-        give_back_freed_memory()
+        _give_back_freed_memory()
     step, nbytes = out.pop("step"), out.pop("bytes")
     start, end = out.pop("start"), out.pop("end")
     text = {col: _text(out.pop(col)) for col in ("lane", "name", "cat")}
@@ -106,7 +106,7 @@ def _text(values: np.ndarray):
     return pd.array(values, dtype=dtype)
 
 
-def give_back_freed_memory() -> None:
+def _give_back_freed_memory() -> None:
     """Return the heap pages freed so far to the system. glibc keeps freed memory for reuse,
     so without this a rank's freed events would still count in the process's memory while
     the next one is read. Elsewhere (no glibc) it does nothing."""
