@@ -41,7 +41,7 @@ _WAIT = "wait for others"
 def import_traces(path, problems: list[str] | None = None):
     """Read every rank's trace; return ``(raw, problems, spans)``: each rank's metadata and
     step events (gpuviz's format), what went wrong (by file), and every span as one
-    DataFrame (columns as :attr:`Run.spans`), built column by column, not event by event.
+    DataFrame (columns as :attr:`Run.spans`), each column allocated once and written rank by rank.
 
     Raises :class:`ValueError` (the loader turns it into a TraceError) where nothing can be
     loaded or two files claim one rank.

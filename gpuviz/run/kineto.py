@@ -6,7 +6,7 @@ kernels, the kernel launches, the CPU ops and the annotations that the import ne
 kept, each as a small tuple. Every variant seen in real traces is read: ``distributedInfo``
 missing, rank-only or full; times as integers or floats; ``pid``/``tid`` as numbers or
 strings; NCCL kernel names before and after NCCL 2.19; message sizes on kernels or only on
-``nccl:*`` annotations.
+``nccl:*`` annotations. :func:`trace_files` lists a folder's trace files.
 
 >>> collective_of("ncclDevKernel_AllReduce_Sum_f32_RING_LL(ncclDevKernelArgsStorage<4096ul>)")
 'all_reduce'
