@@ -85,6 +85,10 @@ def backward(loss, model=None, **args: Any) -> None:
         t.complete("wait for gradient buckets", "comm", last, done - last, **args)
 
 
+def _first(fut):
+    return fut.value()[0]
+
+
 def ddp_comm_hook(state, bucket, **marks):
     """A DDP communication hook that traces each gradient bucket's all-reduce.
 
@@ -99,21 +103,23 @@ def ddp_comm_hook(state, bucket, **marks):
     import torch.distributed as dist
 
     group = state if state is not None else dist.group.WORLD
-    world = dist.get_world_size(group)
     buf = bucket.buffer()
     t = get_tracer()
+    buf.mul_(1.0 / group.size())   # as DDP's own path scales (a multiply is cheaper than a divide)
+    # The process group's own all-reduce, as dist.all_reduce ends up calling it: one bucket,
+    # dense, never in a coalescing context, so its Python checks have nothing to catch here,
+    # and gpuviz.run.auto's wrapper would record the bucket twice.
+    opts = dist.AllreduceOptions()
+    opts.asyncOp = True
+    if t is None:
+        return group.allreduce([buf], opts).get_future().then(_first)
     nbytes = buf.numel() * buf.element_size()
     index = bucket.index()
-    buf.mul_(1.0 / world)   # as DDP's own path scales (a multiply is cheaper than a divide)
-    # the untraced all_reduce (gpuviz.run.auto wraps torch's): this hook records the bucket
-    reduce_all = _untraced(dist.all_reduce)
-    if t is None:
-        return reduce_all(buf, group=group, async_op=True).get_future().then(lambda f: f.value()[0])
     if t.cuda:
         start_ev = t.cuda_event()
     t0 = t.now()
     step_at_launch = t.step_index
-    fut = reduce_all(buf, group=group, async_op=True).get_future()
+    fut = group.allreduce([buf], opts).get_future()
 
     def done(f):
         if t.cuda:
