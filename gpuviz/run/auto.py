@@ -2,7 +2,7 @@
 
 ``gpuviz run my_train.py`` (``--auto``, on by default for scripts) records, on every rank:
 
-- ``forward`` (compute): the outermost module call, through torch's global module hooks;
+- ``forward`` (compute): the outermost module call (``nn.Module.__call__``, wrapped);
 - ``backward`` (compute): every ``Tensor.backward()``;
 - ``optimizer step`` (optimizer), and the end of each step, through torch's global
   optimizer-step hooks (the first optimizer that steps ends the step; a script that calls
@@ -110,7 +110,7 @@ def install() -> callable:
     import torch
     import torch.distributed as dist
     import torch.distributed.distributed_c10d as c10d
-    from torch.nn.modules import module as nn_module
+    from torch import nn
     from torch.nn.parallel import DistributedDataParallel
     from torch.utils.data import dataloader
 
@@ -134,28 +134,28 @@ def install() -> callable:
         mod.destroy_process_group = destroy_process_group
         undo.append(functools.partial(setattr, mod, "destroy_process_group", destroy))
 
-    # -- forward: the outermost module call ---------------------------------------------
-    def pre_forward(module, args):
-        depth = getattr(_local, "depth", 0)
-        _local.depth = depth + 1
-        if depth == 0 and get_tracer() is not None:
-            if (isinstance(module, DistributedDataParallel) and not module._comm_hooks
-                    and not getattr(module, "_gpuviz_hooked", False)):
-                module.register_comm_hook(None, _bucket_hook())
-                module._gpuviz_hooked = True
-                hooked.add(module)
-            s = span("forward", cat="compute", module=type(module).__name__)
-            s.__enter__()
-            _local.forward = s
+    # -- forward: the outermost module call. Module.__call__ wrapped: one check per call;
+    # torch's global module hooks would put every module's call on its slow path ----------
+    call = nn.Module.__call__
 
-    def post_forward(module, args, output):
-        _local.depth = max(0, getattr(_local, "depth", 1) - 1)
-        if _local.depth == 0 and getattr(_local, "forward", None) is not None:
-            s, _local.forward = _local.forward, None
-            s.__exit__(None, None, None)
+    @functools.wraps(call)
+    def traced_call(self, *args, **kwargs):
+        if getattr(_local, "depth", 0) or get_tracer() is None:
+            return call(self, *args, **kwargs)
+        if (isinstance(self, DistributedDataParallel) and not self._comm_hooks
+                and not getattr(self, "_gpuviz_hooked", False)):
+            self.register_comm_hook(None, _bucket_hook())
+            self._gpuviz_hooked = True
+            hooked.add(self)
+        _local.depth = 1
+        try:
+            with span("forward", cat="compute", module=type(self).__name__):
+                return call(self, *args, **kwargs)
+        finally:
+            _local.depth = 0
 
-    undo.append(nn_module.register_module_forward_pre_hook(pre_forward).remove)
-    undo.append(nn_module.register_module_forward_hook(post_forward, always_call=True).remove)
+    nn.Module.__call__ = traced_call
+    undo.append(lambda: setattr(nn.Module, "__call__", call))
 
     # -- backward ----------------------------------------------------------------------------
     backward = torch.Tensor.backward
