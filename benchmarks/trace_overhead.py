@@ -28,7 +28,7 @@ processes, interleaved blocks of training steps in these modes:
                 every step's end). The job itself runs with ``energy="off"``, so the other
                 modes have no sampler; energy/traced is the sampler alone.
     auto        the tracer on, no annotations in the step: what ``gpuviz run`` records for a
-                plain script (``gpuviz.run.auto``: global module, backward, optimizer and
+                plain script (``gpuviz.run.auto``: a module-call wrapper, backward, optimizer and
                 collective hooks, DDP's buckets through the comm hook it registers), on a
                 third DDP copy; the hooks are put in place and taken away around each block.
 
