@@ -1,9 +1,9 @@
 """Where the tracer's cost per step goes, part by part: one process, one model.
 
 ``trace_overhead.py`` measures each traced mode against untraced training in a real
-2-rank job, where rounds vary by about 1.5% of CPU time: enough to judge the 1% goal
-with many rounds, not to tell the parts apart. This script resolves the parts (tenths of
-a percent each) by removing what varies: one process (a gloo group of one rank on an
+2-rank job, whose A/A interval (printed there) is wide: with many rounds enough to judge
+the 1% goal, not to tell apart parts of a percent. This script resolves the parts by
+removing what varies between rounds there: one process (a gloo group of one rank on an
 in-memory store: nothing listens), one DDP model whose comm hook is gpuviz's in every
 mode (so the hook's own cost, which ``trace_overhead.py`` measures, is in the baseline),
 the step of ``gpuviz.workloads.mlp:train`` at one rank's share of its batch, and blocks
