@@ -45,6 +45,16 @@ def test_spans_are_chrome_complete_events_written_at_each_step(tracer):
     assert ev[-1]["name"] == "step_end" and ev[-1]["args"] == {"step": 0, "loss": 0.5}
 
 
+def test_an_event_appended_to_the_list_a_thread_already_holds_is_written(tracer):
+    # a comm thread's callback may have looked up the event list just before a step's
+    # write; what it appends after that write must go out with the next one
+    held = tracer._events
+    trace.step()
+    held.append({"ph": "i", "s": "p", "name": "late", "ts": 1.0, "pid": 0, "tid": 1, "args": {}})
+    trace.step()
+    assert "late" in [e["name"] for e in _lines(tracer.path)]
+
+
 def test_counter_events(tracer):
     trace.counter("power_w", 42.5)
     trace.step()

@@ -208,7 +208,9 @@ class Tracer:
                 return
             if self._pending_cuda:
                 self._resolve_cuda()
-            events, self._events = self._events, []
+            # taken from the front, never swapped: a comm thread's event appended meanwhile stays
+            events = self._events[:(n := len(self._events))]
+            del self._events[:n]
             if extra:
                 events.extend(extra)
             if events:
