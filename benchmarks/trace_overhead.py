@@ -104,8 +104,9 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
             m._register_builtin_comm_hook(dist.BuiltinCommHookType.ALLREDUCE)
         return m, torch.optim.SGD(m.parameters(), lr=lr)
 
-    # One DDP copy per kind of hook: untraced, untraced-2 and profiler run the same copy,
-    # hook only and traced the other, so traced/hook only is free of any copy-to-copy bias.
+    # One DDP copy per kind of hook: untraced, untraced-2 and profiler run one copy, hook
+    # only, traced and energy another (traced/hook only is free of copy-to-copy bias);
+    # auto and C++ hook one each.
     plain, hooked = ddp_model(False), ddp_model(True)
     models = {"untraced": plain, "untraced-2": plain, "hook only": hooked, "traced": hooked,
               "profiler": plain, "energy": hooked, "auto": ddp_model(False),

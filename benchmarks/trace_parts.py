@@ -45,6 +45,8 @@ from trace_overhead import _fmt, paired_ratio  # this script's folder is on sys.
 
 MODES = ("untraced", "untraced-2", "spans", "buckets", "spans+buckets", "annotated", "energy",
          "auto")
+#: The modes whose step runs with no tracer (in "buckets" the hook sets it for the bucket).
+NO_TRACER = ("untraced", "untraced-2", "buckets")
 
 
 def measure(rounds: int = 200, steps: int = 4, warmup: int = 5, batch: int = 256, dim: int = 64,
@@ -80,8 +82,7 @@ def measure(rounds: int = 200, steps: int = 4, warmup: int = 5, batch: int = 256
         try:
             return ddp_comm_hook(state, bucket)
         finally:
-            trace.set_tracer(None if mode_now[0] in ("untraced", "untraced-2", "buckets")
-                             else tracer)
+            trace.set_tracer(None if mode_now[0] in NO_TRACER else tracer)
 
     model.register_comm_hook(None, hook)
     counter = [0]
@@ -112,8 +113,7 @@ def measure(rounds: int = 200, steps: int = 4, warmup: int = 5, batch: int = 256
 
     def block(mode: str, n: int) -> float:
         mode_now[0] = mode
-        untraced = mode in ("untraced", "untraced-2", "buckets")
-        trace.set_tracer(None if untraced else tracer)
+        trace.set_tracer(None if mode in NO_TRACER else tracer)
         uninstall = auto.install() if mode == "auto" else None
         if mode == "energy":
             tracer.hooks = [Sampler(tracer, make_meter("auto", warn=False, gpu_index=None))]

@@ -130,7 +130,7 @@ def ddp_comm_hook(state, bucket, **marks):
         else:
             t.complete(f"all_reduce bucket {index}", "comm", t0, t.now() - t0, lane=COMM_LANE,
                        step=step_at_launch, bytes=nbytes, bucket=index, **marks)
-        return f.value()[0]
+        return _first(f)
 
     return fut.then(done)
 
