@@ -55,6 +55,19 @@ def test_an_event_appended_to_the_list_a_thread_already_holds_is_written(tracer)
     assert "late" in [e["name"] for e in _lines(tracer.path)]
 
 
+def test_step_values_are_written_as_json_can_hold_them(tracer):
+    import numpy as np
+
+    trace.step(loss=float("nan"), grad_norm=np.float32(2.5), tokens=np.int64(7))
+    trace.step(per_rank={0: 1.0})
+    trace.step(big=2**70)
+    ends = [e["args"] for e in _lines(tracer.path) if e["name"] == "step_end"]
+    assert ends == [{"step": 0, "loss": None, "grad_norm": 2.5, "tokens": 7},   # NaN: null
+                    {"step": 1, "per_rank": {"0": 1.0}}, {"step": 2, "big": 2**70}]
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        trace.step(model=object())
+
+
 def test_counter_events(tracer):
     trace.counter("power_w", 42.5)
     trace.step()

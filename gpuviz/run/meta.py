@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 #: A world size larger than this in a trace's metadata is not believed.
@@ -76,3 +78,32 @@ def run_json_problems(path: Path, raw: dict[int, list[dict]]) -> list[str]:
                            f"{max(raw)} are here); the ranks present are used")
                 return out
     return out
+
+
+def collect_meta(t, total_steps: int | None = None) -> dict:
+    """Facts about the rank of tracer ``t`` (a :class:`gpuviz.run.tracer.Tracer`) for
+    ``Run.meta``: world, backend, device, versions."""
+    import platform
+
+    import torch
+    import torch.distributed as dist
+
+    backend = dist.get_backend() if dist.is_initialized() else None
+    device = "cpu"
+    device_name = platform.processor() or platform.machine()
+    if t.cuda:
+        idx = torch.cuda.current_device()
+        device, device_name = f"cuda:{idx}", torch.cuda.get_device_name(idx)
+    from gpuviz._version import __version__
+
+    return {"rank": t.rank, "world_size": t.world_size,
+            "launched_by": "gpuviz.launch" if os.environ.get("GPUVIZ_LAUNCHER") else "torchrun",
+            "local_rank": int(os.environ.get("LOCAL_RANK", t.rank)),
+            "host": socket.gethostname(), "pid": os.getpid(), "backend": backend,
+            "device": device, "device_name": device_name, "cpu_count": os.cpu_count(),
+            "timing": "cuda-events" if t.cuda else "host perf_counter",
+            "clock": t.clock_info["clock"], "clock_error_us": t.clock_info.get("clock_error_us"),
+            "start_time": t.start_time, "attempt": t.attempt,
+            "total_steps": total_steps, "versions": {
+                "python": platform.python_version(), "torch": torch.__version__,
+                "gpuviz": __version__}}

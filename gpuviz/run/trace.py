@@ -29,12 +29,12 @@ import threading
 from typing import Any
 
 from gpuviz.run.comm import all_reduce, all_reduce_grads, backward, ddp_comm_hook
+from gpuviz.run.meta import collect_meta
 from gpuviz.run.tracer import (
     COMM_LANE,
     DUMP_REQUEST,
     MAIN_LANE,
     Tracer,
-    collect_meta,
     get_tracer,
     set_tracer,
     span,
