@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from gpuviz.run.tracer import DUMP_REQUEST
+from gpuviz.run.watchdog import DUMP_REQUEST
 
 _RANK_PREFIX = re.compile(r"^\[(?:rank|default)(\d+)\]:(.*)$")
 

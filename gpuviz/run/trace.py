@@ -32,14 +32,13 @@ from gpuviz.run.comm import all_reduce, all_reduce_grads, backward, ddp_comm_hoo
 from gpuviz.run.meta import collect_meta
 from gpuviz.run.tracer import (
     COMM_LANE,
-    DUMP_REQUEST,
     MAIN_LANE,
     Tracer,
     get_tracer,
     set_tracer,
     span,
-    start_watchdog,
 )
+from gpuviz.run.watchdog import DUMP_REQUEST, start_watchdog
 
 __all__ = ["span", "step", "init", "close", "counter", "set_total_steps", "resume",
            "get_tracer", "set_tracer", "flush_on_sigterm", "Tracer", "collect_meta",

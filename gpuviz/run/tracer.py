@@ -26,6 +26,7 @@ Workloads use :mod:`gpuviz.run.trace` (``from gpuviz import trace``), not this m
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -40,11 +41,10 @@ import orjson
 from gpuviz.run import hooks
 from gpuviz.run.categories import check_category
 from gpuviz.run.meta import collect_meta
+from gpuviz.run.watchdog import start_watchdog
 
 MAIN_LANE = 0
 COMM_LANE = 1
-#: A file the launcher creates to ask every rank to report where it is (hang report).
-DUMP_REQUEST = ".gpuviz-dump-request"
 
 _tracer: Tracer | None = None  # this process's running tracer (set_tracer)
 # orjson: a third of json's time per event, right after a step's kernels (benchmarks/trace_parts.py)
@@ -97,6 +97,7 @@ class Tracer:
         self.step_index = 0
         self.total_steps: int | None = None
         self.hooks: list[hooks.RankHook] = []  # what topics do on this rank (gpuviz.run.hooks)
+        self._due_us, self._on_due = math.inf, None   # see run_between_spans
         self.cuda = cuda
         self.clock_info: dict = {"clock": "not aligned"}
         self._cuda_ref = None
@@ -123,6 +124,18 @@ class Tracer:
         args["step"] = self.step_index if step is None else step
         self._emit({"ph": "X", "name": name, "cat": cat, "ts": round(ts, 3), "dur": round(dur, 3),
                     "pid": self.rank, "tid": lane, "args": args})
+
+    def run_between_spans(self, fn, at_us: float = math.inf) -> None:
+        """Call ``fn()`` once, on the thread of the first span that starts or ends at or after
+        ``at_us`` (``fn`` may ask again). The energy sampler reads its meter so, between the
+        step's own work, not from a thread that would have to interrupt it."""
+        self._on_due = fn   # before the time: a span that sees the time finds the function
+        self._due_us = at_us
+
+    def _between_spans(self) -> None:
+        fn, self._due_us = self._on_due, math.inf
+        if fn is not None:
+            fn()
 
     def counter(self, name: str, value: float) -> None:
         self._emit({"ph": "C", "name": name, "ts": round(self.now(), 3), "pid": self.rank,
@@ -332,6 +345,9 @@ class span:  # noqa: N801 - used like a function: ``with trace.span("forward"):`
         if t.cuda:
             self._ev = t.cuda_event()
         self._t = t.now()
+        if self._t >= t._due_us:   # before the span: its cost is not the span's
+            t._between_spans()
+            self._t = t.now()
         t._open.setdefault(self._tid, []).append((self.name, self.cat, self._t))
         return self
 
@@ -349,33 +365,17 @@ class span:  # noqa: N801 - used like a function: ``with trace.span("forward"):`
             event = {"ph": "X", "name": self.name, "cat": self.cat, "ts": 0.0, "dur": 0.0,
                      "pid": t.rank, "tid": lane, "args": {"step": t.step_index, **self.args}}
             t.complete_cuda(self._ev, t.cuda_event(), event)
+            end = t.now()
         else:
-            t.complete(self.name, self.cat, self._t, t.now() - self._t, lane=lane, **self.args)
+            end = t.now()
+            t.complete(self.name, self.cat, self._t, end - self._t, lane=lane, **self.args)
+        if end >= t._due_us:
+            t._between_spans()
         return False
 
 
 _CATS = frozenset(("compute", "comm", "optimizer", "data", "idle", "io"))
 _MAIN_TID = threading.main_thread().ident
-
-
-def start_watchdog(t: Tracer, interval: float = 0.2) -> threading.Thread:
-    """A daemon thread that answers the launcher's hang-report request.
-
-    It runs while the main thread is blocked inside a collective (those release the GIL).
-    """
-    request = t.run_dir / DUMP_REQUEST
-
-    def watch():
-        answered = False
-        while not t.closed:
-            if request.exists() and not answered:
-                t.report_where()
-                answered = True
-            time.sleep(interval)
-
-    th = threading.Thread(target=watch, name="gpuviz-watchdog", daemon=True)
-    th.start()
-    return th
 
 
 def get_tracer() -> Tracer | None:
