@@ -24,8 +24,8 @@ processes, interleaved blocks of training steps in these modes:
     profiler    no tracer; the same steps under ``torch.profiler.profile(activities=[CPU])``
                 with a ``record_function`` per phase, as a user would instrument them.
     energy      traced, with the energy sampler running too (what ``gpuviz.launch`` does by
-                default: this machine's meter read between spans about every 10 ms, by a
-                thread during a long span, and at every step's end). The job itself runs with ``energy="off"``, so the other
+                default: a thread reading this machine's meter every 10 ms, and a reading at
+                every step's end). The job itself runs with ``energy="off"``, so the other
                 modes have no sampler; energy/traced is the sampler alone.
     auto        the tracer on, no annotations in the step: what ``gpuviz run`` records for a
                 plain script (``gpuviz.run.auto``: a module-call wrapper, backward, optimizer and

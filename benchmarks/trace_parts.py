@@ -15,8 +15,7 @@ of ``--steps`` steps per mode in a new random order each round:
     buckets        only the hook's bucket spans recorded
     spans+buckets  both, no trace.step()
     annotated      both, and trace.step() encoding and writing the step's events
-    energy         annotated, with the energy sampler (readings between spans, its thread,
-                   and a reading per step)
+    energy         annotated, with the energy sampler (its thread, and a reading per step)
     auto           no annotations: gpuviz.run.auto's hooks record forward, backward,
                    the optimizer step and the buckets, and end the step
 

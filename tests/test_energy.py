@@ -3,8 +3,6 @@ and attribution of a real job's joules to ranks, steps and categories."""
 
 from __future__ import annotations
 
-import itertools
-import threading
 import time
 
 import pandas as pd
@@ -173,41 +171,6 @@ def test_a_window_shorter_than_the_update_period():
     assert w.method == "counter" and w.joules > 0
     with pytest.raises(ValueError, match="meter="):
         meters.Window("nvml")
-
-
-def test_the_sampler_reads_between_spans_and_its_thread_only_in_a_long_one(tmp_path):
-    from gpuviz.energy.sampler import Sampler
-    from gpuviz.run import trace
-
-    t = trace.Tracer(tmp_path, rank=0, world_size=1)
-    trace.set_tracer(t)
-    reads = []   # (thread, time of the read)
-
-    class Counting(meters.EstimateMeter):
-        def read(self):
-            reads.append((threading.current_thread().name, time.perf_counter()))
-            return super().read()
-
-    s = Sampler(t, Counting(), period_s=0.01, thread_period_s=0.05)
-    try:
-        reads.clear()
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < 0.3:   # short spans, back to back
-            with trace.span("work"):
-                sum(range(2000))
-        between = [r for r in reads if r[0] == "MainThread"]
-        assert len(between) >= 10 and all(name == "MainThread" for name, _ in reads)
-        gaps = [b - a for (_, a), (_, b) in itertools.pairwise(between)]
-        assert min(gaps) >= 0.0099   # never more often than the period
-        reads.clear()
-        with trace.span("one long span"):
-            time.sleep(0.3)          # nothing between spans: the thread reads
-        assert sum(name == "gpuviz-energy" for name, _ in reads) >= 3
-    finally:
-        s.close()
-        trace.set_tracer(None)
-        t.close()
-    assert t._due_us == float("inf")   # closed: spans no longer read the meter
 
 
 # -- a real job ---------------------------------------------------------------------------------

@@ -13,10 +13,9 @@ Three meters, chosen with ``gpuviz.launch(..., energy=...)`` (``$GPUVIZ_ENERGY``
 - ``"auto"`` (the default): ``"zeus"`` where a counter can be read, else ``"estimate"``, and
   the meter's ``note`` says why (no RAPL, permission denied...). ``"off"``: no energy.
 
-Each rank's tracer samples its meter about every ``period_s`` (between spans, or from a
-background thread during a long one) and at every step's end, and records two counter
-tracks: ``energy J`` (cumulative joules since the rank started) and ``power W`` (the mean
-power over the interval since the previous sample).
+Each rank's tracer samples its meter every ``period_s`` on a background thread and at every
+step's end, and records two counter tracks: ``energy J`` (cumulative joules since the rank
+started) and ``power W`` (the mean power over the interval since the previous sample).
 :mod:`gpuviz.energy.sampler` does that on every rank, and :mod:`gpuviz.energy.attribution`
 turns the tracks into joules per rank, step and category.
 
@@ -43,12 +42,9 @@ from dataclasses import dataclass, field
 METERS = ("auto", "zeus", "estimate", "off")
 #: Environment variables the launcher sets for every rank.
 ENV, PERIOD_ENV = "GPUVIZ_ENERGY", "GPUVIZ_ENERGY_PERIOD"
-#: Default sampling period of a rank's meter, in seconds (a meter whose counter updates more
-#: slowly is sampled at its update period instead).
+#: Default sampling period of the tracer's energy thread, in seconds (a meter whose counter
+#: updates more slowly is sampled at its update period instead).
 DEFAULT_PERIOD_S = 0.01
-#: How often the sampler's thread wakes to read a meter that nothing has read for a period
-#: (the readings are otherwise taken between spans, see :class:`gpuviz.energy.sampler.Sampler`).
-THREAD_PERIOD_S = 0.1
 
 #: Power of one fully used CPU core, in W, when the CPU model is not known: the Green
 #: Algorithms default for "Any" CPU (TDP per core), green-algorithms-tool,

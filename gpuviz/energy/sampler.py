@@ -18,7 +18,6 @@ from gpuviz.energy.meters import (
     DEFAULT_PERIOD_S,
     ENV,
     PERIOD_ENV,
-    THREAD_PERIOD_S,
     EnergyError,
     Meter,
     check_meter,
@@ -30,27 +29,15 @@ hooks.register_option(hooks.Option("energy", ENV, lambda value, world: check_met
 
 
 class Sampler(hooks.RankHook):
-    """Reads a meter about every ``period_s`` and records the tracer's ``energy J`` and
-    ``power W`` counter tracks; :meth:`sample` reads it now (step ends).
-
-    The readings are taken between spans, on the thread that runs them: when a span starts
-    or ends ``period_s`` or more after the last reading (:meth:`Tracer.run_between_spans
-    <gpuviz.run.tracer.Tracer.run_between_spans>`). A daemon thread wakes every
-    ``thread_period_s`` and reads the meter only if nothing has for two periods (a long
-    span, a rank blocked in a collective). A thread that wakes to read must take the
-    interpreter from the training loop; ``benchmarks/trace_parts.py`` measures what each
-    reading costs the step.
-    """
+    """Reads a meter every ``period_s`` on a daemon thread and records the tracer's
+    ``energy J`` and ``power W`` counter tracks; :meth:`sample` reads it now (step ends)."""
 
     name = "energy"
 
-    def __init__(self, tracer, meter: Meter, period_s: float = DEFAULT_PERIOD_S,
-                 thread_period_s: float = THREAD_PERIOD_S):
-        for name, v in (("period_s", period_s), ("thread_period_s", thread_period_s)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise ValueError(f"{name}={v!r}: give a sampling period in seconds > 0")
+    def __init__(self, tracer, meter: Meter, period_s: float = DEFAULT_PERIOD_S):
+        if isinstance(period_s, bool) or not isinstance(period_s, (int, float)) or not period_s > 0:
+            raise ValueError(f"period_s={period_s!r}: give a sampling period in seconds > 0")
         self.tracer, self.meter, self.period_s = tracer, meter, float(period_s)
-        self.thread_period_s = max(float(thread_period_s), self.period_s)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._last: tuple[float, float] | None = None
@@ -75,25 +62,20 @@ class Sampler(hooks.RankHook):
                 t._emit({"ph": "C", "name": "power", "ts": self._last[0], "pid": t.rank,
                          "args": {"power W": round(watts, 4)}})
             self._last = (ts, joules)
-            if not self._stop.is_set():
-                t.run_between_spans(self.sample, ts + 1e6 * self.period_s)
             return joules
 
     def _run(self) -> None:
-        while not self._stop.wait(self.thread_period_s):
-            if self._last is None or self.tracer.now() - self._last[0] >= 2e6 * self.period_s:
-                self.sample()
+        while not self._stop.wait(self.period_s):
+            self.sample()
 
     def info(self) -> dict:
-        """The meter and the sampling periods, for the rank's metadata."""
-        return {**self.meter.describe(), "period_s": self.period_s,
-                "thread_period_s": self.thread_period_s}
+        """The meter and the sampling period, for the rank's metadata."""
+        return {**self.meter.describe(), "period_s": self.period_s}
 
     def close(self) -> None:
         """Take a last sample and stop the thread."""
         self._stop.set()
-        self.tracer.run_between_spans(None)
-        self._thread.join(timeout=2 * self.thread_period_s + 1.0)
+        self._thread.join(timeout=2 * self.period_s + 1.0)
         self.sample()
         self.meter.close()
 

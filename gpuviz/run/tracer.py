@@ -26,7 +26,6 @@ Workloads use :mod:`gpuviz.run.trace` (``from gpuviz import trace``), not this m
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import threading
@@ -97,7 +96,6 @@ class Tracer:
         self.step_index = 0
         self.total_steps: int | None = None
         self.hooks: list[hooks.RankHook] = []  # what topics do on this rank (gpuviz.run.hooks)
-        self._due_us, self._on_due = math.inf, None   # see run_between_spans
         self.cuda = cuda
         self.clock_info: dict = {"clock": "not aligned"}
         self._cuda_ref = None
@@ -124,18 +122,6 @@ class Tracer:
         args["step"] = self.step_index if step is None else step
         self._emit({"ph": "X", "name": name, "cat": cat, "ts": round(ts, 3), "dur": round(dur, 3),
                     "pid": self.rank, "tid": lane, "args": args})
-
-    def run_between_spans(self, fn, at_us: float = math.inf) -> None:
-        """Call ``fn()`` once, on the thread of the first span that starts or ends at or after
-        ``at_us`` (``fn`` may ask again). The energy sampler reads its meter so, between the
-        step's own work, not from a thread that would have to interrupt it."""
-        self._on_due = fn   # before the time: a span that sees the time finds the function
-        self._due_us = at_us
-
-    def _between_spans(self) -> None:
-        fn, self._due_us = self._on_due, math.inf
-        if fn is not None:
-            fn()
 
     def counter(self, name: str, value: float) -> None:
         self._emit({"ph": "C", "name": name, "ts": round(self.now(), 3), "pid": self.rank,
@@ -345,9 +331,6 @@ class span:  # noqa: N801 - used like a function: ``with trace.span("forward"):`
         if t.cuda:
             self._ev = t.cuda_event()
         self._t = t.now()
-        if self._t >= t._due_us:   # before the span: its cost is not the span's
-            t._between_spans()
-            self._t = t.now()
         t._open.setdefault(self._tid, []).append((self.name, self.cat, self._t))
         return self
 
@@ -365,12 +348,8 @@ class span:  # noqa: N801 - used like a function: ``with trace.span("forward"):`
             event = {"ph": "X", "name": self.name, "cat": self.cat, "ts": 0.0, "dur": 0.0,
                      "pid": t.rank, "tid": lane, "args": {"step": t.step_index, **self.args}}
             t.complete_cuda(self._ev, t.cuda_event(), event)
-            end = t.now()
         else:
-            end = t.now()
-            t.complete(self.name, self.cat, self._t, end - self._t, lane=lane, **self.args)
-        if end >= t._due_us:
-            t._between_spans()
+            t.complete(self.name, self.cat, self._t, t.now() - self._t, lane=lane, **self.args)
         return False
 
 
