@@ -57,15 +57,21 @@ def test_an_event_appended_to_the_list_a_thread_already_holds_is_written(tracer)
 
 def test_step_values_are_written_as_json_can_hold_them(tracer):
     import numpy as np
+    import torch
 
-    trace.step(loss=float("nan"), grad_norm=np.float32(2.5), tokens=np.int64(7))
+    with trace.span("forward"):
+        pass
+    trace.step(loss=float("nan"), grad_norm=np.float32(2.5), tokens=np.int64(7),
+               lr=torch.tensor(0.5), model=torch.nn.Linear(1, 1))
     trace.step(per_rank={0: 1.0})
-    trace.step(big=2**70)
-    ends = [e["args"] for e in _lines(tracer.path) if e["name"] == "step_end"]
-    assert ends == [{"step": 0, "loss": None, "grad_norm": 2.5, "tokens": 7},   # NaN: null
-                    {"step": 1, "per_rank": {"0": 1.0}}, {"step": 2, "big": 2**70}]
-    with pytest.raises(TypeError, match="not JSON serializable"):
-        trace.step(model=object())
+    trace.step(big=2**70, weights=torch.ones(2))
+    lines = _lines(tracer.path)
+    ends = [e["args"] for e in lines if e["name"] == "step_end"]
+    assert ends == [{"step": 0, "loss": None, "grad_norm": 2.5, "tokens": 7, "lr": 0.5,   # NaN: null
+                     "model": "Linear(in_features=1, out_features=1, bias=True)"},
+                    {"step": 1, "per_rank": {"0": 1.0}},
+                    {"step": 2, "big": 2**70, "weights": "tensor([1., 1.])"}]
+    assert "forward" in [e["name"] for e in lines]   # the step's events are all written
 
 
 def test_counter_events(tracer):

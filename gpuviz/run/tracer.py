@@ -46,9 +46,24 @@ MAIN_LANE = 0
 COMM_LANE = 1
 
 _tracer: Tracer | None = None  # this process's running tracer (set_tracer)
-# orjson: a third of json's time per event, right after a step's kernels (benchmarks/trace_parts.py)
-_dumps = partial(orjson.dumps, option=orjson.OPT_SERIALIZE_NUMPY)
-_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
+def _plain(obj: Any) -> Any:
+    """A value JSON cannot hold: a one-element tensor or array as its number, else its repr
+    (a tracer must not stop the training it records, nor drop the step's events)."""
+    item = getattr(obj, "item", None)
+    if callable(item):
+        try:
+            return item()
+        except (ValueError, RuntimeError, TypeError):
+            pass
+    return repr(obj)
+
+
+# orjson, not json's encoder: encoding is most of trace.step()'s cost, which
+# benchmarks/trace_overhead.py prints
+_dumps = partial(orjson.dumps, default=_plain, option=orjson.OPT_SERIALIZE_NUMPY)
+_json = json.JSONEncoder(separators=(",", ":"), check_circular=False, default=_plain).encode
 
 
 def _encode(events: list[dict]) -> bytes:
@@ -61,8 +76,9 @@ def _encode(events: list[dict]) -> bytes:
 
 def _encode_one(event: dict) -> bytes:
     try:
-        return orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-    except TypeError:   # json's error for what JSON cannot hold
+        return orjson.dumps(event, default=_plain,
+                            option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    except TypeError:   # json's rules (an integer past 64 bits)
         return _json(event).encode()
 
 
@@ -237,7 +253,10 @@ class Tracer:
                     data = data[self._file.write(data):]
 
     def step(self, **args: Any) -> None:
-        """End the current step: mark it and write everything recorded so far."""
+        """End the current step: mark it and write everything recorded so far.
+
+        ``args`` (a loss, a token count...) go into the ``step_end`` event's ``args``: a
+        one-element tensor as its number, an object JSON cannot hold as its repr."""
         for h in self.hooks:
             h.sample()
         self._emit({"ph": "i", "s": "p", "name": "step_end", "cat": "step", "ts": round(self.now(), 3),
