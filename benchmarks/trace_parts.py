@@ -15,7 +15,10 @@ of ``--steps`` steps per mode in a new random order each round:
     buckets        only the hook's bucket spans recorded
     spans+buckets  both, no trace.step()
     annotated      both, and trace.step() encoding and writing the step's events
-    energy         annotated, with the energy sampler (its thread, and a reading per step)
+    energy@steps   annotated, with the energy sampler reading its meter only at each step's
+                   end (its thread never wakes within a block)
+    energy         annotated, with the energy sampler (its thread, and a reading per step):
+                   energy/energy@steps is what the thread's wake-ups cost
     auto           no annotations: gpuviz.run.auto's hooks record forward, backward,
                    the optimizer step and the buckets, and end the step
 
@@ -43,8 +46,10 @@ import time
 
 from trace_overhead import _fmt, paired_ratio  # this script's folder is on sys.path
 
-MODES = ("untraced", "untraced-2", "spans", "buckets", "spans+buckets", "annotated", "energy",
-         "auto")
+MODES = ("untraced", "untraced-2", "spans", "buckets", "spans+buckets", "annotated",
+         "energy@steps", "energy", "auto")
+#: The modes that end each step with trace.step().
+WRITING = ("annotated", "energy@steps", "energy")
 #: The modes whose step runs with no tracer (in "buckets" the hook sets it for the bucket).
 NO_TRACER = ("untraced", "untraced-2", "buckets")
 
@@ -52,7 +57,7 @@ NO_TRACER = ("untraced", "untraced-2", "buckets")
 def measure(rounds: int = 200, steps: int = 4, warmup: int = 5, batch: int = 256, dim: int = 64,
             hidden: int = 512, layers: int = 4, seed: int = 0) -> dict:
     """CPU seconds per step of every mode, ``rounds`` values each (one per block)."""
-    os.environ["GPUVIZ_ENERGY"] = "off"   # the energy mode starts its own sampler
+    os.environ["GPUVIZ_ENERGY"] = "off"   # the energy modes start their own sampler
     import torch
     import torch.distributed as dist
     from torch import nn
@@ -115,12 +120,13 @@ def measure(rounds: int = 200, steps: int = 4, warmup: int = 5, batch: int = 256
         mode_now[0] = mode
         trace.set_tracer(None if mode in NO_TRACER else tracer)
         uninstall = auto.install() if mode == "auto" else None
-        if mode == "energy":
-            tracer.hooks = [Sampler(tracer, make_meter("auto", warn=False, gpu_index=None))]
+        if mode.startswith("energy"):
+            period = {"energy": {}, "energy@steps": {"period_s": 1e6}}[mode]
+            tracer.hooks = [Sampler(tracer, make_meter("auto", warn=False, gpu_index=None), **period)]
         try:
             c0 = time.process_time()
             for _ in range(n):
-                step(mode != "auto", mode in ("annotated", "energy"))
+                step(mode != "auto", mode in WRITING)
             cpu = (time.process_time() - c0) / n
         finally:
             for h in tracer.hooks:
@@ -129,7 +135,7 @@ def measure(rounds: int = 200, steps: int = 4, warmup: int = 5, batch: int = 256
             if uninstall is not None:
                 uninstall()
             trace.set_tracer(tracer)
-            if mode not in ("annotated", "energy", "auto"):
+            if mode not in (*WRITING, "auto"):
                 tracer._events.clear()   # recorded, never written: outside the timing
         return cpu
 
@@ -208,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         med = statistics.median(cpu[m])
         r = paired_ratio(cpu[m], cpu["untraced"], 1)
         print(f"{m:<14} {med * 1e3:>7.2f} ms {_fmt(r):>22} {(r[0] - 1) * base * 1e6:>+11.0f} us")
+    thread = paired_ratio(cpu["energy"], cpu["energy@steps"], 1)
+    print(f"the energy sampler's thread (energy/energy@steps): {_fmt(thread)}, "
+          f"{(thread[0] - 1) * statistics.median(cpu['energy@steps']) * 1e6:+.0f} us per step")
     print()
     spans = res["span_us"]
     print("one empty traced span, wall time in the step (median): " + ", ".join(
