@@ -60,8 +60,8 @@ def _plain(obj: Any) -> Any:
     return repr(obj)
 
 
-# orjson, not json's encoder: encoding is most of trace.step()'s cost, which
-# benchmarks/trace_overhead.py prints
+# orjson encodes the events of every trace.step() (benchmarks/trace_overhead.py prints what
+# that call costs; benchmarks/trace_parts.py, what each part of tracing does)
 _dumps = partial(orjson.dumps, default=_plain, option=orjson.OPT_SERIALIZE_NUMPY)
 _json = json.JSONEncoder(separators=(",", ":"), check_circular=False, default=_plain).encode
 
