@@ -64,9 +64,9 @@ def forwarding_group(group, on_end=None):
             return "forwarding"    # not "gloo": DDP's logger would look for a C++ backend
 
         def allreduce(self, tensors, opts):
+            t0 = time.perf_counter_ns()   # the launch, as a bucket span would start
             work = group.allreduce(tensors, opts)
             if on_end is not None:
-                t0 = time.perf_counter_ns()
                 work.get_future().then(lambda _f: on_end(t0))
             return work
 
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r:<14} {statistics.median(cpu[r]) * 1e3:>6.2f} ms "
               f"{_fmt(paired_ratio(cpu[r], base, c['steps'])):>22} {extra:>+12.0f} us")
     print()
-    print(f"the wrapper's end callback ran {res['ends']} times (one per bucket all-reduce)")
+    print(f"the wrapper's end callback ran {res['ends']} times on rank 0")
     print(f"wrapper + end against Python hook (a bucket's end time both ways): "
           f"{_fmt(paired_ratio(cpu['wrapper + end'], cpu['Python hook'], c['steps']))}")
     return 0
