@@ -10,7 +10,8 @@ processes, interleaved blocks of training steps in these modes:
 
     untraced    no tracer (``trace.get_tracer()`` is None: spans are no-ops) and DDP's built-in
                 all-reduce (no comm hook). The baseline: training without gpuviz.
-    untraced-2  untraced again: its ratio to untraced is the noise floor (an A/A test).
+    untraced-2  untraced again, on another copy of the model: its ratio to untraced is the
+                noise floor (an A/A test).
     hook only   no tracer, but DDP calls ``trace.ddp_comm_hook`` (its no-tracer path, the
                 same work as torch's own ``default_hooks.allreduce_hook``).
     C++ hook    no tracer; DDP runs torch's built-in C++ all-reduce hook (scale, then
@@ -30,12 +31,17 @@ processes, interleaved blocks of training steps in these modes:
     auto        the tracer on, no annotations in the step: what ``gpuviz run`` records for a
                 plain script (``gpuviz.run.auto``: a module-call wrapper, backward, optimizer and
                 collective hooks, DDP's buckets through the comm hook it registers), on a
-                third DDP copy; the hooks are put in place and taken away around each block.
+                DDP copy of its own; the hooks are put in place and taken away around each
+                block.
 
 A comm hook can be registered only once per DDP instance, so there are several DDP copies
-of the same model (same weights, same data): untraced, untraced-2 and profiler share one,
-hook only, traced and energy another (so traced/hook only is the tracer alone, same copy);
-C++ hook and auto have one each.
+of the same model (same weights, same data): untraced and profiler share one, hook only,
+traced and energy another (so traced/hook only is the tracer alone, same copy); untraced-2,
+C++ hook and auto have one each. Two copies of the same model with the same path can
+differ by 1-2% in CPU time per step, for as long as they live (where their memory
+landed), so every round makes its copies anew, in a new random order, and warms each up
+outside the timing: the difference becomes noise within rounds, not a bias of one mode,
+and untraced-2, on a copy of its own, measures it with the rest of the noise.
 
 Each round runs every mode for ``--steps`` steps, in a new random order (the same on every
 rank). The benchmark times every step itself, never with the tracer: ``perf_counter``
@@ -104,13 +110,30 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
             m._register_builtin_comm_hook(dist.BuiltinCommHookType.ALLREDUCE)
         return m, torch.optim.SGD(m.parameters(), lr=lr)
 
-    # One DDP copy per kind of hook: untraced, untraced-2 and profiler run one copy, hook
-    # only, traced and energy another (traced/hook only is free of copy-to-copy bias);
-    # auto and C++ hook one each.
-    plain, hooked = ddp_model(False), ddp_model(True)
-    models = {"untraced": plain, "untraced-2": plain, "hook only": hooked, "traced": hooked,
-              "profiler": plain, "energy": hooked, "auto": ddp_model(False),
-              "C++ hook": ddp_model(False, builtin=True)}
+    # The DDP copies (see the module's docstring): which modes share one, and how each is made
+    copies = {"plain": ("untraced", "profiler"), "hooked": ("hook only", "traced", "energy"),
+              "plain-2": ("untraced-2",), "auto": ("auto",), "builtin": ("C++ hook",)}
+    makers = {"plain": lambda: ddp_model(False), "hooked": lambda: ddp_model(True),
+              "plain-2": lambda: ddp_model(False), "auto": lambda: ddp_model(False),
+              "builtin": lambda: ddp_model(False, builtin=True)}
+    models: dict = {}
+
+    def new_copies(order: list[str]) -> None:
+        """Every copy made anew in ``order`` (the same on every rank: DDP's constructor
+        broadcasts), each warmed up for ``warmup`` steps outside the timing."""
+        models.clear()
+        for name in order:
+            m = makers[name]()
+            for mode in copies[name]:
+                models[mode] = m
+            if name == "auto":   # its first traced forward registers the comm hook: not timed
+                block("auto", warmup)
+                continue
+            trace.set_tracer(None)   # the warm-up records nothing
+            for _ in range(warmup):   # DDP's bucket rebuild after its first step, the allocator
+                plain_step(*m)
+        trace.set_tracer(tracer)
+
     from gpuviz.energy.meters import make_meter
     from gpuviz.energy.sampler import Sampler
     from gpuviz.run import auto
@@ -157,6 +180,7 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
     def block(mode: str, n: int) -> dict:
         model, opt = models[mode]
         times, cpu, flush = [], [], []
+        first_step = tracer.step_index
         profiling = mode == "profiler"
         trace.set_tracer(tracer if mode in ("traced", "energy", "auto") else None)
         mode_now[0] = mode
@@ -189,14 +213,17 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
         c = torch.tensor(cpu, dtype=torch.float64)
         dist.all_reduce(c)  # CPU seconds of all ranks' processes (every thread)
         return {"times": t[:-1].tolist(), "cpu": (c / world).tolist(), "start_stop": float(t[-1]),
-                "events": n_events, "flush": flush}
+                "events": n_events, "flush": flush, "steps": list(range(first_step, tracer.step_index))}
 
-    for mode in MODES:  # warm-up: DDP's bucket rebuild, the profiler's first start, caches
+    rng = random.Random(seed)  # the same seed on every rank: the same order everywhere
+    new_copies(list(copies))
+    for mode in MODES:  # warm-up: the profiler's first start, the sampler, caches
         block(mode, warmup)
     dist.barrier()
     results = {m: {"times": [], "cpu": [], "flush": [], "start_stop": [], "events": 0} for m in MODES}
-    rng = random.Random(seed)  # the same seed on every rank: the same order everywhere
+    traced_steps: list[int] = []   # the step numbers the traced mode wrote (its spans/step)
     for _ in range(rounds):
+        new_copies(rng.sample(list(copies), len(copies)))
         order = list(MODES)
         rng.shuffle(order)  # a new order each round: no mode always follows the same one
         for mode in order:
@@ -205,11 +232,13 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
             res["times"] += b["times"]
             res["cpu"] += b["cpu"]
             res["flush"] += b["flush"]  # rank 0's own time in trace.step()
+            if mode == "traced":
+                traced_steps += b["steps"]
             res["start_stop"].append(b["start_stop"])
             res["events"] += b["events"]
     if rank == 0:
         n_params = sum(p.numel() for p in models["untraced"][0].parameters())
-        out = {"world": world, "params": n_params,
+        out = {"world": world, "params": n_params, "traced_steps": traced_steps,
                "threads": torch.get_num_threads(), "torch": torch.__version__, "modes": results,
                "config": {"steps": steps, "rounds": rounds, "warmup": warmup, "batch": batch,
                           "dim": dim, "hidden": hidden, "layers": layers,
@@ -272,17 +301,19 @@ def microbench(n: int = 20000, repeats: int = 7) -> dict:
 
 # -- the launcher side ---------------------------------------------------------------------
 
-def _spans_per_step(path: Path) -> float:
-    """Complete (``X``) events per ``step_end`` in one rank's trace file."""
-    spans = steps = 0
+def _spans_per_step(path: Path, steps: set[int]) -> float:
+    """Complete (``X``) events per ``step_end`` of the given steps in one rank's trace file."""
+    n_spans = n_steps = 0
     with open(path, encoding="utf-8") as f:
         for line in f:
             e = json.loads(line)
+            if (e.get("args") or {}).get("step") not in steps:
+                continue
             if e.get("ph") == "X":
-                spans += 1
+                n_spans += 1
             elif e.get("name") == "step_end":
-                steps += 1
-    return spans / steps if steps else 0.0
+                n_steps += 1
+    return n_spans / n_steps if n_steps else 0.0
 
 
 def paired_ratio(times: list[float], base: list[float], steps: int, n_boot: int = 2000,
@@ -342,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         gpuviz.launch("benchmarks.trace_overhead:worker", nproc=a.nproc, backend="gloo", args=args,
                       run_dir=run_dir, progress=False, stream=False, energy="off")
         res = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
-        spans_per_step = _spans_per_step(run_dir / "rank0.jsonl")
+        spans_per_step = _spans_per_step(run_dir / "rank0.jsonl", set(res["traced_steps"]))
     finally:
         if not a.run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -394,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{micro['traced']:.2f} us traced, {micro['noop']:.2f} us as a no-op; one step's "
           f"tracing (4 spans, 1 bucket span, trace.step()) {micro['step']:.0f} us")
     print(f"noise floor: untraced-2/untraced = {_fmt(wall_r['untraced-2'])} in step time, "
-          f"{_fmt(cpu_r['untraced-2'])} in CPU time (the same steps twice)")
+          f"{_fmt(cpu_r['untraced-2'])} in CPU time (the same steps twice, on another copy of the model)")
     builtin_hook = paired_ratio(modes["hook only"]["cpu"], modes["C++ hook"]["cpu"], c["steps"])
     print(f"comm hook, in CPU time: torch's C++ hook {_fmt(cpu_r['C++ hook'])} (the pass over "
           f"the gradients any hook adds on gloo), gpuviz's Python hook/C++ hook "
