@@ -9,7 +9,7 @@ the all-reduce's future when it completes. This script measures, in one real 2-r
 (``gpuviz.launch``, gloo, CPU, no tracer anywhere), the step's CPU time on each route:
 
     no hook        DDP's own path: the baseline (training without gpuviz)
-    no hook-2      the same DDP copy again: the noise floor (an A/A test)
+    no hook-2      DDP's own path again, on another copy: the noise floor (an A/A test)
     C++ hook       torch's built-in all-reduce hook (``BuiltinCommHookType.ALLREDUCE``)
     Python hook    ``trace.ddp_comm_hook`` with no tracer running (what every traced mode
                    pays before recording anything)
@@ -18,11 +18,23 @@ the all-reduce's future when it completes. This script measures, in one real 2-r
                    all-reduce call goes through Python
     wrapper + end  the wrapper, plus a Python callback on each all-reduce's future that
                    takes its completion time: the least a bucket span needs
+    native         no hook: DDP is given a group whose backend is compiled C++
+                   (``timing_backend.cpp``, built here with torch's C++ extension tools)
+                   and passes each call on to the job's own gloo backend (the same
+                   connections: a second gloo group under it cost 2-2.5% by itself when
+                   this prototype was tried that way)
+    native + end   the same, keeping every all-reduce's launch and completion times in C++
+                   (a callback on its future); the step ends by taking them into Python,
+                   as a tracer would. No Python runs per bucket on either native route.
+                   Both need a C++ compiler: they are left out, saying why, where the
+                   build fails
 
 The wrapper is defined here, as a prototype of another way to trace buckets; gpuviz
 itself uses the comm hook. Each route is its own DDP copy of the same model (same
-weights, same data; a hook can be set once per copy), so copy-to-copy differences are
-in the ratios; no hook-2 shares no hook's copy. Rounds run every route for ``--steps``
+weights, same data; a hook can be set once per copy). Two copies on the same route can
+differ by 1-2% in CPU time per step for as long as they live, so every round makes all
+copies anew, in a new random order, and warms each up untimed: that difference becomes
+noise within rounds, which no hook-2 measures. Rounds run every route for ``--steps``
 steps in a new random order; ratios are CPU time per step (``process_time``, every
 thread, averaged over ranks), paired by round, as in ``trace_overhead.py``.
 
@@ -48,7 +60,33 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULT_FILE = "ddp_bucket_routes.json"
-ROUTES = ("no hook", "no hook-2", "C++ hook", "Python hook", "group wrapper", "wrapper + end")
+ROUTES = ("no hook", "no hook-2", "C++ hook", "Python hook", "group wrapper", "wrapper + end",
+          "native", "native + end")
+#: The routes through the compiled backend (left out where it does not build).
+NATIVE_ROUTES = ("native", "native + end")
+NATIVE = "gpuviz_timing_backend"
+
+
+def build_native(build_dir: str):
+    """The compiled ``timing_backend.cpp`` (built into ``build_dir`` once, then loaded)."""
+    from torch.utils.cpp_extension import load
+
+    return load(name=NATIVE, sources=[str(REPO / "benchmarks" / "timing_backend.cpp")],
+                build_directory=build_dir, extra_cflags=["-O2"], verbose=False)
+
+
+def native_group(build_dir: str, record: bool):
+    """A new group of every rank whose CPU backend is the compiled forwarding one
+    (keeping all-reduce times with ``record``)."""
+    import torch
+    import torch.distributed as dist
+
+    ext = build_native(build_dir)
+    name = "gpuviz_timing" if record else "gpuviz_forward"
+    gloo = dist.group.WORLD._get_backend(torch.device("cpu"))   # the job's own connections
+    dist.Backend.register_backend(
+        name, lambda store, rank, size, timeout: ext.TimingBackend(gloo, record), devices=["cpu"])
+    return dist.new_group(backend=name)
 
 
 def forwarding_group(group, on_end=None):
@@ -80,8 +118,10 @@ def forwarding_group(group, on_end=None):
 
 
 def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, dim: int = 64,
-           hidden: int = 512, layers: int = 4, n_batches: int = 16, seed: int = 0) -> None:
-    """Every route for ``rounds`` rounds of ``steps`` steps; rank 0 writes the CPU times."""
+           hidden: int = 512, layers: int = 4, n_batches: int = 16, seed: int = 0,
+           native_dir: str | None = None) -> None:
+    """Every route for ``rounds`` rounds of ``steps`` steps (the native routes only with
+    ``native_dir``, where the extension was built); rank 0 writes the CPU times."""
     import torch
     import torch.distributed as dist
     from torch import nn
@@ -95,10 +135,17 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
     local = batch // world
     x_all, y_all = synthetic_regression(batch * n_batches, dim, seed)
     ends: list[int] = []
+    routes = [r for r in ROUTES if native_dir or r not in NATIVE_ROUTES]
+    groups = {"native": native_group(native_dir, False),
+              "native + end": native_group(native_dir, True)} if native_dir else {}
+    recorder = groups["native + end"]._get_backend(torch.device("cpu")) if groups else None
+    native_ends = [0]
 
     def copy(route: str):
         group = None
-        if route == "group wrapper":
+        if route in groups:
+            group = groups[route]
+        elif route == "group wrapper":
             group = forwarding_group(dist.group.WORLD)
         elif route == "wrapper + end":
             group = forwarding_group(dist.group.WORLD, lambda t0: ends.append(time.perf_counter_ns() - t0))
@@ -109,8 +156,7 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
             m.register_comm_hook(state=None, hook=trace.ddp_comm_hook)
         return m, torch.optim.SGD(m.parameters(), lr=0.01)
 
-    models = {r: copy(r) for r in ROUTES if r != "no hook-2"}
-    models["no hook-2"] = models["no hook"]
+    models: dict = {}
     counter = [0]
 
     def block(route: str, n: int) -> list[float]:
@@ -126,17 +172,26 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
             opt.step()
             opt.zero_grad(set_to_none=True)
             loss.item()
+            if route == "native + end":   # the step's bucket times, into Python
+                native_ends[0] += len(recorder.take())
             cpu.append(time.process_time() - c0)
         c = torch.tensor(cpu, dtype=torch.float64)
         dist.all_reduce(c)   # outside the timing: the ranks' mean
         return (c / world).tolist()
 
-    for r in ROUTES:
-        block(r, warmup)
-    out = {r: [] for r in ROUTES}
+    def new_copies(order: list[str]) -> None:
+        """Every route's copy made anew in ``order`` (the same on every rank: DDP's
+        constructor broadcasts), each warmed up for ``warmup`` steps, untimed."""
+        models.clear()
+        for r in order:
+            models[r] = copy(r)
+            block(r, warmup)
+
     rng = random.Random(seed)   # the same order on every rank
+    out = {r: [] for r in routes}
     for _ in range(rounds):
-        order = list(ROUTES)
+        new_copies(rng.sample(list(routes), len(routes)))
+        order = list(routes)
         rng.shuffle(order)
         for r in order:
             out[r] += block(r, steps)
@@ -144,6 +199,7 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
         n_params = sum(p.numel() for p in models["no hook"][0].parameters())
         (tracer.run_dir / RESULT_FILE).write_text(json.dumps(
             {"world": world, "params": n_params, "cpu": out, "ends": len(ends),
+             "native_ends": native_ends[0],
              "config": {"steps": steps, "rounds": rounds, "batch": batch, "hidden": hidden}}),
             encoding="utf-8")
     dist.barrier()
@@ -166,11 +222,19 @@ def main(argv: list[str] | None = None) -> int:
     from trace_overhead import _fmt, paired_ratio  # this script's folder is on sys.path
 
     run_dir = Path(tempfile.mkdtemp(prefix="gpuviz-ddp-routes-"))
+    native_dir, why_not = str(run_dir / "native-build"), ""
+    t0 = time.perf_counter()
+    try:
+        os.makedirs(native_dir)
+        build_native(native_dir)
+    except Exception as e:  # noqa: BLE001 - a missing compiler: the other routes still run
+        native_dir, why_not = None, f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}"
+    t_build = time.perf_counter() - t0
     t0 = time.perf_counter()
     try:
         gpuviz.launch("benchmarks.ddp_bucket_routes:worker", nproc=a.nproc, backend="gloo",
                       args={"steps": a.steps, "rounds": a.rounds, "batch": a.batch,
-                            "hidden": a.hidden},
+                            "hidden": a.hidden, "native_dir": native_dir},
                       run_dir=run_dir, progress=False, stream=False, energy="off")
         res = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
     finally:
@@ -185,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
           "same round [95% bootstrap interval]")
     print()
     print(f"{'route':<14} {'CPU/step':>9} {'vs no hook':>22} {'extra per step':>15}")
-    for r in ROUTES:
+    for r in (r for r in ROUTES if r in cpu):
         extra = (statistics.median(cpu[r]) - statistics.median(base)) * 1e6
         print(f"{r:<14} {statistics.median(cpu[r]) * 1e3:>6.2f} ms "
               f"{_fmt(paired_ratio(cpu[r], base, c['steps'])):>22} {extra:>+12.0f} us")
@@ -193,6 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"the wrapper's end callback ran {res['ends']} times on rank 0")
     print(f"wrapper + end against Python hook (a bucket's end time both ways): "
           f"{_fmt(paired_ratio(cpu['wrapper + end'], cpu['Python hook'], c['steps']))}")
+    if "native + end" in cpu:
+        print(f"native routes: built in {t_build:.0f} s; {res['native_ends']} all-reduce times "
+              f"taken on rank 0; native + end against native (what keeping the times adds): "
+              f"{_fmt(paired_ratio(cpu['native + end'], cpu['native'], c['steps']))}, "
+              f"against Python hook: "
+              f"{_fmt(paired_ratio(cpu['native + end'], cpu['Python hook'], c['steps']))}")
+    else:
+        print(f"native routes: left out, the C++ extension did not build ({why_not})")
     return 0
 
 

@@ -1,0 +1,125 @@
+// A c10d backend that passes every call on to another backend (gloo) and, for each
+// all-reduce, keeps its launch and completion times (steady clock, ns) in C++: the
+// prototype of a native bucket recorder that benchmarks/ddp_bucket_routes.py measures
+// ("native + end"; "native" passes calls on and records nothing). DDP keeps its own path
+// (no comm hook), and no Python runs per bucket.
+#include <torch/extension.h>
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using c10d::Backend;
+using c10d::Work;
+using Ptr = c10::intrusive_ptr<Work>;
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+struct Spans {
+  std::mutex lock;
+  std::vector<std::pair<int64_t, int64_t>> done;  // (launch, completion)
+};
+
+class TimingBackend : public Backend {
+ public:
+  TimingBackend(c10::intrusive_ptr<Backend> inner, bool record)
+      : Backend(inner->getRank(), inner->getSize()),
+        inner_(std::move(inner)),
+        record_(record),
+        spans_(std::make_shared<Spans>()) {}
+
+  const std::string getBackendName() const override { return "timing"; }
+
+  Ptr allreduce(std::vector<at::Tensor>& t, const c10d::AllreduceOptions& o) override {
+    if (!record_) {
+      return inner_->allreduce(t, o);
+    }
+    const int64_t t0 = now_ns();
+    Ptr work = inner_->allreduce(t, o);
+    std::shared_ptr<Spans> spans = spans_;
+    work->getFuture()->addCallback([spans, t0](c10::ivalue::Future&) {
+      const int64_t t1 = now_ns();
+      std::lock_guard<std::mutex> g(spans->lock);
+      spans->done.emplace_back(t0, t1);
+    });
+    return work;
+  }
+
+  Ptr broadcast(std::vector<at::Tensor>& t, const c10d::BroadcastOptions& o) override {
+    return inner_->broadcast(t, o);
+  }
+  Ptr allreduce_coalesced(std::vector<at::Tensor>& t,
+                          const c10d::AllreduceCoalescedOptions& o) override {
+    return inner_->allreduce_coalesced(t, o);
+  }
+  Ptr reduce(std::vector<at::Tensor>& t, const c10d::ReduceOptions& o) override {
+    return inner_->reduce(t, o);
+  }
+  Ptr allgather(std::vector<std::vector<at::Tensor>>& out, std::vector<at::Tensor>& in,
+                const c10d::AllgatherOptions& o) override {
+    return inner_->allgather(out, in, o);
+  }
+  Ptr _allgather_base(at::Tensor& out, at::Tensor& in, const c10d::AllgatherOptions& o) override {
+    return inner_->_allgather_base(out, in, o);
+  }
+  Ptr allgather_coalesced(std::vector<std::vector<at::Tensor>>& out, std::vector<at::Tensor>& in,
+                          const c10d::AllgatherOptions& o) override {
+    return inner_->allgather_coalesced(out, in, o);
+  }
+  Ptr gather(std::vector<std::vector<at::Tensor>>& out, std::vector<at::Tensor>& in,
+             const c10d::GatherOptions& o) override {
+    return inner_->gather(out, in, o);
+  }
+  Ptr scatter(std::vector<at::Tensor>& out, std::vector<std::vector<at::Tensor>>& in,
+              const c10d::ScatterOptions& o) override {
+    return inner_->scatter(out, in, o);
+  }
+  Ptr reduce_scatter(std::vector<at::Tensor>& out, std::vector<std::vector<at::Tensor>>& in,
+                     const c10d::ReduceScatterOptions& o) override {
+    return inner_->reduce_scatter(out, in, o);
+  }
+  Ptr alltoall_base(at::Tensor& out, at::Tensor& in, std::vector<int64_t>& out_splits,
+                    std::vector<int64_t>& in_splits, const c10d::AllToAllOptions& o) override {
+    return inner_->alltoall_base(out, in, out_splits, in_splits, o);
+  }
+  Ptr send(std::vector<at::Tensor>& t, int dst, int tag) override {
+    return inner_->send(t, dst, tag);
+  }
+  Ptr recv(std::vector<at::Tensor>& t, int src, int tag) override {
+    return inner_->recv(t, src, tag);
+  }
+  Ptr barrier(const c10d::BarrierOptions& o) override { return inner_->barrier(o); }
+
+  // The all-reduces completed since the last call: [(launch_ns, end_ns), ...].
+  std::vector<std::pair<int64_t, int64_t>> take() {
+    std::lock_guard<std::mutex> g(spans_->lock);
+    std::vector<std::pair<int64_t, int64_t>> out;
+    out.swap(spans_->done);
+    return out;
+  }
+
+ private:
+  c10::intrusive_ptr<Backend> inner_;
+  bool record_;  // false: pass the all-reduce on, nothing else
+  std::shared_ptr<Spans> spans_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  py::class_<TimingBackend, Backend, c10::intrusive_ptr<TimingBackend>>(m, "TimingBackend")
+      .def(py::init([](const c10::intrusive_ptr<Backend>& inner, bool record) {
+             return c10::make_intrusive<TimingBackend>(inner, record);
+           }),
+           py::arg("inner"), py::arg("record") = true)
+      .def("take", &TimingBackend::take, py::call_guard<py::gil_scoped_release>());
+}
