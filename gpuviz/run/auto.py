@@ -16,7 +16,9 @@
   FSDP2 issues them) is recorded as it is issued, and its wait falls in what the caller
   does next;
 - DDP's gradient buckets on the comm lane (:func:`gpuviz.run.trace.ddp_comm_hook`, registered
-  at a DDP module's first forward unless the script registered a hook of its own).
+  at a DDP module's first forward unless the script registered a hook of its own; with
+  ``GPUVIZ_NATIVE_BUCKETS=1``, a DDP made with no process group of its own gets
+  :mod:`gpuviz.run.native_buckets`' group instead, and no hook).
 
 Spans a script adds itself (``trace.span``) nest inside these. Nothing is recorded when no
 tracer runs.
@@ -32,6 +34,7 @@ import importlib
 import threading
 import weakref
 
+from gpuviz.run import native_buckets
 from gpuviz.run.comm import ddp_comm_hook
 from gpuviz.run.tracer import get_tracer as _any_tracer
 from gpuviz.run.tracer import span
@@ -133,6 +136,25 @@ def install() -> callable:
     for mod in (dist, c10d):
         mod.destroy_process_group = destroy_process_group
         undo.append(functools.partial(setattr, mod, "destroy_process_group", destroy))
+
+    # -- DDP's buckets in compiled code, where asked: the group is given at construction ------
+    ddp_init = DistributedDataParallel.__init__
+
+    @functools.wraps(ddp_init)
+    def traced_ddp_init(self, module, *args, **kwargs):
+        t = get_tracer()
+        group = None
+        if (t is not None and len(args) < 6 and kwargs.get("process_group") is None
+                and native_buckets.enabled()):   # process_group: the 6th after the module
+            group = native_buckets.bucket_group(t, automatic=True)
+            if group is not None:
+                kwargs["process_group"] = group
+        ddp_init(self, module, *args, **kwargs)
+        if group is not None:
+            self._gpuviz_hooked = True   # the group records its buckets: no comm hook
+
+    DistributedDataParallel.__init__ = traced_ddp_init
+    undo.append(lambda: setattr(DistributedDataParallel, "__init__", ddp_init))
 
     # -- forward: the outermost module call. Module.__call__ wrapped: one check per call;
     # torch's global module hooks would put every module's call on its slow path ----------

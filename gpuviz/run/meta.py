@@ -30,6 +30,8 @@ def merge_meta(path: Path, by_rank: dict[int, dict]) -> dict:
     meta["total_steps"] = next((m["total_steps"] for m in by_rank.values() if m.get("total_steps")), None)
     meta["inject"] = first.get("inject") or []
     meta["energy"] = {r: m.get("energy") for r, m in sorted(by_rank.items()) if m.get("energy")}
+    meta["native_buckets"] = {r: m["native_buckets"] for r, m in sorted(by_rank.items())
+                              if m.get("native_buckets")}
     # Imported from a PyTorch profiler: where the traces came from and what ran them.
     for k in ("source", "gpu", "nccl_version", "ranks_present"):
         if first.get(k) is not None:

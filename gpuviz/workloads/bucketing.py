@@ -7,7 +7,8 @@ rest of ``backward``. Small buckets start early but pay one latency term each; o
 bucket pays it once but waits for the whole backward. This workload measures both ends.
 
 For each bucket size the same initial weights (a deep copy) are wrapped in a fresh DDP
-with :func:`gpuviz.run.trace.ddp_comm_hook`, so every bucket's all-reduce is a ``comm`` span
+with :func:`gpuviz.run.trace.ddp_comm_hook` (or recorded in compiled code: see
+:mod:`gpuviz.run.native_buckets`), so every bucket's all-reduce is a ``comm`` span
 on the comm lane (``bytes``, ``bucket``). Main-lane spans are ``forward``, ``backward``
 (which, under DDP, returns only once every bucket is reduced), inside it ``wait for
 gradient buckets`` (from the last gradient computed to the end of backward: the exposed
@@ -95,7 +96,7 @@ def sweep(bucket_mb=BUCKET_MB, steps: int = 3, warmup: int = 1, width: int = 256
     import torch.distributed as dist
     from torch import nn
 
-    from gpuviz.run import trace
+    from gpuviz.run import native_buckets, trace
     from gpuviz.workloads.mlp import make_mlp, synthetic_regression
 
     sizes = check_bucket_mb(bucket_mb)
@@ -117,9 +118,8 @@ def sweep(bucket_mb=BUCKET_MB, steps: int = 3, warmup: int = 1, width: int = 256
     times: dict[float, list[float]] = {}
     for b in sizes:
         with trace.span("wrap in DDP (broadcast weights)", cat="comm", bucket_mb=b):
-            model = nn.parallel.DistributedDataParallel(copy.deepcopy(base).to(device), bucket_cap_mb=b,
-                                                        device_ids=[device] if cuda else None)
-            model.register_comm_hook(state=None, hook=trace.ddp_comm_hook)
+            model = native_buckets.ddp(copy.deepcopy(base).to(device), bucket_cap_mb=b,
+                                       device_ids=[device] if cuda else None)
         opt = torch.optim.SGD(model.parameters(), lr=lr)
         for i in range(warmup + steps):
             t0 = tracer.now() if tracer is not None else 0.0

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from gpuviz.run import trace
+from gpuviz.run import native_buckets, trace
 from gpuviz.sync import checkpoint
 
 
@@ -75,7 +75,8 @@ def train(steps: int = 20, batch: int = 256, dim: int = 64, hidden: int = 256, l
     ``batch`` is the global batch, split evenly over ranks. ``ddp=False`` averages
     gradients with one flat all-reduce after backward (a wait, then the transfer);
     ``ddp=True`` uses DistributedDataParallel, whose buckets all-reduce during backward
-    (traced by :func:`gpuviz.run.trace.ddp_comm_hook`). The optimizer is SGD with ``momentum``.
+    (traced by :func:`gpuviz.run.trace.ddp_comm_hook`, or in compiled code: see
+    :mod:`gpuviz.run.native_buckets`). The optimizer is SGD with ``momentum``.
 
     ``checkpoint_every=k`` (> 0) saves model and optimizer after every k-th step and, first
     of all, resumes from the latest checkpoint of the run directory if there is one (then
@@ -87,9 +88,8 @@ def train(steps: int = 20, batch: int = 256, dim: int = 64, hidden: int = 256, l
     x_all, y_all = synthetic_regression(batch * steps, dim, seed)
     model: nn.Module = make_mlp(dim, hidden, layers, seed)
     if ddp:
-        model = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb)
-        if traced:
-            model.register_comm_hook(state=None, hook=trace.ddp_comm_hook)
+        model = (native_buckets.ddp(model, bucket_cap_mb=bucket_cap_mb) if traced else
+                 nn.parallel.DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb))
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     trace.set_total_steps(steps)
     first = 0

@@ -1,14 +1,16 @@
-// A c10d backend that passes every call on to another backend (gloo) and, for each
-// all-reduce, keeps its launch and completion times (steady clock, ns) in C++: the
-// prototype of a native bucket recorder that benchmarks/ddp_bucket_routes.py measures
-// ("native + end"; "native" passes calls on and records nothing). DDP keeps its own path
-// (no comm hook), and no Python runs per bucket.
+// A c10d backend that passes every call on to another backend (the job's gloo backend)
+// and, for each all-reduce, keeps its launch and completion times (steady clock, ns: the
+// clock of Python's time.perf_counter_ns on Linux) and bytes in C++. DDP given a group
+// with this backend keeps its own path (no comm hook) and runs no Python per bucket;
+// gpuviz/run/native_buckets.py builds it and turns the times into spans at each step's end.
+// benchmarks/ddp_bucket_routes.py measures it ("native + end"; "native" records nothing).
 #include <torch/extension.h>
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -24,9 +26,35 @@ int64_t now_ns() {
       .count();
 }
 
+// The inner all-reduce's Work, whose future completes only once the all-reduce's times
+// are kept: whoever waits on it (DDP, before its backward returns) finds them there.
+class KeptWork : public Work {
+ public:
+  KeptWork(Ptr inner, c10::intrusive_ptr<c10::ivalue::Future> kept)
+      : inner_(std::move(inner)), kept_(std::move(kept)) {}
+
+  bool isCompleted() override { return kept_->completed(); }
+  bool isSuccess() const override { return inner_->isSuccess(); }
+  std::exception_ptr exception() const override { return inner_->exception(); }
+  int sourceRank() const override { return inner_->sourceRank(); }
+  std::vector<at::Tensor> result() override { return inner_->result(); }
+  void synchronize() override { inner_->synchronize(); }
+  bool wait(std::chrono::milliseconds timeout) override {
+    const bool done = inner_->wait(timeout);
+    kept_->wait();
+    return done;
+  }
+  void abort() override { inner_->abort(); }
+  c10::intrusive_ptr<c10::ivalue::Future> getFuture() override { return kept_; }
+
+ private:
+  Ptr inner_;
+  c10::intrusive_ptr<c10::ivalue::Future> kept_;
+};
+
 struct Spans {
   std::mutex lock;
-  std::vector<std::pair<int64_t, int64_t>> done;  // (launch, completion)
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> done;  // (launch, completion, bytes)
 };
 
 class TimingBackend : public Backend {
@@ -43,15 +71,25 @@ class TimingBackend : public Backend {
     if (!record_) {
       return inner_->allreduce(t, o);
     }
+    int64_t nbytes = 0;
+    for (const at::Tensor& x : t) {
+      nbytes += x.numel() * x.element_size();
+    }
     const int64_t t0 = now_ns();
     Ptr work = inner_->allreduce(t, o);
     std::shared_ptr<Spans> spans = spans_;
-    work->getFuture()->addCallback([spans, t0](c10::ivalue::Future&) {
-      const int64_t t1 = now_ns();
-      std::lock_guard<std::mutex> g(spans->lock);
-      spans->done.emplace_back(t0, t1);
-    });
-    return work;
+    c10::intrusive_ptr<c10::ivalue::Future> fut = work->getFuture();
+    auto kept = fut->then(
+        [spans, t0, nbytes](c10::ivalue::Future& f) -> c10::IValue {
+          const int64_t t1 = now_ns();
+          {
+            std::lock_guard<std::mutex> g(spans->lock);
+            spans->done.emplace_back(t0, t1, nbytes);
+          }
+          return f.value();
+        },
+        fut->elementType());
+    return c10::make_intrusive<KeptWork>(std::move(work), std::move(kept));
   }
 
   Ptr broadcast(std::vector<at::Tensor>& t, const c10d::BroadcastOptions& o) override {
@@ -99,10 +137,10 @@ class TimingBackend : public Backend {
   }
   Ptr barrier(const c10d::BarrierOptions& o) override { return inner_->barrier(o); }
 
-  // The all-reduces completed since the last call: [(launch_ns, end_ns), ...].
-  std::vector<std::pair<int64_t, int64_t>> take() {
+  // The all-reduces completed since the last call: [(launch_ns, end_ns, bytes), ...].
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> take() {
     std::lock_guard<std::mutex> g(spans_->lock);
-    std::vector<std::pair<int64_t, int64_t>> out;
+    std::vector<std::tuple<int64_t, int64_t, int64_t>> out;
     out.swap(spans_->done);
     return out;
   }

@@ -1,0 +1,107 @@
+"""DDP's buckets recorded in compiled code (GPUVIZ_NATIVE_BUCKETS=1) against the comm hook."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import gpuviz
+from gpuviz.run import native_buckets
+
+ARGS = {"steps": 6, "ddp": True, "bucket_cap_mb": 0.1}   # as conftest's ddp_run
+
+
+def _buckets(run):
+    sp = run.spans
+    return sp[sp["name"].str.startswith("all_reduce bucket")].sort_values(["rank", "start"])
+
+
+OWN = Path(__file__).resolve().parents[1] / "gpuviz" / "workloads" / "scripts"
+TOOLS = [t for t in ("c++", "ninja") if shutil.which(t) is None]
+needs_tools = pytest.mark.skipif(bool(TOOLS), reason=f"no {' or '.join(TOOLS)} on PATH: the "
+                                 "extension cannot be built here")
+
+
+@pytest.fixture(scope="module")
+def native_cache(tmp_path_factory):
+    """A cache of this module's own: the first job builds the extension (part of the test)."""
+    return tmp_path_factory.mktemp("native-cache")
+
+
+@pytest.fixture(scope="module")
+def native_run(tmp_path_factory, native_cache):
+    """The DDP job of ``ddp_run``, its buckets recorded by the compiled backend."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv(native_buckets.ENV, "1")
+    mp.setenv(native_buckets.CACHE_ENV, str(native_cache))
+    try:
+        yield gpuviz.launch("gpuviz.workloads.mlp:train", nproc=4, args=ARGS,
+                            run_dir=tmp_path_factory.mktemp("native") / "run", progress=False)
+    finally:
+        mp.undo()
+
+
+@pytest.mark.slow
+@needs_tools
+def test_compiled_buckets_are_the_comm_hooks_buckets(native_run, ddp_run):
+    assert native_run.meta["native_buckets"] == {r: {"used": True, "why_not": None} for r in range(4)}
+    assert ddp_run.meta["native_buckets"] == {}   # the comm hook: nothing to say
+    native, hooked = _buckets(native_run), _buckets(ddp_run)
+    key = ["rank", "step", "name", "lane"]
+    assert native[key].values.tolist() == hooked[key].values.tolist()
+    assert native["bytes"].tolist() == hooked["bytes"].tolist()
+    assert (native["lane"] == "comm").all() and (native["dur"] > 0).all()
+    assert set(native["step"]) == set(range(ARGS["steps"]))
+    # each all-reduce lies inside its rank's step: after the forward, before the step ends
+    steps = native_run.spans[native_run.spans["name"] == "forward"].set_index(["rank", "step"])
+    for _, b in native.iterrows():
+        assert b["start"] >= steps.loc[(b["rank"], b["step"]), "start"]
+
+
+@pytest.mark.slow
+@needs_tools
+def test_a_plain_ddp_script_gets_its_buckets_recorded_in_compiled_code(
+        tmp_path, monkeypatch, native_cache, capsys):
+    monkeypatch.setenv(native_buckets.ENV, "1")
+    monkeypatch.setenv(native_buckets.CACHE_ENV, str(native_cache))
+    # it destroys its process group at its end, the compiled group with it
+    run = gpuviz.launch(str(OWN / "plain_ddp.py"), nproc=2, args=["--steps", "4"],
+                        run_dir=tmp_path / "r", progress=False, timeout=180)
+    assert "done: 4 steps on 2 ranks" in capsys.readouterr().out and run.meta["status"] == "ok"
+    assert all(m["used"] for m in run.meta["native_buckets"].values())
+    sp = run.spans
+    b = sp[sp["name"].str.startswith("all_reduce bucket")]
+    assert set(b["rank"]) == {0, 1} and set(b["step"]) == set(range(4)) and (b["bytes"] > 0).all()
+    assert all(a["auto"] and a["collective"] for a in b["args"])
+    # marked as auto's collectives: each bucket's wait for the last rank is split off
+    assert (sp["name"] == "wait for others").any() and run.summary()["idle"].sum() > 0
+
+
+@pytest.mark.slow
+def test_without_a_compiler_the_comm_hook_records_them_and_the_run_says_why(
+        tmp_path, monkeypatch, ddp_run):
+    monkeypatch.setenv(native_buckets.ENV, "1")
+    monkeypatch.setenv(native_buckets.CACHE_ENV, str(tmp_path / "cache"))   # nothing built yet
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    run = gpuviz.launch("gpuviz.workloads.mlp:train", nproc=2, args={**ARGS, "steps": 2},
+                        run_dir=tmp_path / "run", progress=False)
+    for info in run.meta["native_buckets"].values():
+        assert info["used"] is False and "did not build" in info["why_not"]
+    # every step of every rank all-reduced every gradient byte, through the comm hook
+    grad_bytes = set(_buckets(ddp_run).groupby(["rank", "step"])["bytes"].sum())
+    sums = _buckets(run).groupby(["rank", "step"])["bytes"].sum()
+    assert len(grad_bytes) == 1 and set(sums) == grad_bytes and len(sums) == 2 * 2
+
+
+@pytest.mark.parametrize("value", ["maybe", "2"])
+def test_a_bad_setting_is_refused_naming_the_variable(value):
+    with pytest.raises(ValueError, match=r"\$GPUVIZ_NATIVE_BUCKETS='.*': use 1"):
+        native_buckets.enabled({native_buckets.ENV: value})
+
+
+def test_off_unless_asked():
+    assert not native_buckets.enabled({})
+    assert not native_buckets.enabled({native_buckets.ENV: "0"})
+    assert native_buckets.enabled({native_buckets.ENV: "on"})
