@@ -19,7 +19,8 @@ the all-reduce's future when it completes. This script measures, in one real 2-r
     wrapper + end  the wrapper, plus a Python callback on each all-reduce's future that
                    takes its completion time: the least a bucket span needs
     native         no hook: DDP is given a group whose backend is compiled C++
-                   (``timing_backend.cpp``, built here with torch's C++ extension tools)
+                   (``gpuviz/run/native_buckets.cpp``, built with torch's C++ extension
+                   tools on first use, then cached)
                    and passes each call on to the job's own gloo backend (the same
                    connections: a second gloo group under it cost 2-2.5% by itself when
                    this prototype was tried that way)
@@ -64,24 +65,17 @@ ROUTES = ("no hook", "no hook-2", "C++ hook", "Python hook", "group wrapper", "w
           "native", "native + end")
 #: The routes through the compiled backend (left out where it does not build).
 NATIVE_ROUTES = ("native", "native + end")
-NATIVE = "gpuviz_timing_backend"
 
 
-def build_native(build_dir: str):
-    """The compiled ``timing_backend.cpp`` (built into ``build_dir`` once, then loaded)."""
-    from torch.utils.cpp_extension import load
-
-    return load(name=NATIVE, sources=[str(REPO / "benchmarks" / "timing_backend.cpp")],
-                build_directory=build_dir, extra_cflags=["-O2"], verbose=False)
-
-
-def native_group(build_dir: str, record: bool):
-    """A new group of every rank whose CPU backend is the compiled forwarding one
-    (keeping all-reduce times with ``record``)."""
+def native_group(record: bool):
+    """A new group of every rank whose CPU backend is gpuviz's compiled one
+    (:mod:`gpuviz.run.native_buckets`), keeping all-reduce times with ``record``."""
     import torch
     import torch.distributed as dist
 
-    ext = build_native(build_dir)
+    from gpuviz.run import native_buckets
+
+    ext = native_buckets.load()
     name = "gpuviz_timing" if record else "gpuviz_forward"
     gloo = dist.group.WORLD._get_backend(torch.device("cpu"))   # the job's own connections
     dist.Backend.register_backend(
@@ -119,9 +113,9 @@ def forwarding_group(group, on_end=None):
 
 def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, dim: int = 64,
            hidden: int = 512, layers: int = 4, n_batches: int = 16, seed: int = 0,
-           native_dir: str | None = None) -> None:
+           native: bool = False) -> None:
     """Every route for ``rounds`` rounds of ``steps`` steps (the native routes only with
-    ``native_dir``, where the extension was built); rank 0 writes the CPU times."""
+    ``native``: the extension was built); rank 0 writes the CPU times."""
     import torch
     import torch.distributed as dist
     from torch import nn
@@ -135,9 +129,8 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
     local = batch // world
     x_all, y_all = synthetic_regression(batch * n_batches, dim, seed)
     ends: list[int] = []
-    routes = [r for r in ROUTES if native_dir or r not in NATIVE_ROUTES]
-    groups = {"native": native_group(native_dir, False),
-              "native + end": native_group(native_dir, True)} if native_dir else {}
+    routes = [r for r in ROUTES if native or r not in NATIVE_ROUTES]
+    groups = {"native": native_group(False), "native + end": native_group(True)} if native else {}
     recorder = groups["native + end"]._get_backend(torch.device("cpu")) if groups else None
     native_ends = [0]
 
@@ -222,19 +215,16 @@ def main(argv: list[str] | None = None) -> int:
     from trace_overhead import _fmt, paired_ratio  # this script's folder is on sys.path
 
     run_dir = Path(tempfile.mkdtemp(prefix="gpuviz-ddp-routes-"))
-    native_dir, why_not = str(run_dir / "native-build"), ""
+    from gpuviz.run import native_buckets
+
     t0 = time.perf_counter()
-    try:
-        os.makedirs(native_dir)
-        build_native(native_dir)
-    except Exception as e:  # noqa: BLE001 - a missing compiler: the other routes still run
-        native_dir, why_not = None, f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}"
+    native = native_buckets.load() is not None   # built once into its cache, or why not
     t_build = time.perf_counter() - t0
     t0 = time.perf_counter()
     try:
         gpuviz.launch("benchmarks.ddp_bucket_routes:worker", nproc=a.nproc, backend="gloo",
                       args={"steps": a.steps, "rounds": a.rounds, "batch": a.batch,
-                            "hidden": a.hidden, "native_dir": native_dir},
+                            "hidden": a.hidden, "native": native},
                       run_dir=run_dir, progress=False, stream=False, energy="off")
         res = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
     finally:
@@ -258,13 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrapper + end against Python hook (a bucket's end time both ways): "
           f"{_fmt(paired_ratio(cpu['wrapper + end'], cpu['Python hook'], c['steps']))}")
     if "native + end" in cpu:
-        print(f"native routes: built in {t_build:.0f} s; {res['native_ends']} all-reduce times "
+        print(f"native routes: built or loaded in {t_build:.0f} s; {res['native_ends']} all-reduce times "
               f"taken on rank 0; native + end against native (what keeping the times adds): "
               f"{_fmt(paired_ratio(cpu['native + end'], cpu['native'], c['steps']))}, "
               f"against Python hook: "
               f"{_fmt(paired_ratio(cpu['native + end'], cpu['Python hook'], c['steps']))}")
     else:
-        print(f"native routes: left out, the C++ extension did not build ({why_not})")
+        print(f"native routes: left out: {native_buckets.why_not()}")
     return 0
 
 

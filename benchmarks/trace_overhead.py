@@ -22,6 +22,10 @@ processes, interleaved blocks of training steps in these modes:
     traced      the tracer on: 4 spans per step on the main lane, one span per gradient
                 bucket from ``trace.ddp_comm_hook``, ``trace.step()`` writing the step's
                 events to ``rank{R}.jsonl``.
+    native      traced, with DDP's buckets recorded in compiled code instead of the comm hook
+                (``GPUVIZ_NATIVE_BUCKETS=1``, :mod:`gpuviz.run.native_buckets`: DDP keeps
+                its own path, no Python runs per bucket); left out, saying why, where the
+                extension cannot be built here.
     profiler    no tracer; the same steps under ``torch.profiler.profile(activities=[CPU])``
                 with a ``record_function`` per phase, as a user would instrument them.
     energy      traced, with the energy sampler running too (what ``gpuviz.launch`` does by
@@ -75,7 +79,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULT_FILE = "trace_overhead.json"
-MODES = ("untraced", "untraced-2", "hook only", "C++ hook", "traced", "profiler", "energy",
+MODES = ("untraced", "untraced-2", "hook only", "C++ hook", "traced", "native", "profiler", "energy",
          "auto")
 GOAL = 1.01
 
@@ -101,9 +105,9 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
     local = batch // world
     x_all, y_all = synthetic_regression(batch * n_batches, dim, seed)
 
-    def ddp_model(hooked: bool, builtin: bool = False):
+    def ddp_model(hooked: bool, builtin: bool = False, group=None):
         m = nn.parallel.DistributedDataParallel(make_mlp(dim, hidden, layers, seed),
-                                                bucket_cap_mb=bucket_cap_mb)
+                                                bucket_cap_mb=bucket_cap_mb, process_group=group)
         if hooked:
             m.register_comm_hook(state=None, hook=trace.ddp_comm_hook)
         if builtin:
@@ -116,6 +120,13 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
     makers = {"plain": lambda: ddp_model(False), "hooked": lambda: ddp_model(True),
               "plain-2": lambda: ddp_model(False), "auto": lambda: ddp_model(False),
               "builtin": lambda: ddp_model(False, builtin=True)}
+    from gpuviz.run import native_buckets
+    recorder = None
+    if native_buckets.load() is not None:   # every rank builds or loads it alike
+        group = native_buckets.bucket_group(tracer)
+        recorder = tracer.hooks.pop()   # the group's BucketRecorder: sampled in its mode only
+        copies["native"], makers["native"] = ("native",), lambda: ddp_model(False, group=group)
+    modes_here = [m for m in MODES if m != "native" or recorder is not None]
     models: dict = {}
 
     def new_copies(order: list[str]) -> None:
@@ -132,6 +143,8 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
             trace.set_tracer(None)   # the warm-up records nothing
             for _ in range(warmup):   # DDP's bucket rebuild after its first step, the allocator
                 plain_step(*m)
+            if name == "native":
+                recorder.backend.take()   # the compiled backend keeps its times regardless
         trace.set_tracer(tracer)
 
     from gpuviz.energy.meters import make_meter
@@ -182,11 +195,12 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
         times, cpu, flush = [], [], []
         first_step = tracer.step_index
         profiling = mode == "profiler"
-        trace.set_tracer(tracer if mode in ("traced", "energy", "auto") else None)
+        trace.set_tracer(tracer if mode in ("traced", "native", "energy", "auto") else None)
         mode_now[0] = mode
         uninstall = auto.install() if mode == "auto" else None
         # started and stopped outside the timed steps
-        tracer.hooks = [Sampler(tracer, make_meter("auto", warn=False, gpu_index=None))] if mode == "energy" else []
+        tracer.hooks = ([Sampler(tracer, make_meter("auto", warn=False, gpu_index=None))] if mode == "energy"
+                        else [recorder] if mode == "native" else [])
         try:
             ctx = profile(activities=[ProfilerActivity.CPU]) if profiling else null
             t_enter = time.perf_counter()
@@ -217,14 +231,15 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
 
     rng = random.Random(seed)  # the same seed on every rank: the same order everywhere
     new_copies(list(copies))
-    for mode in MODES:  # warm-up: the profiler's first start, the sampler, caches
+    for mode in modes_here:  # warm-up: the profiler's first start, the sampler, caches
         block(mode, warmup)
     dist.barrier()
-    results = {m: {"times": [], "cpu": [], "flush": [], "start_stop": [], "events": 0} for m in MODES}
+    results = {m: {"times": [], "cpu": [], "flush": [], "start_stop": [], "events": 0}
+               for m in modes_here}
     traced_steps: list[int] = []   # the step numbers the traced mode wrote (its spans/step)
     for _ in range(rounds):
         new_copies(rng.sample(list(copies), len(copies)))
-        order = list(MODES)
+        order = list(modes_here)
         rng.shuffle(order)  # a new order each round: no mode always follows the same one
         for mode in order:
             b = block(mode, steps)
@@ -381,11 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     micro = microbench()
 
     c, modes = res["config"], res["modes"]
+    shown = [m for m in MODES if m in modes]   # native only where its extension built
     n_steps = len(modes["untraced"]["times"])
-    med = {m: statistics.median(modes[m]["times"]) * 1e3 for m in MODES}
-    cpu = {m: statistics.median(modes[m]["cpu"]) * 1e3 for m in MODES}
-    wall_r = {m: paired_ratio(modes[m]["times"], modes["untraced"]["times"], c["steps"]) for m in MODES}
-    cpu_r = {m: paired_ratio(modes[m]["cpu"], modes["untraced"]["cpu"], c["steps"]) for m in MODES}
+    med = {m: statistics.median(modes[m]["times"]) * 1e3 for m in shown}
+    cpu = {m: statistics.median(modes[m]["cpu"]) * 1e3 for m in shown}
+    wall_r = {m: paired_ratio(modes[m]["times"], modes["untraced"]["times"], c["steps"]) for m in shown}
+    cpu_r = {m: paired_ratio(modes[m]["cpu"], modes["untraced"]["cpu"], c["steps"]) for m in shown}
     alone = paired_ratio(modes["traced"]["times"], modes["hook only"]["times"], c["steps"])
     alone_cpu = paired_ratio(modes["traced"]["cpu"], modes["hook only"]["cpu"], c["steps"])
     flush_us = statistics.median(modes["traced"]["flush"]) * 1e6
@@ -401,8 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{'mode':<11} {'median step':>11} {'step time vs untraced':>22} {'CPU/step/rank':>14} "
           f"{'CPU time vs untraced':>21} {'spans/step':>11}")
-    for m in MODES:
-        if m in ("traced", "energy"):
+    for m in shown:
+        if m in ("traced", "native", "energy"):
             spans = f"{spans_per_step:.0f}"
         elif m == "profiler":
             spans = f"{modes[m]['events'] / n_steps:.0f} events"
@@ -440,6 +456,15 @@ def main(argv: list[str] | None = None) -> int:
     for label, m in (("annotated", "traced"), ("default with energy", "energy"),
                      ("auto", "auto"), ("torch.profiler", "profiler")):
         print(f"  {label:<20} {_fmt(cpu_r[m])}" + ("" if m == "profiler" else f"  {verdict(cpu_r[m])}"))
+    if "native" in cpu_r:
+        print(f"  annotated, buckets in compiled code (opt-in: GPUVIZ_NATIVE_BUCKETS=1) "
+              f"{_fmt(cpu_r['native'])}  {verdict(cpu_r['native'])}; against the comm hook "
+              f"(native/traced): "
+              f"{_fmt(paired_ratio(modes['native']['cpu'], modes['traced']['cpu'], c['steps']))}")
+    else:
+        from gpuviz.run import native_buckets
+
+        print(f"  buckets in compiled code: not measured: {native_buckets.why_not()}")
     return 0
 
 
