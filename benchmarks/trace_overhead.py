@@ -25,7 +25,7 @@ processes, interleaved blocks of training steps in these modes:
     native      traced, with DDP's buckets recorded in compiled code instead of the comm hook
                 (``GPUVIZ_NATIVE_BUCKETS=1``, :mod:`gpuviz.run.native_buckets`: DDP keeps
                 its own path, no Python runs per bucket); left out, saying why, where the
-                extension cannot be built here.
+                extension cannot be built here (as is auto native).
     profiler    no tracer; the same steps under ``torch.profiler.profile(activities=[CPU])``
                 with a ``record_function`` per phase, as a user would instrument them.
     energy      traced, with the energy sampler running too (what ``gpuviz.launch`` does by
@@ -37,6 +37,8 @@ processes, interleaved blocks of training steps in these modes:
                 collective hooks, DDP's buckets through the comm hook it registers), on a
                 DDP copy of its own; the hooks are put in place and taken away around each
                 block.
+    auto native auto, with DDP's buckets recorded in compiled code (as native), on a copy
+                of its own.
 
 A comm hook can be registered only once per DDP instance, so there are several DDP copies
 of the same model (same weights, same data): untraced and profiler share one, hook only,
@@ -80,6 +82,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 RESULT_FILE = "trace_overhead.json"
 MODES = ("untraced", "untraced-2", "hook only", "C++ hook", "traced", "native", "profiler", "energy",
+         "auto native",
          "auto")
 GOAL = 1.01
 
@@ -126,8 +129,14 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
         group = native_buckets.bucket_group(tracer)
         recorder = tracer.hooks.pop()   # the group's BucketRecorder: sampled in its mode only
         copies["native"], makers["native"] = ("native",), lambda: ddp_model(False, group=group)
-    modes_here = [m for m in MODES if m != "native" or recorder is not None]
+        copies["auto-native"] = ("auto native",)
+        makers["auto-native"] = lambda: native_copy_for_auto(ddp_model(False, group=group))
+    modes_here = [m for m in MODES if m not in ("native", "auto native") or recorder is not None]
     models: dict = {}
+
+    def native_copy_for_auto(copy):
+        copy[0]._gpuviz_hooked = True   # as auto marks a DDP it gave the compiled group
+        return copy
 
     def new_copies(order: list[str]) -> None:
         """Every copy made anew in ``order`` (the same on every rank: DDP's constructor
@@ -137,8 +146,10 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
             m = makers[name]()
             for mode in copies[name]:
                 models[mode] = m
-            if name == "auto":   # its first traced forward registers the comm hook: not timed
-                block("auto", warmup)
+            if name in ("auto", "auto-native"):   # auto's first traced forward: not timed
+                block(copies[name][0], warmup)
+                if name == "auto-native":
+                    recorder.backend.take()
                 continue
             trace.set_tracer(None)   # the warm-up records nothing
             for _ in range(warmup):   # DDP's bucket rebuild after its first step, the allocator
@@ -170,7 +181,7 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
     def train_step(model, opt, profiling: bool) -> float:
         # The loop body of gpuviz.workloads.mlp:train (ddp=True), plus a record_function
         # per phase when torch.profiler is the instrument.
-        if mode_now[0] == "auto":
+        if mode_now[0] in ("auto", "auto native"):
             return plain_step(model, opt)
         rf = record_function if profiling else (lambda name: null)
         i = counter["i"] % n_batches
@@ -195,12 +206,13 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
         times, cpu, flush = [], [], []
         first_step = tracer.step_index
         profiling = mode == "profiler"
-        trace.set_tracer(tracer if mode in ("traced", "native", "energy", "auto") else None)
+        trace.set_tracer(tracer if mode in ("traced", "native", "energy", "auto", "auto native")
+                         else None)
         mode_now[0] = mode
-        uninstall = auto.install() if mode == "auto" else None
+        uninstall = auto.install() if mode.startswith("auto") else None
         # started and stopped outside the timed steps
         tracer.hooks = ([Sampler(tracer, make_meter("auto", warn=False, gpu_index=None))] if mode == "energy"
-                        else [recorder] if mode == "native" else [])
+                        else [recorder] if mode in ("native", "auto native") else [])
         try:
             ctx = profile(activities=[ProfilerActivity.CPU]) if profiling else null
             t_enter = time.perf_counter()
@@ -422,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             spans = f"{spans_per_step:.0f}"
         elif m == "profiler":
             spans = f"{modes[m]['events'] / n_steps:.0f} events"
-        elif m == "auto":
+        elif m in ("auto", "auto native"):
             spans = "hooks"
         else:
             spans = "0"
@@ -457,10 +469,11 @@ def main(argv: list[str] | None = None) -> int:
                      ("auto", "auto"), ("torch.profiler", "profiler")):
         print(f"  {label:<20} {_fmt(cpu_r[m])}" + ("" if m == "profiler" else f"  {verdict(cpu_r[m])}"))
     if "native" in cpu_r:
-        print(f"  annotated, buckets in compiled code (opt-in: GPUVIZ_NATIVE_BUCKETS=1) "
-              f"{_fmt(cpu_r['native'])}  {verdict(cpu_r['native'])}; against the comm hook "
-              f"(native/traced): "
-              f"{_fmt(paired_ratio(modes['native']['cpu'], modes['traced']['cpu'], c['steps']))}")
+        print("  with DDP's buckets in compiled code (opt-in: GPUVIZ_NATIVE_BUCKETS=1), and "
+              "against the comm hook:")
+        for label, m, hooked in (("annotated", "native", "traced"), ("auto", "auto native", "auto")):
+            against = paired_ratio(modes[m]["cpu"], modes[hooked]["cpu"], c["steps"])
+            print(f"  {label:<20} {_fmt(cpu_r[m])}  {verdict(cpu_r[m])}; {m}/{hooked}: {_fmt(against)}")
     else:
         from gpuviz.run import native_buckets
 
