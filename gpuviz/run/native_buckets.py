@@ -10,8 +10,8 @@ At each step's end the tracer turns them into the same ``all_reduce bucket i`` s
 comm lane. ``benchmarks/ddp_bucket_routes.py`` prints what each route costs a step.
 
 Opt-in: ``GPUVIZ_NATIVE_BUCKETS=1`` in the environment the job starts from (the shell, or
-``os.environ`` before ``gpuviz.launch``), for CPU jobs on gloo. Where the extension cannot be built (no C++
-compiler, no ninja) the comm hook is used, and the rank's metadata
+``os.environ`` before ``gpuviz.launch``), for CPU jobs on gloo. Where the extension cannot
+be built (no C++ compiler, no ninja) the comm hook is used, and the rank's metadata
 (``run.meta["native_buckets"]``) says why. Workloads get either route from :func:`ddp`.
 
 >>> enabled({"GPUVIZ_NATIVE_BUCKETS": "1"}), enabled({})
@@ -134,9 +134,11 @@ def bucket_group(tracer, automatic: bool = False):
         why = why_not()
     if why is None:
         ext = _built["ext"]
-        gloo = dist.group.WORLD._get_backend(torch.device("cpu"))   # the job's connections
-        dist.Backend.register_backend("gpuviz_buckets", lambda store, rank, size, timeout:
-                                      ext.TimingBackend(gloo, True), devices=["cpu"])
+        if not hasattr(dist.Backend, "GPUVIZ_BUCKETS"):   # once per process
+            # wraps the job's own gloo backend (its connections), whichever job is running
+            dist.Backend.register_backend(
+                "gpuviz_buckets", lambda store, rank, size, timeout: ext.TimingBackend(
+                    dist.group.WORLD._get_backend(torch.device("cpu")), True), devices=["cpu"])
         group = dist.new_group(backend="gpuviz_buckets")
         backend = group._get_backend(torch.device("cpu"))
         tracer.hooks.append(BucketRecorder(tracer, backend, automatic))
