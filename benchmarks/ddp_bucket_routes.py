@@ -20,28 +20,29 @@ the all-reduce's future when it completes. This script measures, in one real 2-r
                    takes its completion time: the least a bucket span needs
     native         no hook: DDP is given a group whose backend is compiled C++
                    (``gpuviz/run/native_buckets.cpp``, built with torch's C++ extension
-                   tools on first use, then cached)
-                   and passes each call on to the job's own gloo backend (the same
-                   connections: a second gloo group under it cost 2-2.5% by itself when
-                   this prototype was tried that way)
-    native + end   the same, keeping every all-reduce's launch and completion times in C++
-                   (a callback on its future); the step ends by taking them into Python,
-                   as a tracer would. No Python runs per bucket on either native route.
-                   Both need a C++ compiler: they are left out, saying why, where the
-                   build fails
+                   tools on first use, then cached) and passes each call on to the job's
+                   own gloo backend (the same connections: a second gloo group under it,
+                   tried first, cost more than the comm hooks do)
+    native + end   the same, keeping every all-reduce's launch and completion times in
+                   C++ (in a continuation of its future, which is the future DDP waits
+                   on); the step ends by taking them into Python, as a tracer would. No
+                   Python runs per bucket on either native route. Both need a C++
+                   compiler: they are left out, saying why, where the build fails
 
 The wrapper is defined here, as a prototype of another way to trace buckets; gpuviz
-itself uses the comm hook. Each route is its own DDP copy of the same model (same
-weights, same data; a hook can be set once per copy). Two copies on the same route can
-differ by 1-2% in CPU time per step for as long as they live, so every round makes all
-copies anew, in a new random order, and warms each up untimed: that difference becomes
-noise within rounds, which no hook-2 measures. Rounds run every route for ``--steps``
-steps in a new random order; ratios are CPU time per step (``process_time``, every
-thread, averaged over ranks), paired by round, as in ``trace_overhead.py``.
+itself uses the comm hook, or (opt-in: ``GPUVIZ_NATIVE_BUCKETS=1``) the compiled
+backend. Each route is its own DDP copy of the same model (same weights, same data; a
+hook can be set once per copy). Two copies on the same route can differ in CPU time per
+step by as much as the routes do, for as long as they live (no hook-2 on a long-lived
+copy of its own showed it), so every round makes all copies anew, in a new random order,
+and warms each up untimed: that difference becomes noise within rounds, which no hook-2
+measures. Rounds run every route for ``--steps`` steps in a new random order; ratios are
+CPU time per step (``process_time``, every thread, averaged over ranks), paired by
+round, as in ``trace_overhead.py``.
 
 Run::
 
-    .venv/bin/python benchmarks/ddp_bucket_routes.py --rounds 150   # under a minute
+    .venv/bin/python benchmarks/ddp_bucket_routes.py --rounds 150   # a few minutes on 2 cores
 
 It always exits 0: it is a measurement.
 """

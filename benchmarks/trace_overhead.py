@@ -44,8 +44,8 @@ A comm hook can be registered only once per DDP instance, so there are several D
 of the same model (same weights, same data): untraced and profiler share one, hook only,
 traced and energy another (so traced/hook only is the tracer alone, same copy); untraced-2,
 C++ hook and auto have one each. Two copies of the same model with the same path can
-differ by 1-2% in CPU time per step, for as long as they live (where their memory
-landed), so every round makes its copies anew, in a new random order, and warms each up
+differ in CPU time per step by as much as the modes do, for as long as they live (why is
+not established here), so every round makes its copies anew, in a new random order, and warms each up
 outside the timing: the difference becomes noise within rounds, not a bias of one mode,
 and untraced-2, on a copy of its own, measures it with the rest of the noise.
 
