@@ -21,7 +21,6 @@ be built (no C++ compiler, no ninja) the comm hook is used, and the rank's metad
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from gpuviz.run import hooks
@@ -80,38 +79,29 @@ def why_not() -> str | None:
 
 
 class BucketRecorder(hooks.RankHook):
-    """Turns the all-reduces the compiled backend kept into bucket spans when each step
-    ends: each in the step it was launched in, numbered in launch order within it (as DDP
-    launches its buckets; the backend's futures complete only once the times are kept, so
-    a step's buckets are all there when it ends). With ``automatic`` the spans are marked as
-    :mod:`gpuviz.run.auto` marks its collectives, with a sequence number (every rank
-    launches the same buckets in the same order), so the loader splits off each bucket's
-    wait for the last rank."""
+    """Turns the all-reduces the compiled backend kept into the step's bucket spans when it
+    ends, numbered in launch order (as DDP launches its buckets). The backend's futures
+    complete only once an all-reduce's times are kept, and DDP waits on them before its
+    backward returns, so a step's buckets are all there at its end. With ``automatic`` the
+    spans are marked as :mod:`gpuviz.run.auto` marks its collectives, with a sequence
+    number (every rank launches the same buckets in the same order), so the loader splits
+    off each bucket's wait for the last rank."""
 
     name = "native_buckets"
 
     def __init__(self, tracer, backend, automatic: bool = False):
         self.tracer, self.backend, self.automatic = tracer, backend, automatic
         self._seq = 0
-        self._step_began_ns = time.perf_counter_ns()   # the clock of the backend's times
-        self._numbered: dict[int, int] = {}            # step -> buckets numbered so far
 
     def sample(self) -> None:
         t = self.tracer
-        now = time.perf_counter_ns()
-        for t0, t1, nbytes in sorted(self.backend.take()):
-            step = t.step_index if t0 >= self._step_began_ns else t.step_index - 1
-            i = self._numbered.get(step, 0)
-            self._numbered[step] = i + 1
+        for i, (t0, t1, nbytes) in enumerate(sorted(self.backend.take())):
             marks = {}
             if self.automatic:
                 self._seq += 1
                 marks = {"auto": True, "collective": True, "seq": self._seq}
             t.complete(f"all_reduce bucket {i}", "comm", (t0 - t.origin_ns) / 1000.0,
-                       (t1 - t0) / 1000.0, lane=COMM_LANE, step=step, bytes=nbytes, bucket=i,
-                       **marks)
-        self._numbered = {s: n for s, n in self._numbered.items() if s >= t.step_index - 1}
-        self._step_began_ns = now
+                       (t1 - t0) / 1000.0, lane=COMM_LANE, bytes=nbytes, bucket=i, **marks)
 
     def close(self) -> None:
         self.sample()
