@@ -159,7 +159,7 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
         trace.set_tracer(tracer)
 
     from gpuviz.energy.meters import make_meter
-    from gpuviz.energy.sampler import Sampler
+    from gpuviz.energy.sampler import make_sampler
     from gpuviz.run import auto
     null = contextlib.nullcontext()
     counter = {"i": 0}
@@ -211,7 +211,7 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
         mode_now[0] = mode
         uninstall = auto.install() if mode.startswith("auto") else None
         # started and stopped outside the timed steps
-        tracer.hooks = ([Sampler(tracer, make_meter("auto", warn=False, gpu_index=None))] if mode == "energy"
+        tracer.hooks = ([make_sampler(tracer, make_meter("auto", warn=False, gpu_index=None))] if mode == "energy"
                         else [recorder] if mode in ("native", "auto native") else [])
         try:
             ctx = profile(activities=[ProfilerActivity.CPU]) if profiling else null

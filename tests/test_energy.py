@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import gpuviz
-from gpuviz.energy import meters
+from gpuviz.energy import meters, native
 from gpuviz.energy.attribution import config_energy, joules, pareto_front, power
 from gpuviz.sync.inject import fail_at
 
@@ -204,6 +204,7 @@ def test_steps_and_power_track(run):
     assert pw["watts"].median() < 12.0 + 5.0
     meta = run.meta["energy"][0]
     assert meta["meter"] == "estimate" and meta["estimated"] and meta["model"]["watts_per_core"] == 12.0
+    assert meta["thread"] == ("compiled thread" if native.load() is not None else "Python thread")
 
 
 def test_energy_figures(run):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import gpuviz
-from gpuviz.run import native_buckets
+from gpuviz.run import compiled, native_buckets
 
 ARGS = {"steps": 6, "ddp": True, "bucket_cap_mb": 0.1}   # as conftest's ddp_run
 
@@ -35,7 +35,7 @@ def native_run(tmp_path_factory, native_cache):
     """The DDP job of ``ddp_run``, its buckets recorded by the compiled backend."""
     mp = pytest.MonkeyPatch()
     mp.setenv(native_buckets.ENV, "1")
-    mp.setenv(native_buckets.CACHE_ENV, str(native_cache))
+    mp.setenv(compiled.CACHE_ENV, str(native_cache))
     try:
         yield gpuviz.launch("gpuviz.workloads.mlp:train", nproc=4, args=ARGS,
                             run_dir=tmp_path_factory.mktemp("native") / "run", progress=False)
@@ -65,7 +65,7 @@ def test_compiled_buckets_are_the_comm_hooks_buckets(native_run, ddp_run):
 def test_a_plain_ddp_script_gets_its_buckets_recorded_in_compiled_code(
         tmp_path, monkeypatch, native_cache, capsys):
     monkeypatch.setenv(native_buckets.ENV, "1")
-    monkeypatch.setenv(native_buckets.CACHE_ENV, str(native_cache))
+    monkeypatch.setenv(compiled.CACHE_ENV, str(native_cache))
     # it destroys its process group at its end, the compiled group with it
     run = gpuviz.launch(str(OWN / "plain_ddp.py"), nproc=2, args=["--steps", "4"],
                         run_dir=tmp_path / "r", progress=False, timeout=180)
@@ -83,7 +83,7 @@ def test_a_plain_ddp_script_gets_its_buckets_recorded_in_compiled_code(
 def test_without_a_compiler_the_comm_hook_records_them_and_the_run_says_why(
         tmp_path, monkeypatch, ddp_run):
     monkeypatch.setenv(native_buckets.ENV, "1")
-    monkeypatch.setenv(native_buckets.CACHE_ENV, str(tmp_path / "cache"))   # nothing built yet
+    monkeypatch.setenv(compiled.CACHE_ENV, str(tmp_path / "cache"))   # nothing built yet
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     run = gpuviz.launch("gpuviz.workloads.mlp:train", nproc=2, args={**ARGS, "steps": 2},
                         run_dir=tmp_path / "run", progress=False)

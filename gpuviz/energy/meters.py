@@ -164,14 +164,24 @@ class EstimateMeter(Meter):
         self._memory_j = 0.0
 
     def read(self) -> float:
+        now = time.perf_counter()
+        gb = None
+        if now - self._rss_t > 0.2:   # memory moves slowly; reading it costs ~10 us
+            gb, self._rss_t = self._proc.memory_info().rss / 1e9, now
+        return self.at(now, time.process_time(), gb)
+
+    def at(self, t: float, cpu: float, memory_gb: float | None = None) -> float:
+        """The joules at a reading taken elsewhere (``t``: ``perf_counter`` seconds, ``cpu``:
+        ``process_time`` seconds, ``memory_gb``: resident memory, None if not read then),
+        readings in time order: how the compiled sampler's readings become joules."""
         with self._lock:
-            now, cpu = time.perf_counter(), time.process_time()
-            self._memory_j += estimate_joules(0.0, now - self._t, self._gb, self.watts_per_core,
-                                              self.watts_per_gb)
-            self._t = now
-            if now - self._rss_t > 0.2:   # memory moves slowly; reading it costs ~10 us
-                self._gb, self._rss_t = self._proc.memory_info().rss / 1e9, now
-            return estimate_joules(cpu - self._cpu0, 0.0, 0.0, self.watts_per_core) + self._memory_j
+            self._memory_j += estimate_joules(0.0, max(0.0, t - self._t), self._gb,
+                                              self.watts_per_core, self.watts_per_gb)
+            self._t = max(self._t, t)
+            if memory_gb is not None:
+                self._gb = memory_gb
+            return (estimate_joules(max(0.0, cpu - self._cpu0), 0.0, 0.0, self.watts_per_core)
+                    + self._memory_j)
 
     def describe(self) -> dict:
         return {**super().describe(), "model": {

@@ -1,8 +1,11 @@
 """Energy on every rank of a traced job: a meter sampled beside the tracer.
 
 ``gpuviz.launch(..., energy="auto" | "zeus" | "estimate" | "off")`` is checked here and
-reaches each rank as ``$GPUVIZ_ENERGY``; each rank's tracer then starts a :class:`Sampler`
-(a hook of :mod:`gpuviz.run.hooks`), which writes the ``energy J`` and ``power W`` tracks.
+reaches each rank as ``$GPUVIZ_ENERGY``; each rank's tracer then starts a sampler (a hook
+of :mod:`gpuviz.run.hooks`), which writes the ``energy J`` and ``power W`` tracks: a
+:class:`CompiledSampler` for the estimate meter where its C thread can be built here (it
+never takes the GIL between steps), else a :class:`Sampler`, a Python thread. The rank's
+metadata says which (``run.meta["energy"]["thread"]``, and ``why_python``).
 
 >>> from gpuviz.run import hooks
 >>> hooks.option("energy").check("estimate", 4)
@@ -14,11 +17,13 @@ from __future__ import annotations
 import os
 import threading
 
+from gpuviz.energy import native
 from gpuviz.energy.meters import (
     DEFAULT_PERIOD_S,
     ENV,
     PERIOD_ENV,
     EnergyError,
+    EstimateMeter,
     Meter,
     check_meter,
     make_meter,
@@ -33,14 +38,20 @@ class Sampler(hooks.RankHook):
     ``energy J`` and ``power W`` counter tracks; :meth:`sample` reads it now (step ends)."""
 
     name = "energy"
+    #: how the readings are taken, for the rank's metadata
+    thread = "Python thread"
 
     def __init__(self, tracer, meter: Meter, period_s: float = DEFAULT_PERIOD_S):
         if isinstance(period_s, bool) or not isinstance(period_s, (int, float)) or not period_s > 0:
             raise ValueError(f"period_s={period_s!r}: give a sampling period in seconds > 0")
         self.tracer, self.meter, self.period_s = tracer, meter, float(period_s)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._last: tuple[float, float] | None = None
+        self.why_python = ""
+        self._start()
+
+    def _start(self) -> None:
+        self._stop = threading.Event()
         self.sample()
         self._thread = threading.Thread(target=self._run, name="gpuviz-energy", daemon=True)
         self._thread.start()
@@ -53,24 +64,28 @@ class Sampler(hooks.RankHook):
             except EnergyError as e:   # record it and go on: the run matters more
                 self.tracer.instant("energy counter error", error=str(e))
                 return None
-            ts = self.tracer.now()
-            t = self.tracer
-            t._emit({"ph": "C", "name": "energy", "ts": round(ts, 3), "pid": t.rank,
-                     "args": {"energy J": round(joules, 6)}})
-            if self._last is not None and ts > self._last[0]:
-                watts = (joules - self._last[1]) / ((ts - self._last[0]) / 1e6)
-                t._emit({"ph": "C", "name": "power", "ts": self._last[0], "pid": t.rank,
-                         "args": {"power W": round(watts, 4)}})
-            self._last = (ts, joules)
+            self._record(self.tracer.now(), joules)
             return joules
+
+    def _record(self, ts: float, joules: float) -> None:
+        """The counters of one reading at ``ts`` (us): energy, and power since the last."""
+        t = self.tracer
+        t._emit({"ph": "C", "name": "energy", "ts": round(ts, 3), "pid": t.rank,
+                 "args": {"energy J": round(joules, 6)}})
+        if self._last is not None and ts > self._last[0]:
+            watts = (joules - self._last[1]) / ((ts - self._last[0]) / 1e6)
+            t._emit({"ph": "C", "name": "power", "ts": round(self._last[0], 3), "pid": t.rank,
+                     "args": {"power W": round(watts, 4)}})
+        self._last = (ts, joules)
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
             self.sample()
 
     def info(self) -> dict:
-        """The meter and the sampling period, for the rank's metadata."""
-        return {**self.meter.describe(), "period_s": self.period_s}
+        """The meter, the sampling period and the thread, for the rank's metadata."""
+        return {**self.meter.describe(), "period_s": self.period_s, "thread": self.thread,
+                **({"why_python": self.why_python} if self.why_python else {})}
 
     def close(self) -> None:
         """Take a last sample and stop the thread."""
@@ -78,6 +93,51 @@ class Sampler(hooks.RankHook):
         self._thread.join(timeout=2 * self.period_s + 1.0)
         self.sample()
         self.meter.close()
+
+
+class CompiledSampler(Sampler):
+    """The estimate meter read by a compiled thread (:mod:`gpuviz.energy.native`): the same
+    tracks as :class:`Sampler`, with no Python woken between steps. The thread keeps its
+    readings; each :meth:`sample` (a step's end) adds one and records them all."""
+
+    thread = "compiled thread"
+
+    def _start(self) -> None:
+        self._readings = native.Readings(self.period_s)
+        self.sample()
+
+    def sample(self) -> float | None:
+        with self._lock:
+            self._readings.read_now()
+            joules, origin = None, self.tracer.origin_ns / 1e9
+            for t, cpu, gb in self._readings.take():
+                joules = self.meter.at(t, cpu, gb)
+                self._record((t - origin) * 1e6, joules)
+            return joules
+
+    def close(self) -> None:
+        self.sample()
+        if self._readings.lost():   # memory ran out: say so rather than draw a gap silently
+            self.tracer.instant("energy readings lost", count=self._readings.lost())
+        self._readings.close()
+        self.meter.close()
+
+
+def make_sampler(tracer, meter: Meter, period_s: float = DEFAULT_PERIOD_S) -> Sampler:
+    """The sampler for ``meter``: the compiled thread for the estimate meter where it can be
+    built here, else the Python thread (whose ``info()`` says why)."""
+    why = "the compiled thread reads the estimate meter only"
+    if isinstance(meter, EstimateMeter):
+        if native.load() is not None:
+            try:
+                return CompiledSampler(tracer, meter, period_s)
+            except RuntimeError as e:   # the thread did not start: the Python one will
+                why = str(e)
+        else:
+            why = native.why_not()
+    sampler = Sampler(tracer, meter, period_s)
+    sampler.why_python = why
+    return sampler
 
 
 @hooks.register_rank_hook
@@ -94,4 +154,4 @@ def start_sampler(tracer) -> Sampler | None:
     meter = make_meter(name, warn=False, gpu_index=gpu)
     if meter is None:
         return None
-    return Sampler(tracer, meter, max(period, meter.update_period_s))
+    return make_sampler(tracer, meter, max(period, meter.update_period_s))

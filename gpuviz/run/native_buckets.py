@@ -23,13 +23,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gpuviz.run import hooks
+from gpuviz.run import compiled, hooks
 from gpuviz.run.comm import ddp_comm_hook
 from gpuviz.run.tracer import COMM_LANE, get_tracer
 
 ENV = "GPUVIZ_NATIVE_BUCKETS"
-#: Where the compiled extension is kept (one folder per torch version).
-CACHE_ENV = "GPUVIZ_NATIVE_CACHE"
 _ON, _OFF = ("1", "on", "true", "yes"), ("", "0", "off", "false", "no")
 _built: dict = {}   # "ext": the loaded module, or "why": why it could not be built
 
@@ -47,12 +45,11 @@ def enabled(environ=None) -> bool:
 
 
 def cache_dir() -> Path:
-    """The folder the extension is built into: ``$GPUVIZ_NATIVE_CACHE``, else
-    ``~/.cache/gpuviz``, one subfolder per torch version."""
+    """The folder the extension is built into: one per torch version, in
+    :func:`gpuviz.run.compiled.cache_root`."""
     import torch
 
-    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "gpuviz"
-    return Path(root) / f"native-buckets-torch-{torch.__version__}"
+    return compiled.cache_root() / f"native-buckets-torch-{torch.__version__}"
 
 
 def load():
