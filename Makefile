@@ -27,6 +27,7 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	  $(PIP) install torch==2.13.0; \
 	fi
 	$(PIP) install -c requirements/lock.txt -e ".[lab,book,dev]"
+	$(VENV)/bin/gpuviz build-native || echo "make: runs will use gpuviz's Python routes (above: why)"
 	touch $@
 
 # As root (containers, some hubs) JupyterLab asks for --allow-root.
@@ -71,6 +72,7 @@ setup-offline:
 	$(PIP) install -q --no-index --find-links $(WHEELHOUSE) "torch==2.13.0+cpu"
 	$(PIP) install -q --no-index --find-links $(WHEELHOUSE) -c requirements/lock.txt \
 	  -c $(WHEELHOUSE)/torch-cpu.txt "gpuviz[lab]"
+	$(VENV)/bin/gpuviz build-native || echo "make: runs will use gpuviz's Python routes (above: why)"
 	touch $(STAMP)
 
 # The book's browser test draws every figure in headless Chromium. As root with apt (CI,

@@ -23,29 +23,32 @@ processes, interleaved blocks of training steps in these modes:
                 bucket from ``trace.ddp_comm_hook``, ``trace.step()`` writing the step's
                 events to ``rank{R}.jsonl``.
     native      traced, with DDP's buckets recorded in compiled code instead of the comm hook
-                (``GPUVIZ_NATIVE_BUCKETS=1``, :mod:`gpuviz.run.native_buckets`: DDP keeps
-                its own path, no Python runs per bucket); left out, saying why, where the
-                extension cannot be built here (as is auto native).
+                (the default, :mod:`gpuviz.run.native_buckets`: DDP keeps its own path, no
+                Python runs per bucket); left out, saying why, where the extension cannot
+                be built here (as is auto native).
     profiler    no tracer; the same steps under ``torch.profiler.profile(activities=[CPU])``
                 with a ``record_function`` per phase, as a user would instrument them.
-    energy      traced, with the energy sampler running too (what ``gpuviz.launch`` does by
-                default: a thread reading this machine's meter every 10 ms, and a reading at
-                every step's end). The job itself runs with ``energy="off"``, so the other
-                modes have no sampler; energy/traced is the sampler alone.
+    energy      native (traced where native is left out), with the energy sampler running
+                too: what ``gpuviz.launch`` does by default (a thread reading this machine's
+                meter every 10 ms, compiled for the estimate meter where it can be, and a
+                reading at every step's end). The job itself runs with ``energy="off"``, so
+                the other modes have no sampler; energy/native is the sampler alone.
     auto        the tracer on, no annotations in the step: what ``gpuviz run`` records for a
                 plain script (``gpuviz.run.auto``: a module-call wrapper, backward, optimizer and
-                collective hooks, DDP's buckets through the comm hook it registers), on a
-                DDP copy of its own; the hooks are put in place and taken away around each
-                block.
-    auto native auto, with DDP's buckets recorded in compiled code (as native), on a copy
-                of its own.
+                collective hooks), with DDP's buckets through the comm hook it registers
+                where compiled code is not used, on a DDP copy of its own; the hooks are put
+                in place and taken away around each block.
+    auto native auto with DDP's buckets recorded in compiled code (as native, the default),
+                on a copy of its own.
 
 A comm hook can be registered only once per DDP instance, so there are several DDP copies
-of the same model (same weights, same data): untraced and profiler share one, hook only,
-traced and energy another (so traced/hook only is the tracer alone, same copy); untraced-2,
-C++ hook and auto have one each. Two copies of the same model with the same path can
+of the same model (same weights, same data): untraced and profiler share one, hook only and
+traced another (so traced/hook only is the tracer alone, same copy), native and energy
+another (energy joins hook only and traced where native is left out); untraced-2, C++ hook,
+auto and auto native have one each. Two copies of the same model with the same path can
 differ in CPU time per step by as much as the modes do, for as long as they live (why is
-not established here), so every round makes its copies anew, in a new random order, and warms each up
+not established here), so every round makes its copies anew, in a new random order, and
+warms each up
 outside the timing: the difference becomes noise within rounds, not a bias of one mode,
 and untraced-2, on a copy of its own, measures it with the rest of the noise.
 
@@ -127,8 +130,9 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
     recorder = None
     if native_buckets.load() is not None:   # every rank builds or loads it alike
         group = native_buckets.bucket_group(tracer)
-        recorder = tracer.hooks.pop()   # the group's BucketRecorder: sampled in its mode only
-        copies["native"], makers["native"] = ("native",), lambda: ddp_model(False, group=group)
+        recorder = tracer.hooks.pop()   # the group's BucketRecorder: sampled in its modes only
+        copies["hooked"] = ("hook only", "traced")
+        copies["native"], makers["native"] = ("native", "energy"), lambda: ddp_model(False, group=group)
         copies["auto-native"] = ("auto native",)
         makers["auto-native"] = lambda: native_copy_for_auto(ddp_model(False, group=group))
     modes_here = [m for m in MODES if m not in ("native", "auto native") or recorder is not None]
@@ -211,8 +215,10 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
         mode_now[0] = mode
         uninstall = auto.install() if mode.startswith("auto") else None
         # started and stopped outside the timed steps
-        tracer.hooks = ([make_sampler(tracer, make_meter("auto", warn=False, gpu_index=None))] if mode == "energy"
-                        else [recorder] if mode in ("native", "auto native") else [])
+        tracer.hooks = ([make_sampler(tracer, make_meter("auto", warn=False, gpu_index=None))]
+                        if mode == "energy" else [])
+        if recorder is not None and mode in ("native", "auto native", "energy"):
+            tracer.hooks.append(recorder)
         try:
             ctx = profile(activities=[ProfilerActivity.CPU]) if profiling else null
             t_enter = time.perf_counter()
@@ -458,26 +464,32 @@ def main(argv: list[str] | None = None) -> int:
     print(f"comm hook, in CPU time: torch's C++ hook {_fmt(cpu_r['C++ hook'])} (the pass over "
           f"the gradients any hook adds on gloo), gpuviz's Python hook/C++ hook "
           f"{_fmt(builtin_hook)} (what being Python adds)")
-    sampler = paired_ratio(modes["energy"]["times"], modes["traced"]["times"], c["steps"])
-    sampler_cpu = paired_ratio(modes["energy"]["cpu"], modes["traced"]["cpu"], c["steps"])
-    print(f"energy sampler alone (energy/traced, the default of every launch): {_fmt(sampler)} in "
+    under = "native" if "native" in modes else "traced"   # the copy energy runs on
+    sampler = paired_ratio(modes["energy"]["times"], modes[under]["times"], c["steps"])
+    sampler_cpu = paired_ratio(modes["energy"]["cpu"], modes[under]["cpu"], c["steps"])
+    print(f"energy sampler alone (energy/{under}, the default of every launch): {_fmt(sampler)} in "
           f"step time, {_fmt(sampler_cpu)} in CPU time")
     print()
-    print(f"in CPU time per step against untraced (goal <= {GOAL:.2f}; the A/A line above is "
-          "the noise):")
-    for label, m in (("annotated", "traced"), ("default with energy", "energy"),
-                     ("auto", "auto"), ("torch.profiler", "profiler")):
-        print(f"  {label:<20} {_fmt(cpu_r[m])}" + ("" if m == "profiler" else f"  {verdict(cpu_r[m])}"))
+    print(f"in CPU time per step against untraced, as a run is traced by default (goal <= {GOAL:.2f}; "
+          "the A/A line above is the noise):")
+    for label, m in (("annotated", "native" if "native" in modes else "traced"),
+                     ("default with energy", "energy"),
+                     ("auto", "auto native" if "auto native" in modes else "auto"),
+                     ("torch.profiler", "profiler")):
+        print(f"  {label:<20} {_fmt(cpu_r[m])}" + ("" if m == "profiler" else f"  {verdict(cpu_r[m])}")
+              + f"  ({m})")
     if "native" in cpu_r:
-        print("  with DDP's buckets in compiled code (opt-in: GPUVIZ_NATIVE_BUCKETS=1), and "
-              "against the comm hook:")
+        print("  with DDP's buckets through the comm hook instead (GPUVIZ_NATIVE_BUCKETS=0, NCCL "
+              "jobs), and the compiled route against it:")
         for label, m, hooked in (("annotated", "native", "traced"), ("auto", "auto native", "auto")):
             against = paired_ratio(modes[m]["cpu"], modes[hooked]["cpu"], c["steps"])
-            print(f"  {label:<20} {_fmt(cpu_r[m])}  {verdict(cpu_r[m])}; {m}/{hooked}: {_fmt(against)}")
+            print(f"  {label:<20} {_fmt(cpu_r[hooked])}  {verdict(cpu_r[hooked])}; "
+                  f"{m}/{hooked}: {_fmt(against)}")
     else:
         from gpuviz.run import native_buckets
 
-        print(f"  buckets in compiled code: not measured: {native_buckets.why_not()}")
+        print(f"  DDP's buckets in compiled code: not measured, the comm hook above: "
+              f"{native_buckets.why_not()}")
     return 0
 
 

@@ -17,8 +17,11 @@ of ``--steps`` steps per mode in a new random order each round:
     annotated      both, and trace.step() encoding and writing the step's events
     energy@steps   annotated, with the energy sampler reading its meter only at each step's
                    end (its thread never wakes within a block)
-    energy         annotated, with the energy sampler (its thread, and a reading per step):
-                   energy/energy@steps is what the thread's wake-ups cost
+    energy         annotated, with the energy sampler's Python thread (every 10 ms, and a
+                   reading per step): energy/energy@steps is what the thread's wake-ups cost
+    energy C       the same with the sampler's compiled thread (what a launch uses for the
+                   estimate meter where it can be compiled: :mod:`gpuviz.energy.native`);
+                   left out, saying why, where it cannot
     auto           no annotations: gpuviz.run.auto's hooks record forward, backward,
                    the optimizer step and the buckets, and end the step
 
@@ -47,9 +50,9 @@ import time
 from trace_overhead import _fmt, paired_ratio  # this script's folder is on sys.path
 
 MODES = ("untraced", "untraced-2", "spans", "buckets", "spans+buckets", "annotated",
-         "energy@steps", "energy", "auto")
+         "energy@steps", "energy", "energy C", "auto")
 #: The modes that end each step with trace.step().
-WRITING = ("annotated", "energy@steps", "energy")
+WRITING = ("annotated", "energy@steps", "energy", "energy C")
 #: The modes whose step runs with no tracer (in "buckets" the hook sets it for the bucket).
 NO_TRACER = ("untraced", "untraced-2", "buckets")
 
@@ -62,8 +65,9 @@ def measure(rounds: int = 200, steps: int = 4, warmup: int = 5, batch: int = 256
     import torch.distributed as dist
     from torch import nn
 
+    from gpuviz.energy import native
     from gpuviz.energy.meters import make_meter
-    from gpuviz.energy.sampler import Sampler
+    from gpuviz.energy.sampler import CompiledSampler, Sampler
     from gpuviz.run import auto, trace
     from gpuviz.run.comm import ddp_comm_hook
     from gpuviz.workloads.mlp import make_mlp, synthetic_regression
@@ -121,8 +125,9 @@ def measure(rounds: int = 200, steps: int = 4, warmup: int = 5, batch: int = 256
         trace.set_tracer(None if mode in NO_TRACER else tracer)
         uninstall = auto.install() if mode == "auto" else None
         if mode.startswith("energy"):
-            period = {"energy": {}, "energy@steps": {"period_s": 1e6}}[mode]
-            tracer.hooks = [Sampler(tracer, make_meter("auto", warn=False, gpu_index=None), **period)]
+            kind = CompiledSampler if mode == "energy C" else Sampler
+            period = {"energy@steps": {"period_s": 1e6}}.get(mode, {})
+            tracer.hooks = [kind(tracer, make_meter("auto", warn=False, gpu_index=None), **period)]
         try:
             c0 = time.process_time()
             for _ in range(n):
@@ -139,13 +144,16 @@ def measure(rounds: int = 200, steps: int = 4, warmup: int = 5, batch: int = 256
                 tracer._events.clear()   # recorded, never written: outside the timing
         return cpu
 
+    modes = [m for m in MODES if m != "energy C" or native.load() is not None]
+    if len(modes) < len(MODES):
+        print(f"energy C left out: {native.why_not()}")
     try:
-        for mode in MODES:   # warm-up
+        for mode in modes:   # warm-up
             block(mode, warmup)
-        out = {m: [] for m in MODES}
+        out = {m: [] for m in modes}
         rng = random.Random(seed)
         for _ in range(rounds):
-            order = list(MODES)
+            order = list(modes)
             rng.shuffle(order)
             for mode in order:
                 out[mode].append(block(mode, steps))
@@ -210,13 +218,18 @@ def main(argv: list[str] | None = None) -> int:
           "[95% bootstrap interval]")
     print()
     print(f"{'mode':<14} {'CPU/step':>10} {'vs untraced':>22} {'extra per step':>15}")
-    for m in MODES:
+    for m in cpu:
         med = statistics.median(cpu[m])
         r = paired_ratio(cpu[m], cpu["untraced"], 1)
         print(f"{m:<14} {med * 1e3:>7.2f} ms {_fmt(r):>22} {(r[0] - 1) * base * 1e6:>+11.0f} us")
-    thread = paired_ratio(cpu["energy"], cpu["energy@steps"], 1)
-    print(f"the energy sampler's thread (energy/energy@steps): {_fmt(thread)}, "
-          f"{(thread[0] - 1) * statistics.median(cpu['energy@steps']) * 1e6:+.0f} us per step")
+    for m, label in (("energy", "Python"), ("energy C", "compiled")):
+        if m in cpu:
+            thread = paired_ratio(cpu[m], cpu["energy@steps"], 1)
+            print(f"the energy sampler's {label} thread ({m}/energy@steps): {_fmt(thread)}, "
+                  f"{(thread[0] - 1) * statistics.median(cpu['energy@steps']) * 1e6:+.0f} us per step")
+    if "energy C" in cpu:
+        print(f"compiled against Python thread (energy C/energy): "
+              f"{_fmt(paired_ratio(cpu['energy C'], cpu['energy'], 1))}")
     print()
     spans = res["span_us"]
     print("one empty traced span, wall time in the step (median): " + ", ".join(

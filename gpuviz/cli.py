@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("file", nargs="?", default="book/_build/claims.jsonl",
                     help="the claims file a book build wrote (default: book/_build/claims.jsonl)")
 
+    sub.add_parser("build-native", help="compile gpuviz's helpers now (the recorder of DDP's "
+                   "buckets, the energy sampler's thread), so that no run waits for them")
+
     b = sub.add_parser("bench", help="benchmarks: `gpuviz bench collectives --help`")
     bsub = b.add_subparsers(dest="bench_command", required=True)
     c = bsub.add_parser("collectives", help="time collectives on N ranks; algbw and busbw as "
@@ -191,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             print(gpuviz.load_run(a.run_dir).to_perfetto(a.out))
         elif a.command == "bench":
             _bench(a)
+        elif a.command == "build-native":
+            return _build_native()
         elif a.command in ("doctor", "progress", "grade", "audit"):
             return _classroom(a)
     except KeyboardInterrupt as e:   # Ctrl-C or SIGTERM; launch says where the run is
@@ -239,6 +244,27 @@ def _classroom(a) -> int:
         exercise_completion(done).write_html(a.figure, include_plotlyjs=True)
         print(f"figure written to {a.figure}")
     return 0
+
+
+def _build_native() -> int:
+    """Build (or find built) each compiled helper; 1 if one cannot be built here, whose
+    users then take their Python route."""
+    import time
+
+    from gpuviz.energy import native
+    from gpuviz.run import compiled, native_buckets
+
+    ok = True
+    for label, helper in (("the recorder of DDP's buckets (C++)", native_buckets),
+                          ("the energy sampler's thread (C)", native)):
+        t0 = time.perf_counter()
+        if helper.load() is not None:
+            print(f"{label}: ready ({time.perf_counter() - t0:.1f} s)")
+        else:
+            ok = False
+            print(f"{label}: not built, runs use the Python route: {helper.why_not()}")
+    print(f"kept in {compiled.cache_root()}")
+    return 0 if ok else 1
 
 
 def _print_energy(run) -> None:

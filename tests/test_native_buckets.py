@@ -1,4 +1,4 @@
-"""DDP's buckets recorded in compiled code (GPUVIZ_NATIVE_BUCKETS=1) against the comm hook."""
+"""DDP's buckets recorded in compiled code (the default) against the comm hook (GPUVIZ_NATIVE_BUCKETS=0)."""
 
 from __future__ import annotations
 
@@ -26,36 +26,34 @@ needs_tools = pytest.mark.skipif(bool(TOOLS), reason=f"no {' or '.join(TOOLS)} o
 
 @pytest.fixture(scope="module")
 def native_cache(tmp_path_factory):
-    """A cache of this module's own: the first job builds the extension (part of the test)."""
+    """A cache of this module's own: the first job to use it builds the extension (part of
+    the test)."""
     return tmp_path_factory.mktemp("native-cache")
 
 
 @pytest.fixture(scope="module")
-def native_run(tmp_path_factory, native_cache):
-    """The DDP job of ``ddp_run``, its buckets recorded by the compiled backend."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv(native_buckets.ENV, "1")
-    mp.setenv(compiled.CACHE_ENV, str(native_cache))
-    try:
-        yield gpuviz.launch("gpuviz.workloads.mlp:train", nproc=4, args=ARGS,
-                            run_dir=tmp_path_factory.mktemp("native") / "run", progress=False)
-    finally:
-        mp.undo()
+def hook_run(tmp_path_factory):
+    """The DDP job of conftest's ``ddp_run`` with ``GPUVIZ_NATIVE_BUCKETS=0``: its buckets
+    recorded through the comm hook."""
+    with pytest.MonkeyPatch.context() as mp:   # for this job only
+        mp.setenv(native_buckets.ENV, "0")
+        return gpuviz.launch("gpuviz.workloads.mlp:train", nproc=4, args=ARGS,
+                             run_dir=tmp_path_factory.mktemp("hooked") / "run", progress=False)
 
 
 @pytest.mark.slow
 @needs_tools
-def test_compiled_buckets_are_the_comm_hooks_buckets(native_run, ddp_run):
-    assert native_run.meta["native_buckets"] == {r: {"used": True, "why_not": None} for r in range(4)}
-    assert ddp_run.meta["native_buckets"] == {}   # the comm hook: nothing to say
-    native, hooked = _buckets(native_run), _buckets(ddp_run)
+def test_compiled_buckets_are_the_comm_hooks_buckets(ddp_run, hook_run):
+    assert ddp_run.meta["native_buckets"] == {r: {"used": True, "why_not": None} for r in range(4)}
+    assert hook_run.meta["native_buckets"] == {}   # the comm hook: nothing to say
+    native, hooked = _buckets(ddp_run), _buckets(hook_run)
     key = ["rank", "step", "name", "lane"]
     assert native[key].values.tolist() == hooked[key].values.tolist()
     assert native["bytes"].tolist() == hooked["bytes"].tolist()
     assert (native["lane"] == "comm").all() and (native["dur"] > 0).all()
     assert set(native["step"]) == set(range(ARGS["steps"]))
     # each all-reduce lies inside its rank's step: after the forward, before the step ends
-    steps = native_run.spans[native_run.spans["name"] == "forward"].set_index(["rank", "step"])
+    steps = ddp_run.spans[ddp_run.spans["name"] == "forward"].set_index(["rank", "step"])
     for _, b in native.iterrows():
         assert b["start"] >= steps.loc[(b["rank"], b["step"]), "start"]
 
@@ -64,12 +62,14 @@ def test_compiled_buckets_are_the_comm_hooks_buckets(native_run, ddp_run):
 @needs_tools
 def test_a_plain_ddp_script_gets_its_buckets_recorded_in_compiled_code(
         tmp_path, monkeypatch, native_cache, capsys):
-    monkeypatch.setenv(native_buckets.ENV, "1")
-    monkeypatch.setenv(compiled.CACHE_ENV, str(native_cache))
+    monkeypatch.setenv(compiled.CACHE_ENV, str(native_cache))   # nothing built there yet
     # it destroys its process group at its end, the compiled group with it
     run = gpuviz.launch(str(OWN / "plain_ddp.py"), nproc=2, args=["--steps", "4"],
                         run_dir=tmp_path / "r", progress=False, timeout=180)
-    assert "done: 4 steps on 2 ranks" in capsys.readouterr().out and run.meta["status"] == "ok"
+    out = capsys.readouterr()
+    assert "done: 4 steps on 2 ranks" in out.out and run.meta["status"] == "ok"
+    # the first job on a machine compiles the extension, and says so once
+    assert (out.out + out.err).count("compiling the recorder of DDP's buckets") == 1
     assert all(m["used"] for m in run.meta["native_buckets"].values())
     sp = run.spans
     b = sp[sp["name"].str.startswith("all_reduce bucket")]
@@ -82,7 +82,6 @@ def test_a_plain_ddp_script_gets_its_buckets_recorded_in_compiled_code(
 @pytest.mark.slow
 def test_without_a_compiler_the_comm_hook_records_them_and_the_run_says_why(
         tmp_path, monkeypatch, ddp_run):
-    monkeypatch.setenv(native_buckets.ENV, "1")
     monkeypatch.setenv(compiled.CACHE_ENV, str(tmp_path / "cache"))   # nothing built yet
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     run = gpuviz.launch("gpuviz.workloads.mlp:train", nproc=2, args={**ARGS, "steps": 2},
@@ -101,7 +100,6 @@ def test_a_bad_setting_is_refused_naming_the_variable(value):
         native_buckets.enabled({native_buckets.ENV: value})
 
 
-def test_off_unless_asked():
-    assert not native_buckets.enabled({})
+def test_on_unless_turned_off():
+    assert native_buckets.enabled({}) and native_buckets.enabled({native_buckets.ENV: "on"})
     assert not native_buckets.enabled({native_buckets.ENV: "0"})
-    assert native_buckets.enabled({native_buckets.ENV: "on"})

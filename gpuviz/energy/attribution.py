@@ -138,9 +138,15 @@ def _by_step(run, rank, attempt, t, e, meter) -> list[dict]:
 
 
 def power(run) -> pd.DataFrame:
-    """Each rank's power track: rank, attempt, time (s, start of the interval), watts."""
-    ct = run.counters[run.counters["name"] == "power W"]
-    return ct.rename(columns={"value": "watts"})[["rank", "attempt", "time", "watts"]].sort_values(
+    """Each rank's power track: rank, attempt, time (s, start of the interval), watts: the
+    mean power between two consecutive readings of its ``energy J`` counter."""
+    parts = [pd.DataFrame({"rank": rank, "attempt": attempt, "time": t[:-1],
+                           "watts": np.diff(e) / np.diff(t)})
+             for (rank, attempt), (t, e) in curves(run).items() if len(t) > 1]
+    if not parts:
+        return pd.DataFrame({"rank": pd.Series(dtype=int), "attempt": pd.Series(dtype=int),
+                             "time": pd.Series(dtype=float), "watts": pd.Series(dtype=float)})
+    return pd.concat(parts, ignore_index=True).sort_values(
         ["rank", "attempt", "time"], kind="stable").reset_index(drop=True)
 
 

@@ -14,8 +14,9 @@ Three meters, chosen with ``gpuviz.launch(..., energy=...)`` (``$GPUVIZ_ENERGY``
   the meter's ``note`` says why (no RAPL, permission denied...). ``"off"``: no energy.
 
 Each rank's tracer samples its meter every ``period_s`` on a background thread and at every
-step's end, and records two counter tracks: ``energy J`` (cumulative joules since the rank
-started) and ``power W`` (the mean power over the interval since the previous sample).
+step's end, and records the ``energy J`` counter track (cumulative joules since the rank
+started); the mean power between two readings is derived from it
+(:func:`gpuviz.energy.attribution.power`).
 :mod:`gpuviz.energy.sampler` does that on every rank, and :mod:`gpuviz.energy.attribution`
 turns the tracks into joules per rank, step and category.
 
@@ -174,14 +175,12 @@ class EstimateMeter(Meter):
         """The joules at a reading taken elsewhere (``t``: ``perf_counter`` seconds, ``cpu``:
         ``process_time`` seconds, ``memory_gb``: resident memory, None if not read then),
         readings in time order: how the compiled sampler's readings become joules."""
-        with self._lock:
-            self._memory_j += estimate_joules(0.0, max(0.0, t - self._t), self._gb,
-                                              self.watts_per_core, self.watts_per_gb)
+        with self._lock:   # estimate_joules, its arguments known to be good
+            self._memory_j += max(0.0, t - self._t) * self._gb * self.watts_per_gb
             self._t = max(self._t, t)
             if memory_gb is not None:
                 self._gb = memory_gb
-            return (estimate_joules(max(0.0, cpu - self._cpu0), 0.0, 0.0, self.watts_per_core)
-                    + self._memory_j)
+            return max(0.0, cpu - self._cpu0) * self.watts_per_core + self._memory_j
 
     def describe(self) -> dict:
         return {**super().describe(), "model": {

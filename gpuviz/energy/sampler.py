@@ -2,7 +2,7 @@
 
 ``gpuviz.launch(..., energy="auto" | "zeus" | "estimate" | "off")`` is checked here and
 reaches each rank as ``$GPUVIZ_ENERGY``; each rank's tracer then starts a sampler (a hook
-of :mod:`gpuviz.run.hooks`), which writes the ``energy J`` and ``power W`` tracks: a
+of :mod:`gpuviz.run.hooks`), which writes the ``energy J`` track: a
 :class:`CompiledSampler` for the estimate meter where its C thread can be built here (it
 never takes the GIL between steps), else a :class:`Sampler`, a Python thread. The rank's
 metadata says which (``run.meta["energy"]["thread"]``, and ``why_python``).
@@ -35,7 +35,7 @@ hooks.register_option(hooks.Option("energy", ENV, lambda value, world: check_met
 
 class Sampler(hooks.RankHook):
     """Reads a meter every ``period_s`` on a daemon thread and records the tracer's
-    ``energy J`` and ``power W`` counter tracks; :meth:`sample` reads it now (step ends)."""
+    ``energy J`` counter track; :meth:`sample` reads it now (step ends)."""
 
     name = "energy"
     #: how the readings are taken, for the rank's metadata
@@ -46,7 +46,6 @@ class Sampler(hooks.RankHook):
             raise ValueError(f"period_s={period_s!r}: give a sampling period in seconds > 0")
         self.tracer, self.meter, self.period_s = tracer, meter, float(period_s)
         self._lock = threading.Lock()
-        self._last: tuple[float, float] | None = None
         self.why_python = ""
         self._start()
 
@@ -68,15 +67,10 @@ class Sampler(hooks.RankHook):
             return joules
 
     def _record(self, ts: float, joules: float) -> None:
-        """The counters of one reading at ``ts`` (us): energy, and power since the last."""
-        t = self.tracer
-        t._emit({"ph": "C", "name": "energy", "ts": round(ts, 3), "pid": t.rank,
-                 "args": {"energy J": round(joules, 6)}})
-        if self._last is not None and ts > self._last[0]:
-            watts = (joules - self._last[1]) / ((ts - self._last[0]) / 1e6)
-            t._emit({"ph": "C", "name": "power", "ts": round(self._last[0], 3), "pid": t.rank,
-                     "args": {"power W": round(watts, 4)}})
-        self._last = (ts, joules)
+        """The ``energy J`` counter of one reading at ``ts`` (us); the power between two
+        readings is derived from it when the run is read (:func:`gpuviz.energy.attribution.power`)."""
+        self.tracer._emit({"ph": "C", "name": "energy", "ts": round(ts, 3), "pid": self.tracer.rank,
+                           "args": {"energy J": round(joules, 6)}})
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):

@@ -15,10 +15,11 @@
   (:func:`gpuviz.run.intervals.split_waits`); an asynchronous one (``async_op=True``, as
   FSDP2 issues them) is recorded as it is issued, and its wait falls in what the caller
   does next;
-- DDP's gradient buckets on the comm lane (:func:`gpuviz.run.trace.ddp_comm_hook`, registered
-  at a DDP module's first forward unless the script registered a hook of its own; with
-  ``GPUVIZ_NATIVE_BUCKETS=1``, a DDP made with no process group of its own gets
-  :mod:`gpuviz.run.native_buckets`' group instead, and no hook).
+- DDP's gradient buckets on the comm lane: in a CPU job on gloo, a DDP made with no process
+  group of its own gets :mod:`gpuviz.run.native_buckets`' group, which records them in
+  compiled code, and no hook; otherwise (``GPUVIZ_NATIVE_BUCKETS=0``, NCCL, no compiler)
+  :func:`gpuviz.run.trace.ddp_comm_hook`, registered at a DDP module's first forward unless
+  the script registered a hook of its own.
 
 Spans a script adds itself (``trace.span``) nest inside these. Nothing is recorded when no
 tracer runs.
@@ -137,7 +138,7 @@ def install() -> callable:
         mod.destroy_process_group = destroy_process_group
         undo.append(functools.partial(setattr, mod, "destroy_process_group", destroy))
 
-    # -- DDP's buckets in compiled code, where asked: the group is given at construction ------
+    # -- DDP's buckets in compiled code where it can: the group is given at construction ------
     ddp_init = DistributedDataParallel.__init__
 
     @functools.wraps(ddp_init)

@@ -9,18 +9,21 @@ own gloo backend and keeps each all-reduce's launch and completion times and byt
 At each step's end the tracer turns them into the same ``all_reduce bucket i`` spans on the
 comm lane. ``benchmarks/ddp_bucket_routes.py`` prints what each route costs a step.
 
-Opt-in: ``GPUVIZ_NATIVE_BUCKETS=1`` in the environment the job starts from (the shell, or
-``os.environ`` before ``gpuviz.launch``), for CPU jobs on gloo. Where the extension cannot
-be built (no C++ compiler, no ninja) the comm hook is used, and the rank's metadata
-(``run.meta["native_buckets"]``) says why. Workloads get either route from :func:`ddp`.
+On by default for CPU jobs on gloo; ``GPUVIZ_NATIVE_BUCKETS=0`` in the environment the
+job starts from (the shell, or ``os.environ`` before ``gpuviz.launch``) keeps the comm hook.
+The first job on a machine compiles it (about 20 s on 2 cores; ``gpuviz build-native``, which
+``make setup`` runs, does it ahead). Where the extension cannot be built (no C++ compiler, no
+ninja) the comm hook is used, and the rank's metadata (``run.meta["native_buckets"]``) says
+why. Workloads get either route from :func:`ddp`.
 
->>> enabled({"GPUVIZ_NATIVE_BUCKETS": "1"}), enabled({})
-(True, False)
+>>> enabled({"GPUVIZ_NATIVE_BUCKETS": "0"}), enabled({})
+(False, True)
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from gpuviz.run import compiled, hooks
@@ -28,20 +31,20 @@ from gpuviz.run.comm import ddp_comm_hook
 from gpuviz.run.tracer import COMM_LANE, get_tracer
 
 ENV = "GPUVIZ_NATIVE_BUCKETS"
-_ON, _OFF = ("1", "on", "true", "yes"), ("", "0", "off", "false", "no")
+_ON, _OFF = ("", "1", "on", "true", "yes"), ("0", "off", "false", "no")
 _built: dict = {}   # "ext": the loaded module, or "why": why it could not be built
 
 
 def enabled(environ=None) -> bool:
-    """Whether ``$GPUVIZ_NATIVE_BUCKETS`` asks for the compiled route (a ValueError naming
-    the variable for a value that is neither on nor off)."""
+    """Whether DDP's buckets take the compiled route: yes unless ``$GPUVIZ_NATIVE_BUCKETS``
+    is 0 (a ValueError naming the variable for a value that is neither on nor off)."""
     value = (os.environ if environ is None else environ).get(ENV, "").strip().lower()
     if value in _ON:
         return True
     if value in _OFF:
         return False
-    raise ValueError(f"${ENV}={value!r}: use 1 (record DDP's buckets in compiled code) or 0 "
-                     "(through the comm hook)")
+    raise ValueError(f"${ENV}={value!r}: use 1 (record DDP's buckets in compiled code, the "
+                     "default) or 0 (through the comm hook)")
 
 
 def cache_dir() -> Path:
@@ -61,6 +64,9 @@ def load():
 
             folder = cache_dir()
             folder.mkdir(parents=True, exist_ok=True)
+            if not (folder / "gpuviz_native_buckets.so").exists() and os.environ.get("RANK", "0") == "0":
+                print(f"gpuviz: compiling the recorder of DDP's buckets, once for this machine "
+                      f"(about 20 s on 2 cores), into {folder}", file=sys.stderr, flush=True)
             _built["ext"] = build(name="gpuviz_native_buckets", verbose=False,
                                   sources=[str(Path(__file__).with_suffix(".cpp"))],
                                   build_directory=str(folder), extra_cflags=["-O2"])
