@@ -30,8 +30,8 @@ the all-reduce's future when it completes. This script measures, in one real 2-r
                    compiler: they are left out, saying why, where the build fails
 
 The wrapper is defined here, as a prototype of another way to trace buckets; gpuviz
-itself uses the comm hook, or (opt-in: ``GPUVIZ_NATIVE_BUCKETS=1``) the compiled
-backend. Each route is its own DDP copy of the same model (same weights, same data; a
+itself uses the compiled backend (the default for CPU jobs on gloo), or the comm hook
+(``GPUVIZ_NATIVE_BUCKETS=0``, NCCL jobs, or where the backend cannot be built). Each route is its own DDP copy of the same model (same weights, same data; a
 hook can be set once per copy). Two copies on the same route can differ in CPU time per
 step by as much as the routes do, for as long as they live (no hook-2 on a long-lived
 copy of its own showed it), so every round makes all copies anew, in a new random order,

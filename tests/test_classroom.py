@@ -30,6 +30,18 @@ def test_doctor_passes_on_this_machine(capsys):
         assert f"PASS  {name}" in out, name
 
 
+def test_build_native_and_doctor_say_why_without_compilers(tmp_path):
+    env = {**os.environ, "CC": str(tmp_path / "no-cc"), "CXX": str(tmp_path / "no-cxx"),
+           "GPUVIZ_NATIVE_CACHE": str(tmp_path / "cache")}
+    built = subprocess.run([sys.executable, "-m", "gpuviz.cli", "build-native"], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 1, built.stdout + built.stderr
+    assert built.stdout.count("not built, runs use the Python route") == 2
+    code = "from gpuviz.classroom import doctor; c = doctor.check_compiled(); print(c.ok, c.required, '|', c.fix)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.stdout.startswith("False False |") and "gpuviz build-native" in out.stdout, out.stderr
+
+
 def test_a_port_taken_fails_with_its_fix(capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -320,6 +320,21 @@ def check_energy() -> Check:
                   else f"{d.get('meter')}: {d.get('note') or 'hardware counters'}"), required=False)
 
 
+def check_compiled() -> Check:
+    """gpuviz's compiled helpers (built here now if they are not yet: about 20 s once)."""
+    from gpuviz.energy import native
+    from gpuviz.run import compiled, native_buckets
+
+    why = [f"{name}: {h.why_not()}" for name, h in (("DDP's bucket recorder", native_buckets),
+                                                     ("energy sampler thread", native))
+           if h.load() is None]
+    return Check("compiled helpers", not why,
+                 "; ".join(why) + "; runs use the Python routes, which cost a little more CPU time"
+                 if why else f"built, in {compiled.cache_root()}",
+                 "install a C and C++ compiler and ninja, then run `gpuviz build-native`",
+                 required=False)
+
+
 def doctor(seats: int = 1, ports=TORCH_PORTS, nproc: int | None = None, job: bool = True) -> Report:
     """Run every check; ``seats``: learners this machine must hold; ``nproc``: the job's ranks
     (default: the labs' :func:`~gpuviz.classroom.seat.ranks`); ``job=False`` skips the job
@@ -348,4 +363,5 @@ def doctor(seats: int = 1, ports=TORCH_PORTS, nproc: int | None = None, job: boo
         c.seconds = (time.perf_counter() - t) / len(gpus)
     r.checks += gpus
     r.checks.append(_timed(check_energy))
+    r.checks.append(_timed(check_compiled))
     return r

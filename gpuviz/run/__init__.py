@@ -9,7 +9,8 @@ It depends on no topic (sharing, sync, energy...); topics plug in through
   resolves ``module:function`` or a script path.
 - :mod:`~gpuviz.run.trace` (``from gpuviz import trace``): spans and steps in a workload;
   :mod:`~gpuviz.run.tracer` records them, :mod:`~gpuviz.run.comm` traces collectives,
-  :mod:`~gpuviz.run.native_buckets` records DDP's buckets in compiled code (opt-in),
+  :mod:`~gpuviz.run.native_buckets` records DDP's buckets in compiled code
+  (:mod:`~gpuviz.run.compiled` builds it once per machine),
   :mod:`~gpuviz.run.clock` aligns the ranks' clocks.
 - :mod:`~gpuviz.run.load`: a run directory as a :class:`~gpuviz.run.load.Run` of DataFrames;
   :mod:`~gpuviz.run.intervals` splits a lane's time; :mod:`~gpuviz.run.categories` names
