@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 from gpuviz.energy import native
 from gpuviz.energy.meters import (
@@ -91,26 +92,41 @@ class Sampler(hooks.RankHook):
 
 class CompiledSampler(Sampler):
     """The estimate meter read by a compiled thread (:mod:`gpuviz.energy.native`): the same
-    tracks as :class:`Sampler`, with no Python woken between steps. The thread keeps its
-    readings; each :meth:`sample` (a step's end) adds one and records them all."""
+    track as :class:`Sampler`, with no Python woken between steps. A step's end adds a
+    reading of its own (two clock reads); the thread's readings are taken into the trace
+    at a step's end at most every :attr:`take_every_s` (a call into C costs a step far more
+    than its few instructions: it runs when the step's kernels have left little of the
+    interpreter in the CPU's caches), and all of them when the tracer closes."""
 
     thread = "compiled thread"
+    #: how often a step's end takes the compiled thread's readings into the trace
+    take_every_s = 0.5
 
     def _start(self) -> None:
         self._readings = native.Readings(self.period_s)
-        self.sample()
+        self._mine: list[tuple[float, float, None]] = []   # the steps' own readings
+        self._taken = 0.0
+        self._take()
 
-    def sample(self) -> float | None:
+    def sample(self) -> None:
+        t = time.perf_counter()
         with self._lock:
-            self._readings.read_now()
-            joules, origin = None, self.tracer.origin_ns / 1e9
-            for t, cpu, gb in self._readings.take():
-                joules = self.meter.at(t, cpu, gb)
-                self._record((t - origin) * 1e6, joules)
-            return joules
+            self._mine.append((t, time.process_time(), None))
+        if t - self._taken >= self.take_every_s:
+            self._take()
+
+    def _take(self) -> None:
+        with self._lock:
+            rows = sorted(self._readings.take() + self._mine, key=lambda r: r[0])
+            self._mine = []
+            self._taken = time.perf_counter()
+            origin = self.tracer.origin_ns / 1e9
+            for t, cpu, gb in rows:
+                self._record((t - origin) * 1e6, self.meter.at(t, cpu, gb))
 
     def close(self) -> None:
         self.sample()
+        self._take()
         if self._readings.lost():   # memory ran out: say so rather than draw a gap silently
             self.tracer.instant("energy readings lost", count=self._readings.lost())
         self._readings.close()

@@ -82,6 +82,13 @@ def _encode_one(event: dict) -> bytes:
         return _json(event).encode()
 
 
+def _span_event(span: tuple, rank: int) -> dict:
+    """The ``X`` event of a span kept as ``(name, cat, ts, dur, lane, step, args)``."""
+    name, cat, ts, dur, lane, step, args = span
+    return {"ph": "X", "name": name, "cat": cat, "ts": round(ts, 3), "dur": round(dur, 3),
+            "pid": rank, "tid": lane, "args": {**args, "step": step}}
+
+
 def _now_us(origin_ns: int) -> float:
     return (time.perf_counter_ns() - origin_ns) / 1000.0
 
@@ -103,7 +110,7 @@ class Tracer:
         if self._file.tell() > 0 and not _ends_with_newline(self.path):
             self._file.write(b"\n")  # an earlier attempt killed mid-line: keep ours readable
         self._lock = threading.Lock()
-        self._events: list[dict] = []
+        self._events: list[dict | tuple] = []   # tuples: spans (see complete)
         self._pending_cuda: list[tuple[Any, Any, dict]] = []
         self._open: dict[int, list[tuple[str, str, float]]] = {}  # thread id -> open spans
         self._unwinding: tuple[BaseException | None, list[dict]] = (None, [])  # see span.__exit__
@@ -134,10 +141,12 @@ class Tracer:
 
     def complete(self, name: str, cat: str, ts: float, dur: float, lane: int = MAIN_LANE,
                  step: int | None = None, **args: Any) -> None:
-        """Record a finished span that started at ``ts`` and lasted ``dur`` microseconds."""
-        args["step"] = self.step_index if step is None else step
-        self._emit({"ph": "X", "name": name, "cat": cat, "ts": round(ts, 3), "dur": round(dur, 3),
-                    "pid": self.rank, "tid": lane, "args": args})
+        """Record a finished span that started at ``ts`` and lasted ``dur`` microseconds.
+
+        Kept as a tuple until the step's write makes it an event (:func:`_span_event`): a
+        span ends between the step's kernels, when little of the interpreter is in the CPU's
+        caches, so the less it does there the less it costs."""
+        self._events.append((name, cat, ts, dur, lane, self.step_index if step is None else step, args))
 
     def counter(self, name: str, value: float) -> None:
         self._emit({"ph": "C", "name": name, "ts": round(self.now(), 3), "pid": self.rank,
@@ -248,6 +257,8 @@ class Tracer:
             if extra:
                 events.extend(extra)
             if events:   # one unbuffered write a step: a killed rank keeps every step before
+                rank = self.rank
+                events = [e if type(e) is dict else _span_event(e, rank) for e in events]
                 data = memoryview(_encode(events))
                 while data:
                     data = data[self._file.write(data):]
@@ -367,8 +378,10 @@ class span:  # noqa: N801 - used like a function: ``with trace.span("forward"):`
             event = {"ph": "X", "name": self.name, "cat": self.cat, "ts": 0.0, "dur": 0.0,
                      "pid": t.rank, "tid": lane, "args": {"step": t.step_index, **self.args}}
             t.complete_cuda(self._ev, t.cuda_event(), event)
-        else:
-            t.complete(self.name, self.cat, self._t, t.now() - self._t, lane=lane, **self.args)
+        else:   # as Tracer.complete, without its call
+            t._events.append((self.name, self.cat, self._t,
+                              (time.perf_counter_ns() - t.origin_ns) / 1000.0 - self._t, lane,
+                              t.step_index, self.args))
         return False
 
 
