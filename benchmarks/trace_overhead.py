@@ -61,8 +61,8 @@ a bootstrap 95% interval), which cancels the machine's drift over seconds.
 
 Run::
 
-    .venv/bin/python benchmarks/trace_overhead.py            # under a minute on 2 cores
-    .venv/bin/python benchmarks/trace_overhead.py --rounds 150   # tighter intervals
+    .venv/bin/python benchmarks/trace_overhead.py            # under 2 minutes on 2 cores
+    .venv/bin/python benchmarks/trace_overhead.py --rounds 150   # tighter intervals, about 3 minutes
     .venv/bin/python benchmarks/trace_overhead.py --hidden 256 --batch 256   # mlp.train's size
 
 It always exits 0: it is a measurement; read the verdict line.

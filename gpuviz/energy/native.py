@@ -1,14 +1,14 @@
 """The energy sampler's readings taken by a compiled thread, which never needs the GIL.
 
-A Python thread that reads a meter 100 times a second must take the GIL from a training
-loop that runs Python each time, and that costs the loop more than the reading does
-(``benchmarks/trace_overhead.py`` prints it). ``native_sampler.c`` is a thread in C that
-reads this process's CPU time and resident memory every period and keeps the readings;
-:class:`Readings` starts it (built on first use with the C compiler, in
-:mod:`gpuviz.run.compiled`'s cache, and loaded with ctypes) and hands its readings to
-Python, which :class:`gpuviz.energy.sampler.CompiledSampler` turns into the estimate
-meter's joules at each step's end. Linux clocks: the readings' times are
-``perf_counter`` seconds and their CPU times ``process_time`` seconds.
+A Python thread that reads a meter 100 times a second takes the GIL from a training loop
+that runs Python each time, and runs Python of its own between the loop's kernels
+(``benchmarks/trace_parts.py`` prints what each thread costs a step). ``native_sampler.c``
+is a thread in C that reads this process's CPU time and resident memory every period and
+keeps the readings; :class:`Readings` starts it (built on first use with the C compiler,
+in :mod:`gpuviz.run.compiled`'s cache, and loaded with ctypes) and hands its readings to
+Python, where :class:`gpuviz.energy.sampler.CompiledSampler` turns them into the estimate
+meter's joules. Linux clocks: the readings' times are ``perf_counter`` seconds and their
+CPU times ``process_time`` seconds.
 
 >>> r = Readings(period_s=0.005)
 >>> _ = sum(i * i for i in range(300_000)); r.read_now(); rows = r.take(); r.close()
