@@ -104,3 +104,18 @@ def test_other_meters_keep_the_python_thread(tmp_path):
     s = make_sampler(t, Counter("test", False, 0.0), 0.01)
     s.close()
     assert type(s) is Sampler and "estimate meter only" in s.info()["why_python"]
+
+
+@needs_cc
+def test_a_stopping_rank_writes_every_reading_the_thread_holds(tmp_path):
+    # the thread's readings reach the trace at most every take_every_s at a step's end; a
+    # rank that stops (an error, a hang report) writes them all before it may die
+    t = trace.Tracer(tmp_path, rank=0, world_size=1)
+    s = CompiledSampler(t, meters.EstimateMeter(), 0.01)
+    t.hooks.append(s)
+    busy(0.25)
+    s.sample()   # a step's end soon after the start: nothing taken from the thread yet
+    t.write_open_spans("error")
+    events = [json.loads(line) for line in open(t.path)]
+    t.close()
+    assert len([e for e in events if e.get("name") == "energy"]) >= 15

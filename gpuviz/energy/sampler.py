@@ -96,7 +96,8 @@ class CompiledSampler(Sampler):
     reading of its own (two clock reads); the thread's readings are taken into the trace
     at a step's end at most every :attr:`take_every_s` (a call into C costs a step far more
     than its few instructions: it runs when the step's kernels have left little of the
-    interpreter in the CPU's caches), and all of them when the tracer closes."""
+    interpreter in the CPU's caches), and all of them when the rank stops or the tracer
+    closes."""
 
     thread = "compiled thread"
     #: how often a step's end takes the compiled thread's readings into the trace
@@ -124,9 +125,12 @@ class CompiledSampler(Sampler):
             for t, cpu, gb in rows:
                 self._record((t - origin) * 1e6, self.meter.at(t, cpu, gb))
 
-    def close(self) -> None:
+    def flush(self) -> None:
         self.sample()
         self._take()
+
+    def close(self) -> None:
+        self.flush()
         if self._readings.lost():   # memory ran out: say so rather than draw a gap silently
             self.tracer.instant("energy readings lost", count=self._readings.lost())
         self._readings.close()

@@ -60,7 +60,12 @@ class RankHook:
         rules out what this hook was asked to do."""
 
     def sample(self) -> None:
-        """A step ended or the rank is stopping: record what is due."""
+        """A step ended: record what is due."""
+
+    def flush(self) -> None:
+        """The rank is stopping (an error, a hang report, an interrupt): record everything
+        held so far, as the rank may not live to close; :meth:`sample` unless overridden."""
+        self.sample()
 
     def close(self) -> None:
         """The tracer closes."""

@@ -285,7 +285,7 @@ class Tracer:
     def write_open_spans(self, reason: str) -> None:
         """Write the open spans, cut at now and marked ``interrupted``, then flush."""
         for h in self.hooks:
-            h.sample()
+            h.flush()
         now = self.now()
         extra = []
         for tid, stack in list(self._open.items()):
