@@ -160,10 +160,16 @@ def install() -> callable:
     # -- forward: the outermost module call. Module.__call__ wrapped: one check per call;
     # torch's global module hooks would put every module's call on its slow path ----------
     call = nn.Module.__call__
+    # torch's __call__ (_wrapped_call_impl) picks the compiled or the plain implementation;
+    # doing that here, the wrapper adds no frame to the calls it passes on (the inner ones)
+    known = call is getattr(nn.Module, "_wrapped_call_impl", None)
 
     @functools.wraps(call)
     def traced_call(self, *args, **kwargs):
         if getattr(_local, "depth", 0) or get_tracer() is None:
+            if known:
+                impl = self._compiled_call_impl
+                return (self._call_impl if impl is None else impl)(*args, **kwargs)
             return call(self, *args, **kwargs)
         if (isinstance(self, DistributedDataParallel) and not self._comm_hooks
                 and not getattr(self, "_gpuviz_hooked", False)):
