@@ -175,12 +175,14 @@ class EstimateMeter(Meter):
         """The joules at a reading taken elsewhere (``t``: ``perf_counter`` seconds, ``cpu``:
         ``process_time`` seconds, ``memory_gb``: resident memory, None if not read then),
         readings in time order: how the compiled sampler's readings become joules."""
-        with self._lock:   # estimate_joules, its arguments known to be good
-            self._memory_j += max(0.0, t - self._t) * self._gb * self.watts_per_gb
+        with self._lock:
+            self._memory_j += estimate_joules(0.0, max(0.0, t - self._t), self._gb,
+                                              self.watts_per_core, self.watts_per_gb)
             self._t = max(self._t, t)
             if memory_gb is not None:
                 self._gb = memory_gb
-            return max(0.0, cpu - self._cpu0) * self.watts_per_core + self._memory_j
+            return (estimate_joules(max(0.0, cpu - self._cpu0), 0.0, 0.0, self.watts_per_core)
+                    + self._memory_j)
 
     def describe(self) -> dict:
         return {**super().describe(), "model": {

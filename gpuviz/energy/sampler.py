@@ -94,10 +94,9 @@ class CompiledSampler(Sampler):
     """The estimate meter read by a compiled thread (:mod:`gpuviz.energy.native`): the same
     track as :class:`Sampler`, with no Python woken between steps. A step's end adds a
     reading of its own (two clock reads); the thread's readings are taken into the trace
-    at a step's end at most every :attr:`take_every_s` (a call into C costs a step far more
-    than its few instructions: it runs when the step's kernels have left little of the
-    interpreter in the CPU's caches), and all of them when the rank stops or the tracer
-    closes."""
+    at a step's end at most every :attr:`take_every_s`, not at every step (a call into C
+    there runs when the step's kernels have left little of the interpreter in the CPU's
+    caches), and all of them when the rank stops or the tracer closes."""
 
     thread = "compiled thread"
     #: how often a step's end takes the compiled thread's readings into the trace
