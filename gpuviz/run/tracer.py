@@ -25,19 +25,15 @@ Workloads use :mod:`gpuviz.run.trace` (``from gpuviz import trace``), not this m
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
 import time
 import traceback
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from gpuviz.run import hooks
+from gpuviz.run import hooks, lines
 from gpuviz.run.categories import check_category
 from gpuviz.run.meta import collect_meta
 from gpuviz.run.watchdog import start_watchdog
@@ -46,47 +42,6 @@ MAIN_LANE = 0
 COMM_LANE = 1
 
 _tracer: Tracer | None = None  # this process's running tracer (set_tracer)
-
-
-def _plain(obj: Any) -> Any:
-    """A value JSON cannot hold: a one-element tensor or array as its number, else its repr
-    (a tracer must not stop the training it records, nor drop the step's events)."""
-    item = getattr(obj, "item", None)
-    if callable(item):
-        try:
-            return item()
-        except (ValueError, RuntimeError, TypeError):
-            pass
-    return repr(obj)
-
-
-# orjson encodes the events of every trace.step() (benchmarks/trace_overhead.py prints what
-# that call costs; benchmarks/trace_parts.py, what each part of tracing does)
-_dumps = partial(orjson.dumps, default=_plain, option=orjson.OPT_SERIALIZE_NUMPY)
-_json = json.JSONEncoder(separators=(",", ":"), check_circular=False, default=_plain).encode
-
-
-def _encode(events: list[dict]) -> bytes:
-    """The events as JSON lines (NaN and infinity become null: JSON has neither)."""
-    try:
-        return b"\n".join(map(_dumps, events)) + b"\n"
-    except TypeError:   # a key that is not a string, an integer past 64 bits: event by event
-        return b"".join(_encode_one(e) + b"\n" for e in events)
-
-
-def _encode_one(event: dict) -> bytes:
-    try:
-        return orjson.dumps(event, default=_plain,
-                            option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-    except TypeError:   # json's rules (an integer past 64 bits)
-        return _json(event).encode()
-
-
-def _span_event(span: tuple, rank: int) -> dict:
-    """The ``X`` event of a span kept as ``(name, cat, ts, dur, lane, step, args)``."""
-    name, cat, ts, dur, lane, step, args = span
-    return {"ph": "X", "name": name, "cat": cat, "ts": round(ts, 3), "dur": round(dur, 3),
-            "pid": rank, "tid": lane, "args": {**args, "step": step}}
 
 
 def _now_us(origin_ns: int) -> float:
@@ -110,7 +65,8 @@ class Tracer:
         if self._file.tell() > 0 and not _ends_with_newline(self.path):
             self._file.write(b"\n")  # an earlier attempt killed mid-line: keep ours readable
         self._lock = threading.Lock()
-        self._events: list[dict | tuple] = []   # tuples: spans (see complete)
+        self._events: list[dict | tuple] = []   # tuples: spans and instants (gpuviz.run.lines)
+        self._write = lines.writer(rank)
         self._pending_cuda: list[tuple[Any, Any, dict]] = []
         self._open: dict[int, list[tuple[str, str, float]]] = {}  # thread id -> open spans
         self._unwinding: tuple[BaseException | None, list[dict]] = (None, [])  # see span.__exit__
@@ -143,7 +99,7 @@ class Tracer:
                  step: int | None = None, **args: Any) -> None:
         """Record a finished span that started at ``ts`` and lasted ``dur`` microseconds.
 
-        Kept as a tuple until the step's write makes it an event (:func:`_span_event`): a
+        Kept as a tuple until the step's write makes it an event (:mod:`gpuviz.run.lines`): a
         span ends between the step's kernels, when little of the interpreter is in the CPU's
         caches, so the less it does there the less it costs."""
         self._events.append((name, cat, ts, dur, lane, self.step_index if step is None else step, args))
@@ -188,7 +144,7 @@ class Tracer:
             facts = h.info()
             if facts is not None:
                 info[h.name] = facts
-        self.meta(**collect_meta(self, total_steps=total), **info)
+        self.meta(**collect_meta(self, total_steps=total), **info, trace_writer=lines.route())
         self._write_now()
         if total:
             self.set_total_steps(total)
@@ -256,12 +212,8 @@ class Tracer:
             del self._events[:n]
             if extra:
                 events.extend(extra)
-            if events:   # one unbuffered write a step: a killed rank keeps every step before
-                rank = self.rank
-                events = [e if type(e) is dict else _span_event(e, rank) for e in events]
-                data = memoryview(_encode(events))
-                while data:
-                    data = data[self._file.write(data):]
+            # one write a step, not buffered: a killed rank keeps every step before
+            self._write(self._file.fileno(), events)
 
     def step(self, **args: Any) -> None:
         """End the current step: mark it and write everything recorded so far.
@@ -270,8 +222,7 @@ class Tracer:
         one-element tensor as its number, an object JSON cannot hold as its repr."""
         for h in self.hooks:
             h.sample()
-        self._emit({"ph": "i", "s": "p", "name": "step_end", "cat": "step", "ts": round(self.now(), 3),
-                    "pid": self.rank, "tid": MAIN_LANE, "args": {"step": self.step_index, **args}})
+        self._events.append(("step_end", "step", self.now(), MAIN_LANE, self.step_index, args))
         self.step_index += 1
         self._write_now()
         self._begin_step()

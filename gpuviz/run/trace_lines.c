@@ -1,0 +1,202 @@
+/* A rank's events written as JSON lines in one call: gpuviz.run.lines loads this module
+ * (built with the C compiler on first use) so that the end of a training step, when little
+ * of the interpreter is in the CPU's caches, runs one function instead of building a dict and
+ * encoding it for every event. Spans and instants kept as tuples are written here; any
+ * other event, and any tuple holding a value this file does not write (a tensor, an integer
+ * past 64 bits, a key that is not a string...), goes to the caller's fallback, which returns
+ * its line. Every line is what json.loads reads back as the event the Python route writes. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct { char *p; size_t n, cap; } Buf;
+
+static int grow(Buf *b, size_t more) {
+    if (b->n + more <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->n + more) cap *= 2;
+    char *p = PyMem_Realloc(b->p, cap);
+    if (!p) { PyErr_NoMemory(); return -1; }
+    b->p = p; b->cap = cap;
+    return 0;
+}
+static int put(Buf *b, const char *s, size_t n) {
+    if (grow(b, n)) return -1;
+    memcpy(b->p + b->n, s, n); b->n += n;
+    return 0;
+}
+#define PUTS(b, lit) put(b, lit, sizeof(lit) - 1)
+
+/* a JSON string: quotes, backslashes and control characters escaped, the rest as UTF-8 */
+static int put_str(Buf *b, PyObject *o) {
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(o, &n);
+    if (!s) return -1;
+    if (grow(b, 6 * (size_t)n + 2)) return -1;
+    char *d = b->p + b->n;
+    *d++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') { *d++ = '\\'; *d++ = (char)c; }
+        else if (c < 0x20) {
+            static const char hex[] = "0123456789abcdef";
+            *d++ = '\\'; *d++ = 'u'; *d++ = '0'; *d++ = '0'; *d++ = hex[c >> 4]; *d++ = hex[c & 15];
+        } else *d++ = (char)c;
+    }
+    *d++ = '"';
+    b->n = (size_t)(d - b->p);
+    return 0;
+}
+/* a number rounded to 3 decimals, as round(x, 3) then JSON would write it (null if not finite) */
+static int put_ms(Buf *b, double x) {
+    if (!isfinite(x)) return PUTS(b, "null");
+    char *s = PyOS_double_to_string(x, 'f', 3, 0, NULL);
+    if (!s) return -1;
+    int r = put(b, s, strlen(s));
+    PyMem_Free(s);
+    return r;
+}
+static int put_int(Buf *b, long long v) {
+    char tmp[32];
+    int n = snprintf(tmp, sizeof tmp, "%lld", v);
+    return put(b, tmp, (size_t)n);
+}
+/* an args value the fast path writes: str, bool, int that fits, finite float; else 1 */
+static int simple_value(Buf *b, PyObject *v) {
+    if (PyUnicode_CheckExact(v)) return put_str(b, v);
+    if (v == Py_True) return PUTS(b, "true");
+    if (v == Py_False) return PUTS(b, "false");
+    if (v == Py_None) return PUTS(b, "null");
+    if (PyLong_CheckExact(v)) {
+        int over = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &over);
+        if (over) return 1;
+        if (x == -1 && PyErr_Occurred()) return -1;
+        return put_int(b, x);
+    }
+    if (PyFloat_CheckExact(v)) {
+        double x = PyFloat_AS_DOUBLE(v);
+        if (!isfinite(x)) return PUTS(b, "null");
+        char *s = PyOS_double_to_string(x, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (!s) return -1;
+        int r = put(b, s, strlen(s));
+        PyMem_Free(s);
+        return r;
+    }
+    return 1;
+}
+/* one span tuple (name, cat, ts, dur, lane, step, args); 1: not one the fast path writes */
+static int put_span(Buf *b, PyObject *t, const char *pid, size_t npid) {
+    PyObject *name = PyTuple_GET_ITEM(t, 0), *cat = PyTuple_GET_ITEM(t, 1),
+             *ts = PyTuple_GET_ITEM(t, 2), *dur = PyTuple_GET_ITEM(t, 3),
+             *lane = PyTuple_GET_ITEM(t, 4), *step = PyTuple_GET_ITEM(t, 5),
+             *args = PyTuple_GET_ITEM(t, 6);
+    if (!PyUnicode_CheckExact(name) || !PyUnicode_CheckExact(cat) || !PyFloat_CheckExact(ts)
+        || !PyFloat_CheckExact(dur) || !PyLong_CheckExact(lane) || !PyLong_CheckExact(step)
+        || !PyDict_CheckExact(args) || PyDict_GetItemString(args, "step"))
+        return 1;
+    size_t start = b->n;
+    int r = 0;
+    if (PUTS(b, "{\"ph\":\"X\",\"name\":") || put_str(b, name) || PUTS(b, ",\"cat\":")
+        || put_str(b, cat) || PUTS(b, ",\"ts\":") || put_ms(b, PyFloat_AS_DOUBLE(ts))
+        || PUTS(b, ",\"dur\":") || put_ms(b, PyFloat_AS_DOUBLE(dur)) || PUTS(b, ",\"pid\":")
+        || put(b, pid, npid) || PUTS(b, ",\"tid\":"))
+        return -1;
+    if ((r = simple_value(b, lane)) || (r = PUTS(b, ",\"args\":{"))) goto out;
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(args, &pos, &k, &v)) {
+        if (!PyUnicode_CheckExact(k)) { r = 1; goto out; }
+        if ((r = put_str(b, k)) || (r = PUTS(b, ":")) || (r = simple_value(b, v)) || (r = PUTS(b, ","))) goto out;
+    }
+    if ((r = PUTS(b, "\"step\":")) || (r = simple_value(b, step)) || (r = PUTS(b, "}}\n"))) goto out;
+    return 0;
+out:
+    if (r > 0) b->n = start;   /* not ours: the caller's fallback writes it */
+    return r;
+}
+
+/* one instant tuple (name, cat, ts, lane, step, args): "step" first, then args */
+static int put_instant(Buf *b, PyObject *t, const char *pid, size_t npid) {
+    PyObject *name = PyTuple_GET_ITEM(t, 0), *cat = PyTuple_GET_ITEM(t, 1),
+             *ts = PyTuple_GET_ITEM(t, 2), *lane = PyTuple_GET_ITEM(t, 3),
+             *step = PyTuple_GET_ITEM(t, 4), *args = PyTuple_GET_ITEM(t, 5);
+    if (!PyUnicode_CheckExact(name) || !PyUnicode_CheckExact(cat) || !PyFloat_CheckExact(ts)
+        || !PyLong_CheckExact(lane) || !PyLong_CheckExact(step) || !PyDict_CheckExact(args)
+        || PyDict_GetItemString(args, "step"))
+        return 1;
+    size_t start = b->n;
+    int r = 0;
+    if (PUTS(b, "{\"ph\":\"i\",\"s\":\"p\",\"name\":") || put_str(b, name) || PUTS(b, ",\"cat\":")
+        || put_str(b, cat) || PUTS(b, ",\"ts\":") || put_ms(b, PyFloat_AS_DOUBLE(ts))
+        || PUTS(b, ",\"pid\":") || put(b, pid, npid) || PUTS(b, ",\"tid\":"))
+        return -1;
+    if ((r = simple_value(b, lane)) || (r = PUTS(b, ",\"args\":{\"step\":")) || (r = simple_value(b, step)))
+        goto out;
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(args, &pos, &k, &v)) {
+        if (!PyUnicode_CheckExact(k)) { r = 1; goto out; }
+        if ((r = PUTS(b, ",")) || (r = put_str(b, k)) || (r = PUTS(b, ":")) || (r = simple_value(b, v)))
+            goto out;
+    }
+    if ((r = PUTS(b, "}}\n"))) goto out;
+    return 0;
+out:
+    if (r > 0) b->n = start;
+    return r;
+}
+
+/* write_lines(fd, events, rank, fallback) -> bytes written */
+static PyObject *write_lines(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 4) { PyErr_SetString(PyExc_TypeError, "write_lines(fd, events, rank, fallback)"); return NULL; }
+    int fd = PyLong_AsLong(argv[0]);
+    PyObject *events = argv[1], *fallback = argv[3];
+    long rank = PyLong_AsLong(argv[2]);
+    if (PyErr_Occurred()) return NULL;
+    if (!PyList_CheckExact(events)) { PyErr_SetString(PyExc_TypeError, "events: a list"); return NULL; }
+    char pid[32];
+    size_t npid = (size_t)snprintf(pid, sizeof pid, "%ld", rank);
+    Buf b = {0};
+    Py_ssize_t n = PyList_GET_SIZE(events);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PyList_GET_ITEM(events, i);
+        int r = 1;
+        if (PyTuple_CheckExact(e))
+            r = PyTuple_GET_SIZE(e) == 7 ? put_span(&b, e, pid, npid)
+              : PyTuple_GET_SIZE(e) == 6 ? put_instant(&b, e, pid, npid) : 1;
+        if (r < 0) goto fail;
+        if (r > 0) {   /* anything else: the fallback's bytes (one JSON line with its newline) */
+            PyObject *line = PyObject_CallOneArg(fallback, e);
+            if (!line) goto fail;
+            if (!PyBytes_Check(line)) { Py_DECREF(line); PyErr_SetString(PyExc_TypeError, "fallback: bytes"); goto fail; }
+            int bad = put(&b, PyBytes_AS_STRING(line), (size_t)PyBytes_GET_SIZE(line));
+            Py_DECREF(line);
+            if (bad) goto fail;
+        }
+    }
+    size_t done = 0;
+    while (done < b.n) {
+        ssize_t w = write(fd, b.p + done, b.n - done);
+        if (w < 0) {
+            if (errno == EINTR) { if (PyErr_CheckSignals()) goto fail; continue; }
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto fail;
+        }
+        done += (size_t)w;
+    }
+    PyMem_Free(b.p);
+    return PyLong_FromSize_t(done);
+fail:
+    PyMem_Free(b.p);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"write_lines", (PyCFunction)(void (*)(void))write_lines, METH_FASTCALL, "write_lines(fd, events, rank, fallback): the events as JSON lines, written to fd; returns the bytes written"},
+    {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "trace_lines", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_trace_lines(void) { return PyModule_Create(&module); }
