@@ -14,7 +14,10 @@ of ``--steps`` steps per mode in a new random order each round:
     spans          the step's 4 annotated spans recorded; no bucket spans, no trace.step()
     buckets        only the hook's bucket spans recorded
     spans+buckets  both, no trace.step()
-    annotated      both, and trace.step() encoding and writing the step's events
+    annotated      both, and trace.step() encoding and writing the step's events (in
+                   compiled code where it builds: :mod:`gpuviz.run.lines`)
+    annotated py   the same with the Python route of the tracer's writer (orjson); left out,
+                   saying why, where the compiled writer cannot be built
     energy@steps   annotated, with the energy sampler reading its meter only at each step's
                    end (its thread never wakes within a block)
     energy         annotated, with the energy sampler's Python thread (every 10 ms, and a
@@ -50,9 +53,9 @@ import time
 from trace_overhead import _fmt, paired_ratio  # this script's folder is on sys.path
 
 MODES = ("untraced", "untraced-2", "spans", "buckets", "spans+buckets", "annotated",
-         "energy@steps", "energy", "energy C", "auto")
+         "annotated py", "energy@steps", "energy", "energy C", "auto")
 #: The modes that end each step with trace.step().
-WRITING = ("annotated", "energy@steps", "energy", "energy C")
+WRITING = ("annotated", "annotated py", "energy@steps", "energy", "energy C")
 #: The modes whose step runs with no tracer (in "buckets" the hook sets it for the bucket).
 NO_TRACER = ("untraced", "untraced-2", "buckets")
 
@@ -68,7 +71,7 @@ def measure(rounds: int = 200, steps: int = 4, warmup: int = 5, batch: int = 256
     from gpuviz.energy import native
     from gpuviz.energy.meters import make_meter
     from gpuviz.energy.sampler import CompiledSampler, Sampler
-    from gpuviz.run import auto, trace
+    from gpuviz.run import auto, lines, trace
     from gpuviz.run.comm import ddp_comm_hook
     from gpuviz.workloads.mlp import make_mlp, synthetic_regression
 
@@ -124,6 +127,9 @@ def measure(rounds: int = 200, steps: int = 4, warmup: int = 5, batch: int = 256
         mode_now[0] = mode
         trace.set_tracer(None if mode in NO_TRACER else tracer)
         uninstall = auto.install() if mode == "auto" else None
+        write = tracer._write
+        if mode == "annotated py":
+            tracer._write = lines.python_writer(tracer.rank)
         if mode.startswith("energy"):
             kind = CompiledSampler if mode == "energy C" else Sampler
             period = {"energy@steps": {"period_s": 1e6}}.get(mode, {})
@@ -137,6 +143,7 @@ def measure(rounds: int = 200, steps: int = 4, warmup: int = 5, batch: int = 256
             for h in tracer.hooks:
                 h.close()
             tracer.hooks = []
+            tracer._write = write
             if uninstall is not None:
                 uninstall()
             trace.set_tracer(tracer)
@@ -144,9 +151,11 @@ def measure(rounds: int = 200, steps: int = 4, warmup: int = 5, batch: int = 256
                 tracer._events.clear()   # recorded, never written: outside the timing
         return cpu
 
-    modes = [m for m in MODES if m != "energy C" or native.load() is not None]
-    if len(modes) < len(MODES):
-        print(f"energy C left out: {native.why_not()}")
+    modes = [m for m in MODES if (m != "energy C" or native.load() is not None)
+             and (m != "annotated py" or lines.load() is not None)]
+    for m, helper in (("energy C", native), ("annotated py", lines)):
+        if m not in modes:
+            print(f"{m} left out: {helper.why_not()}")
     try:
         for mode in modes:   # warm-up
             block(mode, warmup)
@@ -227,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
             thread = paired_ratio(cpu[m], cpu["energy@steps"], 1)
             print(f"the energy sampler's {label} thread ({m}/energy@steps): {_fmt(thread)}, "
                   f"{(thread[0] - 1) * statistics.median(cpu['energy@steps']) * 1e6:+.0f} us per step")
+    if "annotated py" in cpu:
+        r = paired_ratio(cpu["annotated"], cpu["annotated py"], 1)
+        print(f"the tracer's compiled writer against its Python route (annotated/annotated py): "
+              f"{_fmt(r)}, {(r[0] - 1) * statistics.median(cpu['annotated py']) * 1e6:+.0f} us per step")
     if "energy C" in cpu:
         print(f"compiled against Python thread (energy C/energy): "
               f"{_fmt(paired_ratio(cpu['energy C'], cpu['energy'], 1))}")

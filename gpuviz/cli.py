@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the claims file a book build wrote (default: book/_build/claims.jsonl)")
 
     sub.add_parser("build-native", help="compile gpuviz's helpers now (the recorder of DDP's "
-                   "buckets, the energy sampler's thread), so that no run waits for them")
+                   "buckets, the energy sampler's thread, the tracer's line writer), so that no run "
+                   "waits for them")
 
     b = sub.add_parser("bench", help="benchmarks: `gpuviz bench collectives --help`")
     bsub = b.add_subparsers(dest="bench_command", required=True)
@@ -252,11 +253,12 @@ def _build_native() -> int:
     import time
 
     from gpuviz.energy import native
-    from gpuviz.run import compiled, native_buckets
+    from gpuviz.run import compiled, lines, native_buckets
 
     ok = True
     for label, helper in (("the recorder of DDP's buckets (C++)", native_buckets),
-                          ("the energy sampler's thread (C)", native)):
+                          ("the energy sampler's thread (C)", native),
+                          ("the tracer's line writer (C)", lines)):
         t0 = time.perf_counter()
         if helper.load() is not None:
             print(f"{label}: ready ({time.perf_counter() - t0:.1f} s)")

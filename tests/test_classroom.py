@@ -36,7 +36,7 @@ def test_build_native_and_doctor_say_why_without_compilers(tmp_path):
     built = subprocess.run([sys.executable, "-m", "gpuviz.cli", "build-native"], env=env,
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 1, built.stdout + built.stderr
-    assert built.stdout.count("not built, runs use the Python route") == 2
+    assert built.stdout.count("not built, runs use the Python route") == 3
     code = "from gpuviz.classroom import doctor; c = doctor.check_compiled(); print(c.ok, c.required, '|', c.fix)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.stdout.startswith("False False |") and "gpuviz build-native" in out.stdout, out.stderr

@@ -57,6 +57,8 @@ def test_spans_instants_and_dicts_are_written_as_the_python_route_writes_them(tm
         ("own step", "compute", 1.0, 2.0, 0, 9, {"step": 4}),
         ("step_end", "step", 1.0, 0, 9, {"step": 4, "tokens": np.int64(3)}),
         (np.str_("np name"), "compute", np.float64(1.0), 2.0, 0, 0, {}),
+        ("energy", 12.3456, {"energy J": 3.25}), ("two", 1.0, {"a": 1, "b": 2.5}),
+        ("int key", 1.0, {1: 2.0}), ("tensor", 1.0, {"v": torch.tensor(1.5)}),
         {"ph": "C", "name": "energy J", "ts": 1.5, "pid": 3, "args": {"energy J": 2.0}},
         {"ph": "M", "name": "gpuviz_meta", "pid": 3, "args": {"world_size": 2}},
     ]
@@ -69,6 +71,8 @@ def test_spans_instants_and_dicts_are_written_as_the_python_route_writes_them(tm
     assert by_name["nan"]["args"] == {"x": None, "y": None, "step": 0}      # JSON has no NaN
     assert by_name["own step"]["args"]["step"] == 9                          # the tracer's step
     assert by_name["huge"]["args"]["n"] == 2**70
+    assert by_name["energy"] == {"ph": "C", "name": "energy", "ts": 12.346, "pid": 3,
+                                 "args": {"energy J": 3.25}}
 
 
 @compiled

@@ -323,10 +323,11 @@ def check_energy() -> Check:
 def check_compiled() -> Check:
     """gpuviz's compiled helpers (built here now if they are not yet: 20–30 s, once)."""
     from gpuviz.energy import native
-    from gpuviz.run import compiled, native_buckets
+    from gpuviz.run import compiled, lines, native_buckets
 
     why = [f"{name}: {h.why_not()}" for name, h in (("DDP's bucket recorder", native_buckets),
-                                                     ("energy sampler thread", native))
+                                                     ("energy sampler thread", native),
+                                                     ("trace line writer", lines))
            if h.load() is None]
     return Check("compiled helpers", not why,
                  "; ".join(why) + "; runs use the Python routes, which cost a little more CPU time"

@@ -70,8 +70,7 @@ class Sampler(hooks.RankHook):
     def _record(self, ts: float, joules: float) -> None:
         """The ``energy J`` counter of one reading at ``ts`` (us); the power between two
         readings is derived from it when the run is read (:func:`gpuviz.energy.attribution.power`)."""
-        self.tracer._emit({"ph": "C", "name": "energy", "ts": round(ts, 3), "pid": self.tracer.rank,
-                           "args": {"energy J": round(joules, 6)}})
+        self.tracer._emit(("energy", ts, {"energy J": round(joules, 6)}))   # a C event
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):

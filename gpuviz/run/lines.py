@@ -13,7 +13,8 @@ encoder, line by line.
 
 Tuples: a span ``(name, cat, ts, dur, lane, step, args)`` is the ``X`` event with
 ``args`` plus ``step``; an instant ``(name, cat, ts, lane, step, args)`` is the ``i``
-event with ``step`` then ``args`` (a ``step`` in ``args`` wins, as in a dict).
+event with ``step`` then ``args`` (a ``step`` in ``args`` wins, as in a dict); a counter
+``(name, ts, args)`` is the ``C`` event.
 
 >>> import os, tempfile
 >>> fd, path = tempfile.mkstemp()
@@ -57,13 +58,16 @@ _json = json.JSONEncoder(separators=(",", ":"), check_circular=False, default=_p
 
 
 def event(e: dict | tuple, rank: int) -> dict:
-    """The event a span or instant tuple stands for (a dict is returned as it is)."""
+    """The event a span, instant or counter tuple stands for (a dict is returned as it is)."""
     if type(e) is dict:
         return e
     if len(e) == 7:
         name, cat, ts, dur, lane, step, args = e
         return {"ph": "X", "name": name, "cat": cat, "ts": round(ts, 3), "dur": round(dur, 3),
                 "pid": rank, "tid": lane, "args": {**args, "step": step}}
+    if len(e) == 3:
+        name, ts, args = e
+        return {"ph": "C", "name": name, "ts": round(ts, 3), "pid": rank, "args": args}
     name, cat, ts, lane, step, args = e
     return {"ph": "i", "s": "p", "name": name, "cat": cat, "ts": round(ts, 3), "pid": rank,
             "tid": lane, "args": {"step": step, **args}}

@@ -150,6 +150,32 @@ out:
     return r;
 }
 
+/* one counter tuple (name, ts, args) */
+static int put_counter(Buf *b, PyObject *t, const char *pid, size_t npid) {
+    PyObject *name = PyTuple_GET_ITEM(t, 0), *ts = PyTuple_GET_ITEM(t, 1), *args = PyTuple_GET_ITEM(t, 2);
+    if (!PyUnicode_CheckExact(name) || !PyFloat_CheckExact(ts) || !PyDict_CheckExact(args))
+        return 1;
+    size_t start = b->n;
+    int r = 0;
+    if (PUTS(b, "{\"ph\":\"C\",\"name\":") || put_str(b, name) || PUTS(b, ",\"ts\":")
+        || put_ms(b, PyFloat_AS_DOUBLE(ts)) || PUTS(b, ",\"pid\":") || put(b, pid, npid)
+        || PUTS(b, ",\"args\":{"))
+        return -1;
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(args, &pos, &k, &v)) {
+        if (!PyUnicode_CheckExact(k)) { r = 1; goto out; }
+        if ((pos > 1 && (r = PUTS(b, ","))) || (r = put_str(b, k)) || (r = PUTS(b, ":"))
+            || (r = simple_value(b, v)))
+            goto out;
+    }
+    if ((r = PUTS(b, "}}\n"))) goto out;
+    return 0;
+out:
+    if (r > 0) b->n = start;
+    return r;
+}
+
 /* write_lines(fd, events, rank, fallback) -> bytes written */
 static PyObject *write_lines(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     if (argc != 4) { PyErr_SetString(PyExc_TypeError, "write_lines(fd, events, rank, fallback)"); return NULL; }
@@ -167,7 +193,8 @@ static PyObject *write_lines(PyObject *self, PyObject *const *argv, Py_ssize_t a
         int r = 1;
         if (PyTuple_CheckExact(e))
             r = PyTuple_GET_SIZE(e) == 7 ? put_span(&b, e, pid, npid)
-              : PyTuple_GET_SIZE(e) == 6 ? put_instant(&b, e, pid, npid) : 1;
+              : PyTuple_GET_SIZE(e) == 6 ? put_instant(&b, e, pid, npid)
+              : PyTuple_GET_SIZE(e) == 3 ? put_counter(&b, e, pid, npid) : 1;
         if (r < 0) goto fail;
         if (r > 0) {   /* anything else: the fallback's bytes (one JSON line with its newline) */
             PyObject *line = PyObject_CallOneArg(fallback, e);

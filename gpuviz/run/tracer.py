@@ -92,7 +92,7 @@ class Tracer:
         """Microseconds since the aligned start."""
         return _now_us(self.origin_ns)
 
-    def _emit(self, event: dict) -> None:
+    def _emit(self, event: dict | tuple) -> None:
         self._events.append(event)  # list.append is atomic: safe from comm threads
 
     def complete(self, name: str, cat: str, ts: float, dur: float, lane: int = MAIN_LANE,
@@ -105,8 +105,7 @@ class Tracer:
         self._events.append((name, cat, ts, dur, lane, self.step_index if step is None else step, args))
 
     def counter(self, name: str, value: float) -> None:
-        self._emit({"ph": "C", "name": name, "ts": round(self.now(), 3), "pid": self.rank,
-                    "args": {name: float(value)}})
+        self._emit((name, self.now(), {name: float(value)}))   # a C event (gpuviz.run.lines)
 
     def instant(self, name: str, cat: str = "event", **args: Any) -> None:
         self._emit({"ph": "i", "s": "p", "name": name, "cat": cat, "ts": round(self.now(), 3),
