@@ -59,6 +59,7 @@ def test_spans_instants_and_dicts_are_written_as_the_python_route_writes_them(tm
         (np.str_("np name"), "compute", np.float64(1.0), 2.0, 0, 0, {}),
         ("energy", 12.3456, {"energy J": 3.25}), ("two", 1.0, {"a": 1, "b": 2.5}),
         ("int key", 1.0, {1: 2.0}), ("tensor", 1.0, {"v": torch.tensor(1.5)}),
+        ("lone \ud800", "compute", 1.0, 2.0, 0, 0, {"s": "\udcff"}), ("c \ud800", 1.0, {"x": 1.0}),
         {"ph": "C", "name": "energy J", "ts": 1.5, "pid": 3, "args": {"energy J": 2.0}},
         {"ph": "M", "name": "gpuviz_meta", "pid": 3, "args": {"world_size": 2}},
     ]

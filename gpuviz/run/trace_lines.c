@@ -34,7 +34,11 @@ static int put(Buf *b, const char *s, size_t n) {
 static int put_str(Buf *b, PyObject *o) {
     Py_ssize_t n;
     const char *s = PyUnicode_AsUTF8AndSize(o, &n);
-    if (!s) return -1;
+    if (!s) {   /* a lone surrogate: not UTF-8, the fallback escapes it */
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) return -1;
+        PyErr_Clear();
+        return 1;
+    }
     if (grow(b, 6 * (size_t)n + 2)) return -1;
     char *d = b->p + b->n;
     *d++ = '"';
@@ -100,11 +104,12 @@ static int put_span(Buf *b, PyObject *t, const char *pid, size_t npid) {
         return 1;
     size_t start = b->n;
     int r = 0;
-    if (PUTS(b, "{\"ph\":\"X\",\"name\":") || put_str(b, name) || PUTS(b, ",\"cat\":")
-        || put_str(b, cat) || PUTS(b, ",\"ts\":") || put_ms(b, PyFloat_AS_DOUBLE(ts))
-        || PUTS(b, ",\"dur\":") || put_ms(b, PyFloat_AS_DOUBLE(dur)) || PUTS(b, ",\"pid\":")
-        || put(b, pid, npid) || PUTS(b, ",\"tid\":"))
-        return -1;
+    if ((r = PUTS(b, "{\"ph\":\"X\",\"name\":")) || (r = put_str(b, name))
+        || (r = PUTS(b, ",\"cat\":")) || (r = put_str(b, cat)) || (r = PUTS(b, ",\"ts\":"))
+        || (r = put_ms(b, PyFloat_AS_DOUBLE(ts))) || (r = PUTS(b, ",\"dur\":"))
+        || (r = put_ms(b, PyFloat_AS_DOUBLE(dur))) || (r = PUTS(b, ",\"pid\":"))
+        || (r = put(b, pid, npid)) || (r = PUTS(b, ",\"tid\":")))
+        goto out;
     if ((r = simple_value(b, lane)) || (r = PUTS(b, ",\"args\":{"))) goto out;
     Py_ssize_t pos = 0;
     PyObject *k, *v;
@@ -130,10 +135,11 @@ static int put_instant(Buf *b, PyObject *t, const char *pid, size_t npid) {
         return 1;
     size_t start = b->n;
     int r = 0;
-    if (PUTS(b, "{\"ph\":\"i\",\"s\":\"p\",\"name\":") || put_str(b, name) || PUTS(b, ",\"cat\":")
-        || put_str(b, cat) || PUTS(b, ",\"ts\":") || put_ms(b, PyFloat_AS_DOUBLE(ts))
-        || PUTS(b, ",\"pid\":") || put(b, pid, npid) || PUTS(b, ",\"tid\":"))
-        return -1;
+    if ((r = PUTS(b, "{\"ph\":\"i\",\"s\":\"p\",\"name\":")) || (r = put_str(b, name))
+        || (r = PUTS(b, ",\"cat\":")) || (r = put_str(b, cat)) || (r = PUTS(b, ",\"ts\":"))
+        || (r = put_ms(b, PyFloat_AS_DOUBLE(ts))) || (r = PUTS(b, ",\"pid\":"))
+        || (r = put(b, pid, npid)) || (r = PUTS(b, ",\"tid\":")))
+        goto out;
     if ((r = simple_value(b, lane)) || (r = PUTS(b, ",\"args\":{\"step\":")) || (r = simple_value(b, step)))
         goto out;
     Py_ssize_t pos = 0;
@@ -157,10 +163,10 @@ static int put_counter(Buf *b, PyObject *t, const char *pid, size_t npid) {
         return 1;
     size_t start = b->n;
     int r = 0;
-    if (PUTS(b, "{\"ph\":\"C\",\"name\":") || put_str(b, name) || PUTS(b, ",\"ts\":")
-        || put_ms(b, PyFloat_AS_DOUBLE(ts)) || PUTS(b, ",\"pid\":") || put(b, pid, npid)
-        || PUTS(b, ",\"args\":{"))
-        return -1;
+    if ((r = PUTS(b, "{\"ph\":\"C\",\"name\":")) || (r = put_str(b, name))
+        || (r = PUTS(b, ",\"ts\":")) || (r = put_ms(b, PyFloat_AS_DOUBLE(ts)))
+        || (r = PUTS(b, ",\"pid\":")) || (r = put(b, pid, npid)) || (r = PUTS(b, ",\"args\":{")))
+        goto out;
     Py_ssize_t pos = 0;
     PyObject *k, *v;
     while (PyDict_Next(args, &pos, &k, &v)) {

@@ -65,7 +65,7 @@ class Tracer:
         if self._file.tell() > 0 and not _ends_with_newline(self.path):
             self._file.write(b"\n")  # an earlier attempt killed mid-line: keep ours readable
         self._lock = threading.Lock()
-        self._events: list[dict | tuple] = []   # tuples: spans and instants (gpuviz.run.lines)
+        self._events: list[dict | tuple] = []   # tuples: spans, instants, counters (gpuviz.run.lines)
         self._write = lines.writer(rank)
         self._pending_cuda: list[tuple[Any, Any, dict]] = []
         self._open: dict[int, list[tuple[str, str, float]]] = {}  # thread id -> open spans
