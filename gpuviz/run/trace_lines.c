@@ -213,7 +213,10 @@ static PyObject *write_lines(PyObject *self, PyObject *const *argv, Py_ssize_t a
     }
     size_t done = 0;
     while (done < b.n) {
-        ssize_t w = write(fd, b.p + done, b.n - done);
+        ssize_t w;
+        Py_BEGIN_ALLOW_THREADS   /* a slow disk (a shared filesystem) holds no other thread */
+        w = write(fd, b.p + done, b.n - done);
+        Py_END_ALLOW_THREADS
         if (w < 0) {
             if (errno == EINTR) { if (PyErr_CheckSignals()) goto fail; continue; }
             PyErr_SetFromErrno(PyExc_OSError);
