@@ -40,6 +40,8 @@ def _same_events(tmp_path, events, rank=3):
 
 @compiled
 def test_spans_instants_and_dicts_are_written_as_the_python_route_writes_them(tmp_path):
+    holed = {"gone": 0, "energy J": 1.0, "kept": 2}   # a dict with a deleted entry before its first
+    del holed["gone"]
     awkward = ['say "hi"', "back\\slash", "tab\there", "new\nline", "\x01ctl", "ünï", "日本", ""]
     events = []
     for i, name in enumerate(awkward):
@@ -58,7 +60,8 @@ def test_spans_instants_and_dicts_are_written_as_the_python_route_writes_them(tm
         ("step_end", "step", 1.0, 0, 9, {"step": 4, "tokens": np.int64(3)}),
         (np.str_("np name"), "compute", np.float64(1.0), 2.0, 0, 0, {}),
         ("energy", 12.3456, {"energy J": 3.25}), ("two", 1.0, {"a": 1, "b": 2.5}),
-        ("int key", 1.0, {1: 2.0}), ("tensor", 1.0, {"v": torch.tensor(1.5)}),
+        ("holed", 3.0, holed), ("holed span", "compute", 1.0, 2.0, 0, 1, holed),
+        ("empty counter", 3.0, {}), ("int key", 1.0, {1: 2.0}), ("tensor", 1.0, {"v": torch.tensor(1.5)}),
         ("lone \ud800", "compute", 1.0, 2.0, 0, 0, {"s": "\udcff"}), ("c \ud800", 1.0, {"x": 1.0}),
         {"ph": "C", "name": "energy J", "ts": 1.5, "pid": 3, "args": {"energy J": 2.0}},
         {"ph": "M", "name": "gpuviz_meta", "pid": 3, "args": {"world_size": 2}},
@@ -72,6 +75,7 @@ def test_spans_instants_and_dicts_are_written_as_the_python_route_writes_them(tm
     assert by_name["nan"]["args"] == {"x": None, "y": None, "step": 0}      # JSON has no NaN
     assert by_name["own step"]["args"]["step"] == 9                          # the tracer's step
     assert by_name["huge"]["args"]["n"] == 2**70
+    assert by_name["holed"]["args"] == {"energy J": 1.0, "kept": 2}
     assert by_name["energy"] == {"ph": "C", "name": "energy", "ts": 12.346, "pid": 3,
                                  "args": {"energy J": 3.25}}
 

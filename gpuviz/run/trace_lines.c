@@ -1,7 +1,7 @@
 /* A rank's events written as JSON lines in one call: gpuviz.run.lines loads this module
  * (built with the C compiler on first use) so that the end of a training step, when little
  * of the interpreter is in the CPU's caches, runs one function instead of building a dict and
- * encoding it for every event. Spans and instants kept as tuples are written here; any
+ * encoding it for every event. Spans, instants and counters kept as tuples are written here; any
  * other event, and any tuple holding a value this file does not write (a tensor, an integer
  * past 64 bits, a key that is not a string...), goes to the caller's fallback, which returns
  * its line. Every line is what json.loads reads back as the event the Python route writes. */
@@ -92,92 +92,67 @@ static int simple_value(Buf *b, PyObject *v) {
     }
     return 1;
 }
-/* one span tuple (name, cat, ts, dur, lane, step, args); 1: not one the fast path writes */
-static int put_span(Buf *b, PyObject *t, const char *pid, size_t npid) {
-    PyObject *name = PyTuple_GET_ITEM(t, 0), *cat = PyTuple_GET_ITEM(t, 1),
-             *ts = PyTuple_GET_ITEM(t, 2), *dur = PyTuple_GET_ITEM(t, 3),
-             *lane = PyTuple_GET_ITEM(t, 4), *step = PyTuple_GET_ITEM(t, 5),
-             *args = PyTuple_GET_ITEM(t, 6);
-    if (!PyUnicode_CheckExact(name) || !PyUnicode_CheckExact(cat) || !PyFloat_CheckExact(ts)
-        || !PyFloat_CheckExact(dur) || !PyLong_CheckExact(lane) || !PyLong_CheckExact(step)
-        || !PyDict_CheckExact(args) || PyDict_GetItemString(args, "step"))
-        return 1;
-    size_t start = b->n;
-    int r = 0;
-    if ((r = PUTS(b, "{\"ph\":\"X\",\"name\":")) || (r = put_str(b, name))
-        || (r = PUTS(b, ",\"cat\":")) || (r = put_str(b, cat)) || (r = PUTS(b, ",\"ts\":"))
-        || (r = put_ms(b, PyFloat_AS_DOUBLE(ts))) || (r = PUTS(b, ",\"dur\":"))
-        || (r = put_ms(b, PyFloat_AS_DOUBLE(dur))) || (r = PUTS(b, ",\"pid\":"))
-        || (r = put(b, pid, npid)) || (r = PUTS(b, ",\"tid\":")))
-        goto out;
-    if ((r = simple_value(b, lane)) || (r = PUTS(b, ",\"args\":{"))) goto out;
+/* ,"args":{...}} and the newline: "step" first where given, then the dict's items */
+static int put_args(Buf *b, PyObject *args, PyObject *step) {
+    int r;
+    if ((r = PUTS(b, ",\"args\":{"))) return r;
+    if (step && ((r = PUTS(b, "\"step\":")) || (r = simple_value(b, step)))) return r;
+    int first = step == NULL;
     Py_ssize_t pos = 0;
     PyObject *k, *v;
     while (PyDict_Next(args, &pos, &k, &v)) {
-        if (!PyUnicode_CheckExact(k)) { r = 1; goto out; }
-        if ((r = put_str(b, k)) || (r = PUTS(b, ":")) || (r = simple_value(b, v)) || (r = PUTS(b, ","))) goto out;
-    }
-    if ((r = PUTS(b, "\"step\":")) || (r = simple_value(b, step)) || (r = PUTS(b, "}}\n"))) goto out;
-    return 0;
-out:
-    if (r > 0) b->n = start;   /* not ours: the caller's fallback writes it */
-    return r;
-}
-
-/* one instant tuple (name, cat, ts, lane, step, args): "step" first, then args */
-static int put_instant(Buf *b, PyObject *t, const char *pid, size_t npid) {
-    PyObject *name = PyTuple_GET_ITEM(t, 0), *cat = PyTuple_GET_ITEM(t, 1),
-             *ts = PyTuple_GET_ITEM(t, 2), *lane = PyTuple_GET_ITEM(t, 3),
-             *step = PyTuple_GET_ITEM(t, 4), *args = PyTuple_GET_ITEM(t, 5);
-    if (!PyUnicode_CheckExact(name) || !PyUnicode_CheckExact(cat) || !PyFloat_CheckExact(ts)
-        || !PyLong_CheckExact(lane) || !PyLong_CheckExact(step) || !PyDict_CheckExact(args)
-        || PyDict_GetItemString(args, "step"))
-        return 1;
-    size_t start = b->n;
-    int r = 0;
-    if ((r = PUTS(b, "{\"ph\":\"i\",\"s\":\"p\",\"name\":")) || (r = put_str(b, name))
-        || (r = PUTS(b, ",\"cat\":")) || (r = put_str(b, cat)) || (r = PUTS(b, ",\"ts\":"))
-        || (r = put_ms(b, PyFloat_AS_DOUBLE(ts))) || (r = PUTS(b, ",\"pid\":"))
-        || (r = put(b, pid, npid)) || (r = PUTS(b, ",\"tid\":")))
-        goto out;
-    if ((r = simple_value(b, lane)) || (r = PUTS(b, ",\"args\":{\"step\":")) || (r = simple_value(b, step)))
-        goto out;
-    Py_ssize_t pos = 0;
-    PyObject *k, *v;
-    while (PyDict_Next(args, &pos, &k, &v)) {
-        if (!PyUnicode_CheckExact(k)) { r = 1; goto out; }
-        if ((r = PUTS(b, ",")) || (r = put_str(b, k)) || (r = PUTS(b, ":")) || (r = simple_value(b, v)))
-            goto out;
-    }
-    if ((r = PUTS(b, "}}\n"))) goto out;
-    return 0;
-out:
-    if (r > 0) b->n = start;
-    return r;
-}
-
-/* one counter tuple (name, ts, args) */
-static int put_counter(Buf *b, PyObject *t, const char *pid, size_t npid) {
-    PyObject *name = PyTuple_GET_ITEM(t, 0), *ts = PyTuple_GET_ITEM(t, 1), *args = PyTuple_GET_ITEM(t, 2);
-    if (!PyUnicode_CheckExact(name) || !PyFloat_CheckExact(ts) || !PyDict_CheckExact(args))
-        return 1;
-    size_t start = b->n;
-    int r = 0;
-    if ((r = PUTS(b, "{\"ph\":\"C\",\"name\":")) || (r = put_str(b, name))
-        || (r = PUTS(b, ",\"ts\":")) || (r = put_ms(b, PyFloat_AS_DOUBLE(ts)))
-        || (r = PUTS(b, ",\"pid\":")) || (r = put(b, pid, npid)) || (r = PUTS(b, ",\"args\":{")))
-        goto out;
-    Py_ssize_t pos = 0;
-    PyObject *k, *v;
-    while (PyDict_Next(args, &pos, &k, &v)) {
-        if (!PyUnicode_CheckExact(k)) { r = 1; goto out; }
-        if ((pos > 1 && (r = PUTS(b, ","))) || (r = put_str(b, k)) || (r = PUTS(b, ":"))
+        if (!PyUnicode_CheckExact(k)) return 1;
+        if ((!first && (r = PUTS(b, ","))) || (r = put_str(b, k)) || (r = PUTS(b, ":"))
             || (r = simple_value(b, v)))
-            goto out;
+            return r;
+        first = 0;
     }
-    if ((r = PUTS(b, "}}\n"))) goto out;
-    return 0;
-out:
+    return PUTS(b, "}}\n");
+}
+
+/* "name":...,"cat":... */
+static int put_names(Buf *b, PyObject *name, PyObject *cat) {
+    int r = PUTS(b, "\"name\":");
+    if (!r) r = put_str(b, name);
+    if (!r && cat) r = PUTS(b, ",\"cat\":");
+    if (!r && cat) r = put_str(b, cat);
+    return r;
+}
+
+/* ,"pid":R,"tid":lane (no tid where lane is NULL) */
+static int put_ids(Buf *b, const char *pid, size_t npid, PyObject *lane) {
+    int r = PUTS(b, ",\"pid\":");
+    if (!r) r = put(b, pid, npid);
+    if (!r && lane) r = PUTS(b, ",\"tid\":");
+    if (!r && lane) r = simple_value(b, lane);
+    return r;
+}
+
+/* One event tuple's line; 1: not one this file writes (the caller's fallback does), with
+ * nothing of it left in the buffer. A span (name, cat, ts, dur, lane, step, args), an
+ * instant (name, cat, ts, lane, step, args) or a counter (name, ts, args). */
+static int put_tuple(Buf *b, PyObject *t, const char *pid, size_t npid) {
+    Py_ssize_t n = PyTuple_GET_SIZE(t);
+    if (n != 7 && n != 6 && n != 3) return 1;
+    PyObject *name = PyTuple_GET_ITEM(t, 0), *args = PyTuple_GET_ITEM(t, n - 1);
+    PyObject *cat = n == 3 ? NULL : PyTuple_GET_ITEM(t, 1);
+    PyObject *ts = PyTuple_GET_ITEM(t, n == 3 ? 1 : 2), *dur = n == 7 ? PyTuple_GET_ITEM(t, 3) : NULL;
+    PyObject *lane = n == 3 ? NULL : PyTuple_GET_ITEM(t, n - 3), *step = n == 3 ? NULL : PyTuple_GET_ITEM(t, n - 2);
+    if (!PyUnicode_CheckExact(name) || (cat && !PyUnicode_CheckExact(cat)) || !PyFloat_CheckExact(ts)
+        || (dur && !PyFloat_CheckExact(dur)) || (lane && !PyLong_CheckExact(lane))
+        || (step && !PyLong_CheckExact(step)) || !PyDict_CheckExact(args)
+        || (step && PyDict_GetItemString(args, "step")))   /* a dict's rules decide which wins */
+        return 1;
+    size_t start = b->n;
+    int r = n == 7 ? PUTS(b, "{\"ph\":\"X\",") : n == 6 ? PUTS(b, "{\"ph\":\"i\",\"s\":\"p\",")
+                                          : PUTS(b, "{\"ph\":\"C\",");
+    if (!r) r = put_names(b, name, cat);
+    if (!r) r = PUTS(b, ",\"ts\":");
+    if (!r) r = put_ms(b, PyFloat_AS_DOUBLE(ts));
+    if (!r && dur) r = PUTS(b, ",\"dur\":");
+    if (!r && dur) r = put_ms(b, PyFloat_AS_DOUBLE(dur));
+    if (!r) r = put_ids(b, pid, npid, lane);
+    if (!r) r = put_args(b, args, step);
     if (r > 0) b->n = start;
     return r;
 }
@@ -196,11 +171,7 @@ static PyObject *write_lines(PyObject *self, PyObject *const *argv, Py_ssize_t a
     Py_ssize_t n = PyList_GET_SIZE(events);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *e = PyList_GET_ITEM(events, i);
-        int r = 1;
-        if (PyTuple_CheckExact(e))
-            r = PyTuple_GET_SIZE(e) == 7 ? put_span(&b, e, pid, npid)
-              : PyTuple_GET_SIZE(e) == 6 ? put_instant(&b, e, pid, npid)
-              : PyTuple_GET_SIZE(e) == 3 ? put_counter(&b, e, pid, npid) : 1;
+        int r = PyTuple_CheckExact(e) ? put_tuple(&b, e, pid, npid) : 1;
         if (r < 0) goto fail;
         if (r > 0) {   /* anything else: the fallback's bytes (one JSON line with its newline) */
             PyObject *line = PyObject_CallOneArg(fallback, e);
