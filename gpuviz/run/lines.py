@@ -1,10 +1,11 @@
 """A rank's events as JSON lines in its trace file: compiled where it can be built, else orjson.
 
-The tracer keeps spans and instants as tuples while the step runs and writes them at the
-step's end (:meth:`gpuviz.run.tracer.Tracer.step`), in one write, so that a killed rank
-keeps every step before. That end comes right after the step's kernels, when little of the
-interpreter is in the CPU's caches: building a dict per event and encoding it there costs
-several times what it costs in a loop (``benchmarks/trace_parts.py``). ``trace_lines.c``
+The tracer keeps spans, instants and counters as tuples while the step runs and writes them
+at the step's end (:meth:`gpuviz.run.tracer.Tracer.step`), in one write, so that a killed
+rank keeps every step before. That end comes right after the step's kernels, when little of
+the interpreter is in the CPU's caches, and every line of Python run there costs several
+times what it costs in a loop (``benchmarks/trace_parts.py`` prints it for a span, and what
+this module's compiled route saves a step against its Python route). ``trace_lines.c``
 writes the tuples' lines in one call instead; it is built with the C compiler on first use
 (:mod:`gpuviz.run.compiled`), and where it cannot be, :func:`writer` gives the Python
 route, which writes the same events. The compiled route hands anything it does not write
