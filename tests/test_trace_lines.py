@@ -123,6 +123,11 @@ def test_the_tracer_writes_through_the_compiled_writer_and_says_so(tmp_path):
     assert ev[-1]["args"]["trace_writer"] == {"writer": "compiled"}
 
 
+@compiled
+def test_a_job_says_how_each_rank_wrote_its_events(ddp_run):
+    assert ddp_run.meta["trace_writer"] == {r: {"writer": "compiled"} for r in range(ddp_run.world_size)}
+
+
 def test_with_no_compiler_the_python_route_writes_and_the_reason_is_kept(tmp_path):
     code = ("from gpuviz.run import lines; import os, json; w = lines.writer(0);"
             "fd = os.open(os.environ['OUT'], os.O_WRONLY | os.O_CREAT);"

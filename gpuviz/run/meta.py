@@ -32,6 +32,9 @@ def merge_meta(path: Path, by_rank: dict[int, dict]) -> dict:
     meta["energy"] = {r: m.get("energy") for r, m in sorted(by_rank.items()) if m.get("energy")}
     meta["native_buckets"] = {r: m["native_buckets"] for r, m in sorted(by_rank.items())
                               if m.get("native_buckets")}
+    # how each rank wrote its events (gpuviz.run.lines: compiled, or Python and why)
+    meta["trace_writer"] = {r: m["trace_writer"] for r, m in sorted(by_rank.items())
+                            if m.get("trace_writer")}
     # Imported from a PyTorch profiler: where the traces came from and what ran them.
     for k in ("source", "gpu", "nccl_version", "ranks_present"):
         if first.get(k) is not None:
