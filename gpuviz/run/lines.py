@@ -139,5 +139,6 @@ def writer(rank: int) -> Callable[[int, list], None]:
 
 def route() -> dict:
     """Which route :func:`writer` takes here, for a rank's metadata."""
-    return {"writer": "compiled" if load() is not None else "python",
-            **({"why_python": why_not()} if load() is None else {})}
+    if load() is not None:
+        return {"writer": "compiled"}
+    return {"writer": "python", "why_python": why_not()}
