@@ -84,6 +84,9 @@ def test_spans_instants_and_dicts_are_written_as_the_python_route_writes_them(tm
 def test_times_are_rounded_to_the_nanosecond_as_round_does(tmp_path):
     rng = random.Random(0)
     times = [rng.uniform(0, 1e9) for _ in range(2000)] + [0.0005, 0.0015, 2.5e-4, 1e15 + 0.0625]
+    # near a half of the last decimal, where x * 1000 rounds by hand only when that is safe
+    times += [rng.randrange(10**9) / 1000 + 0.0005 for _ in range(2000)]
+    times += [-t for t in times[:500]] + [-0.0, -2.5e-4, 1e12 - 0.0005, 5e-324]
     got = _same_events(tmp_path, [("s", "compute", t, t / 7, 0, 0, {}) for t in times])
     assert [e["ts"] for e in got] == [round(t, 3) for t in times]
     assert [e["dur"] for e in got] == [round(t / 7, 3) for t in times]

@@ -8,21 +8,26 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
-#include <stdio.h>
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
-typedef struct { char *p; size_t n, cap; } Buf;
+/* The lines are built in a buffer on the stack, moved to the heap only for a step with many
+ * events: what runs at a step's end is in the CPU's caches least, so it does as little as it can
+ * (no allocation, no printf or dtoa for the usual numbers). */
+typedef struct { char *p; size_t n, cap; int heap; } Buf;
 
 static int grow(Buf *b, size_t more) {
     if (b->n + more <= b->cap) return 0;
-    size_t cap = b->cap ? b->cap : 4096;
+    size_t cap = b->cap * 2;
     while (cap < b->n + more) cap *= 2;
-    char *p = PyMem_Realloc(b->p, cap);
+    char *p = b->heap ? PyMem_Realloc(b->p, cap) : PyMem_Malloc(cap);
     if (!p) { PyErr_NoMemory(); return -1; }
-    b->p = p; b->cap = cap;
+    if (!b->heap) memcpy(p, b->p, b->n);
+    b->p = p; b->cap = cap; b->heap = 1;
     return 0;
 }
+static void release(Buf *b) { if (b->heap) PyMem_Free(b->p); }
 static int put(Buf *b, const char *s, size_t n) {
     if (grow(b, n)) return -1;
     memcpy(b->p + b->n, s, n); b->n += n;
@@ -54,9 +59,26 @@ static int put_str(Buf *b, PyObject *o) {
     b->n = (size_t)(d - b->p);
     return 0;
 }
-/* a number rounded to 3 decimals, as round(x, 3) then JSON would write it (null if not finite) */
+/* the decimal digits of v, then (where decimals > 0) a point before the last `decimals` */
+static int put_digits(Buf *b, unsigned long long v, int negative, int decimals) {
+    char tmp[32], *end = tmp + sizeof tmp, *d = end;
+    for (int i = 0; i < decimals; i++) { *--d = (char)('0' + v % 10); v /= 10; }
+    if (decimals) *--d = '.';
+    do { *--d = (char)('0' + v % 10); v /= 10; } while (v);
+    if (negative) *--d = '-';
+    return put(b, d, (size_t)(end - d));
+}
+/* a number rounded to 3 decimals, as round(x, 3) then JSON would write it (null if not finite).
+ * x * 1000 is rounded by hand unless it lies so near a half that the product's own rounding
+ * could decide which way it goes; then (and for huge x) by Python's correctly rounded dtoa. */
 static int put_ms(Buf *b, double x) {
     if (!isfinite(x)) return PUTS(b, "null");
+    double a = fabs(x) * 1000.0;
+    if (a < 1e15) {
+        double whole = floor(a), frac = a - whole;   /* both exact below 2^52 */
+        if (fabs(frac - 0.5) > nextafter(a, INFINITY) - a)
+            return put_digits(b, (unsigned long long)whole + (frac > 0.5), signbit(x) != 0, 3);
+    }
     char *s = PyOS_double_to_string(x, 'f', 3, 0, NULL);
     if (!s) return -1;
     int r = put(b, s, strlen(s));
@@ -64,9 +86,7 @@ static int put_ms(Buf *b, double x) {
     return r;
 }
 static int put_int(Buf *b, long long v) {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%lld", v);
-    return put(b, tmp, (size_t)n);
+    return put_digits(b, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, v < 0, 0);
 }
 /* an args value the fast path writes: str, bool, int that fits, finite float; else 1 */
 static int simple_value(Buf *b, PyObject *v) {
@@ -131,6 +151,8 @@ static int put_ids(Buf *b, const char *pid, size_t npid, PyObject *lane) {
 /* One event tuple's line; 1: not one this file writes (the caller's fallback does), with
  * nothing of it left in the buffer. A span (name, cat, ts, dur, lane, step, args), an
  * instant (name, cat, ts, lane, step, args) or a counter (name, ts, args). */
+static PyObject *STEP;   /* "step", interned */
+
 static int put_tuple(Buf *b, PyObject *t, const char *pid, size_t npid) {
     Py_ssize_t n = PyTuple_GET_SIZE(t);
     if (n != 7 && n != 6 && n != 3) return 1;
@@ -141,7 +163,7 @@ static int put_tuple(Buf *b, PyObject *t, const char *pid, size_t npid) {
     if (!PyUnicode_CheckExact(name) || (cat && !PyUnicode_CheckExact(cat)) || !PyFloat_CheckExact(ts)
         || (dur && !PyFloat_CheckExact(dur)) || (lane && !PyLong_CheckExact(lane))
         || (step && !PyLong_CheckExact(step)) || !PyDict_CheckExact(args)
-        || (step && PyDict_GetItemString(args, "step")))   /* a dict's rules decide which wins */
+        || (step && PyDict_GET_SIZE(args) && PyDict_GetItemWithError(args, STEP)))   /* a dict's rules decide which wins */
         return 1;
     size_t start = b->n;
     int r = n == 7 ? PUTS(b, "{\"ph\":\"X\",") : n == 6 ? PUTS(b, "{\"ph\":\"i\",\"s\":\"p\",")
@@ -154,20 +176,25 @@ static int put_tuple(Buf *b, PyObject *t, const char *pid, size_t npid) {
     if (!r) r = put_ids(b, pid, npid, lane);
     if (!r) r = put_args(b, args, step);
     if (r > 0) b->n = start;
+    if (!r && PyErr_Occurred()) r = -1;   /* PyDict_GetItemWithError failed */
     return r;
 }
 
-/* write_lines(fd, events, rank, fallback) -> bytes written */
+/* write_lines(rank, fallback, fd, events) -> bytes written (the first two bound by the caller) */
 static PyObject *write_lines(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
-    if (argc != 4) { PyErr_SetString(PyExc_TypeError, "write_lines(fd, events, rank, fallback)"); return NULL; }
-    int fd = PyLong_AsLong(argv[0]);
-    PyObject *events = argv[1], *fallback = argv[3];
-    long rank = PyLong_AsLong(argv[2]);
+    if (argc != 4) { PyErr_SetString(PyExc_TypeError, "write_lines(rank, fallback, fd, events)"); return NULL; }
+    long rank = PyLong_AsLong(argv[0]);
+    PyObject *fallback = argv[1], *events = argv[3];
+    int fd = PyLong_AsLong(argv[2]);
     if (PyErr_Occurred()) return NULL;
     if (!PyList_CheckExact(events)) { PyErr_SetString(PyExc_TypeError, "events: a list"); return NULL; }
+    char stack[8192];
+    Buf b = {stack, 0, sizeof stack, 0};
+    if (put_int(&b, rank)) return NULL;
     char pid[32];
-    size_t npid = (size_t)snprintf(pid, sizeof pid, "%ld", rank);
-    Buf b = {0};
+    size_t npid = b.n < sizeof pid ? b.n : sizeof pid;
+    memcpy(pid, b.p, npid);
+    b.n = 0;
     Py_ssize_t n = PyList_GET_SIZE(events);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *e = PyList_GET_ITEM(events, i);
@@ -195,15 +222,18 @@ static PyObject *write_lines(PyObject *self, PyObject *const *argv, Py_ssize_t a
         }
         done += (size_t)w;
     }
-    PyMem_Free(b.p);
+    release(&b);
     return PyLong_FromSize_t(done);
 fail:
-    PyMem_Free(b.p);
+    release(&b);
     return NULL;
 }
 
 static PyMethodDef methods[] = {
-    {"write_lines", (PyCFunction)(void (*)(void))write_lines, METH_FASTCALL, "write_lines(fd, events, rank, fallback): the events as JSON lines, written to fd; returns the bytes written"},
+    {"write_lines", (PyCFunction)(void (*)(void))write_lines, METH_FASTCALL, "write_lines(rank, fallback, fd, events): the events as JSON lines, written to fd; returns the bytes written"},
     {NULL, NULL, 0, NULL}};
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "trace_lines", NULL, -1, methods};
-PyMODINIT_FUNC PyInit_trace_lines(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit_trace_lines(void) {
+    if (!STEP && !(STEP = PyUnicode_InternFromString("step"))) return NULL;
+    return PyModule_Create(&module);
+}

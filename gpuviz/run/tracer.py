@@ -62,6 +62,7 @@ class Tracer:
         #: torchrun's restart count: 0 on the first attempt, then 1, 2... (same rank file)
         self.attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0) or 0)
         self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
+        self._fd = self._file.fileno()
         if self._file.tell() > 0 and not _ends_with_newline(self.path):
             self._file.write(b"\n")  # an earlier attempt killed mid-line: keep ours readable
         self._lock = threading.Lock()
@@ -212,7 +213,7 @@ class Tracer:
             if extra:
                 events.extend(extra)
             # one write a step, not buffered: a killed rank keeps every step before
-            self._write(self._file.fileno(), events)
+            self._write(self._fd, events)
 
     def step(self, **args: Any) -> None:
         """End the current step: mark it and write everything recorded so far.
