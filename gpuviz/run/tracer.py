@@ -222,7 +222,8 @@ class Tracer:
         one-element tensor as its number, an object JSON cannot hold as its repr."""
         for h in self.hooks:
             h.sample()
-        self._events.append(("step_end", "step", self.now(), MAIN_LANE, self.step_index, args))
+        self._events.append(("step_end", "step", (time.perf_counter_ns() - self.origin_ns) / 1000.0,
+                             MAIN_LANE, self.step_index, args))
         self.step_index += 1
         self._write_now()
         self._begin_step()
@@ -308,11 +309,16 @@ class span:  # noqa: N801 - used like a function: ``with trace.span("forward"):`
         t = _tracer
         if t is None:
             return self
-        self._tid = threading.get_ident()
+        self._tid = tid = threading.get_ident()
         if t.cuda:
             self._ev = t.cuda_event()
-        self._t = t.now()
-        t._open.setdefault(self._tid, []).append((self.name, self.cat, self._t))
+        # as Tracer.now(), without its calls: a span starts when little of the interpreter is
+        # in the CPU's caches (see Tracer.complete)
+        self._t = ts = (time.perf_counter_ns() - t.origin_ns) / 1000.0
+        stack = t._open.get(tid)
+        if stack is None:
+            stack = t._open[tid] = []
+        stack.append((self.name, self.cat, ts))
         return self
 
     def __exit__(self, exc_type, exc, tb):
