@@ -10,7 +10,9 @@ writes the tuples' lines in one call instead; it is built with the C compiler on
 (:mod:`gpuviz.run.compiled`), and where it cannot be, :func:`writer` gives the Python
 route, which writes the same events. The compiled route hands anything it does not write
 itself (a dict event, a tensor or numpy value, an integer past 64 bits) to the Python
-encoder, line by line.
+encoder, line by line. The same module holds the compiled ``trace.span``, whose start and
+end come right after kernels too (:data:`gpuviz.run.tracer.span`; the Python one,
+``python_span``, where it cannot be built).
 
 Tuples: a span ``(name, cat, ts, dur, lane, step, args)`` is the ``X`` event with
 ``args`` plus ``step``; an instant ``(name, cat, ts, lane, step, args)`` is the ``i``
@@ -20,7 +22,7 @@ event with ``step`` then ``args`` (a ``step`` in ``args`` wins, as in a dict); a
 >>> import os, tempfile
 >>> fd, path = tempfile.mkstemp()
 >>> write = writer(rank=0)
->>> write(fd, [("forward", "compute", 10.0, 2.5, 0, 3, {}), {"ph": "C", "name": "x", "ts": 1.0}])
+>>> _ = write(fd, [("forward", "compute", 10.0, 2.5, 0, 3, {}), {"ph": "C", "name": "x", "ts": 1.0}])
 >>> os.close(fd); print(open(path).read(), end="")
 {"ph":"X","name":"forward","cat":"compute","ts":10.000,"dur":2.500,"pid":0,"tid":0,"args":{"step":3}}
 {"ph":"C","name":"x","ts":1.0}
