@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the claims file a book build wrote (default: book/_build/claims.jsonl)")
 
     sub.add_parser("build-native", help="compile gpuviz's helpers now (the recorder of DDP's "
-                   "buckets, the energy sampler's thread, the tracer's line writer), so that no run "
+                   "buckets, the energy sampler's thread, the tracer's spans and line writer), so that no run "
                    "waits for them")
 
     b = sub.add_parser("bench", help="benchmarks: `gpuviz bench collectives --help`")
@@ -258,7 +258,7 @@ def _build_native() -> int:
     ok = True
     for label, helper in (("the recorder of DDP's buckets (C++)", native_buckets),
                           ("the energy sampler's thread (C)", native),
-                          ("the tracer's line writer (C)", lines)):
+                          ("the tracer's spans and line writer (C)", lines)):
         t0 = time.perf_counter()
         if helper.load() is not None:
             print(f"{label}: ready ({time.perf_counter() - t0:.1f} s)")

@@ -327,7 +327,7 @@ def check_compiled() -> Check:
 
     why = [f"{name}: {h.why_not()}" for name, h in (("DDP's bucket recorder", native_buckets),
                                                      ("energy sampler thread", native),
-                                                     ("trace line writer", lines))
+                                                     ("trace spans and line writer", lines))
            if h.load() is None]
     return Check("compiled helpers", not why,
                  "; ".join(why) + "; runs use the Python routes, which cost a little more CPU time"

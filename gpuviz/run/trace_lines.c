@@ -1,4 +1,6 @@
-/* A rank's events written as JSON lines in one call: gpuviz.run.lines loads this module
+/* The tracer's work at the moments a training step's kernels have left the CPU's caches cold,
+ * in C: trace.span's start and end (Span, below), and a rank's events written as JSON lines
+ * in one call. gpuviz.run.lines loads this module
  * (built with the C compiler on first use) so that the end of a training step, when little
  * of the interpreter is in the CPU's caches, runs one function instead of building a dict and
  * encoding it for every event. Spans, instants and counters kept as tuples are written here; any
@@ -229,11 +231,277 @@ fail:
     return NULL;
 }
 
+
+/* ---- spans: trace.span's start and end, the tracer's other moment in a cold cache ----------
+ * Span(name, cat="compute", **args) is gpuviz.run.tracer.span for CPU tracers: configure()
+ * gives it the tracer module's hooks, set_tracer() the running tracer. Its start and end
+ * do what span.__enter__ and span.__exit__ do, here; a CUDA tracer's timing and an
+ * exception's unwinding call back into Python (cuda_enter, cuda_exit, unwinding). */
+#include <structmember.h>
+
+static PyObject *TRACER, *CATS, *CHECK_CATEGORY, *CUDA_ENTER, *CUDA_EXIT, *UNWINDING, *EMPTY;
+static PyObject *S_CUDA, *S_OPEN, *S_EVENTS, *S_ORIGIN, *S_STEP, *S_CAT, *S_NAME;
+static unsigned long MAIN_TID;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *name, *cat, *args, *ev, *tid_obj;
+    double t;
+    unsigned long tid;
+    int entered;
+} Span;
+
+static long long now_ns(void) {
+#if PY_VERSION_HEX >= 0x030D0000
+    PyTime_t t;
+    if (PyTime_PerfCounterRaw(&t) < 0) return 0;
+    return (long long)t;
+#else
+    return (long long)_PyTime_GetPerfCounter();
+#endif
+}
+
+static PyTypeObject SpanType;
+
+static PyObject *Span_vectorcall(PyObject *type, PyObject *const *argv, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "span() takes a name and a category as positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *name = nargs ? argv[0] : NULL, *cat = nargs == 2 ? argv[1] : NULL, *args = NULL;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i), *v = argv[nargs + i];
+        int is_cat = PyUnicode_Compare(k, S_CAT) == 0;
+        if (is_cat || PyUnicode_Compare(k, S_NAME) == 0) {
+            PyObject **slot = is_cat ? &cat : &name;
+            if (*slot) {
+                PyErr_Format(PyExc_TypeError, "span() got multiple values for argument '%U'", k);
+                goto fail;
+            }
+            *slot = v;
+            continue;
+        }
+        if (!args && !(args = PyDict_New())) goto fail;
+        if (PyDict_SetItem(args, k, v) < 0) goto fail;
+    }
+    if (!name) { PyErr_SetString(PyExc_TypeError, "span() missing 1 required positional argument: 'name'"); goto fail; }
+    if (!cat) cat = PyTuple_GET_ITEM(CATS, 0);   /* "compute" */
+    int known = PySequence_Contains(PyTuple_GET_ITEM(CATS, 1), cat);
+    if (known < 0) goto fail;
+    if (!known) {   /* the module's check raises its ValueError */
+        PyObject *r = PyObject_CallOneArg(CHECK_CATEGORY, cat);
+        if (!r) goto fail;
+        Py_DECREF(r);
+    }
+    Span *self = PyObject_New(Span, (PyTypeObject *)type);
+    if (!self) goto fail;
+    Py_INCREF(name); Py_INCREF(cat);
+    self->name = name; self->cat = cat;
+    if (!args) { args = EMPTY; Py_INCREF(args); }
+    self->args = args;
+    self->ev = NULL; self->tid_obj = NULL; self->t = 0.0; self->tid = 0; self->entered = 0;
+    return (PyObject *)self;
+fail:
+    Py_XDECREF(args);
+    return NULL;
+}
+
+static PyObject *Span_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    /* a call that does not take the vectorcall route (a subclass, functools.partial...) */
+    Py_ssize_t n = PyTuple_GET_SIZE(args), nk = kwds ? PyDict_GET_SIZE(kwds) : 0;
+    PyObject **argv = PyMem_Malloc((size_t)(n + nk + 1) * sizeof(PyObject *));
+    PyObject *names = nk ? PyTuple_New(nk) : NULL;
+    if (!argv || (nk && !names)) { PyMem_Free(argv); Py_XDECREF(names); return PyErr_NoMemory(); }
+    for (Py_ssize_t i = 0; i < n; i++) argv[i] = PyTuple_GET_ITEM(args, i);
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *k, *v;
+    while (nk && PyDict_Next(kwds, &pos, &k, &v)) { Py_INCREF(k); PyTuple_SET_ITEM(names, i, k); argv[n + i++] = v; }
+    PyObject *r = Span_vectorcall((PyObject *)type, argv, (size_t)n, names);
+    PyMem_Free(argv);
+    Py_XDECREF(names);
+    return r;
+}
+
+static void Span_dealloc(Span *self) {
+    Py_XDECREF(self->name); Py_XDECREF(self->cat); Py_XDECREF(self->args);
+    Py_XDECREF(self->ev); Py_XDECREF(self->tid_obj);
+    PyObject_Free(self);
+}
+
+static double now_us(PyObject *t, int *bad) {
+    PyObject *o = PyObject_GetAttr(t, S_ORIGIN);
+    if (!o) { *bad = 1; return 0.0; }
+    long long origin = PyLong_AsLongLong(o);
+    Py_DECREF(o);
+    if (origin == -1 && PyErr_Occurred()) { *bad = 1; return 0.0; }
+    return (double)(now_ns() - origin) / 1000.0;
+}
+
+static PyObject *Span_enter(Span *self, PyObject *unused) {
+    PyObject *t = TRACER;
+    if (t == NULL || t == Py_None) { Py_INCREF(self); return (PyObject *)self; }
+    self->tid = PyThread_get_thread_ident();
+    Py_XSETREF(self->tid_obj, PyLong_FromUnsignedLong(self->tid));
+    if (!self->tid_obj) return NULL;
+    PyObject *cuda = PyObject_GetAttr(t, S_CUDA);
+    if (!cuda) return NULL;
+    int is_cuda = PyObject_IsTrue(cuda);
+    Py_DECREF(cuda);
+    if (is_cuda < 0) return NULL;
+    if (is_cuda) {
+        PyObject *ev = PyObject_CallOneArg(CUDA_ENTER, t);
+        if (!ev) return NULL;
+        Py_XSETREF(self->ev, ev);
+    }
+    int bad = 0;
+    double ts = now_us(t, &bad);
+    if (bad) return NULL;
+    self->t = ts;
+    PyObject *open = PyObject_GetAttr(t, S_OPEN);
+    if (!open) return NULL;
+    PyObject *stack = PyDict_GetItemWithError(open, self->tid_obj);   /* borrowed */
+    int r = -1;
+    if (!stack) {
+        if (PyErr_Occurred() || !(stack = PyList_New(0))) goto done;
+        r = PyDict_SetItem(open, self->tid_obj, stack);
+        Py_DECREF(stack);   /* the dict holds it */
+        if (r < 0) goto done;
+    }
+    PyObject *t0 = PyFloat_FromDouble(ts), *entry = t0 ? PyTuple_Pack(3, self->name, self->cat, t0) : NULL;
+    Py_XDECREF(t0);
+    r = entry ? PyList_Append(stack, entry) : -1;
+    Py_XDECREF(entry);
+done:
+    Py_DECREF(open);
+    if (r < 0) return NULL;
+    self->entered = 1;
+    Py_INCREF(self);
+    return (PyObject *)self;
+}
+
+static PyObject *Span_exit(Span *self, PyObject *const *argv, Py_ssize_t argc) {
+    PyObject *t = TRACER;
+    if (t == NULL || t == Py_None || !self->entered) Py_RETURN_FALSE;
+    PyObject *exc = argc >= 2 ? argv[1] : Py_None;
+    if (exc != Py_None) {
+        PyObject *r = PyObject_CallFunctionObjArgs(UNWINDING, t, exc, NULL);
+        if (!r) return NULL;
+        Py_DECREF(r);
+    }
+    PyObject *open = PyObject_GetAttr(t, S_OPEN);
+    if (!open) return NULL;
+    PyObject *stack = PyDict_GetItemWithError(open, self->tid_obj);
+    Py_DECREF(open);   /* the stack stays alive in the tracer's dict */
+    if (!stack && PyErr_Occurred()) return NULL;
+    if (stack && PyList_Check(stack) && PyList_GET_SIZE(stack) > 0) {
+        Py_ssize_t n = PyList_GET_SIZE(stack);
+        if (PyList_SetSlice(stack, n - 1, n, NULL) < 0) return NULL;
+    }
+    long lane = self->tid == MAIN_TID ? 0 : 1;
+    PyObject *cuda = PyObject_GetAttr(t, S_CUDA);
+    if (!cuda) return NULL;
+    int is_cuda = PyObject_IsTrue(cuda);
+    Py_DECREF(cuda);
+    if (is_cuda < 0) return NULL;
+    if (is_cuda) {
+        PyObject *lane_obj = PyLong_FromLong(lane);
+        if (!lane_obj) return NULL;
+        PyObject *r = PyObject_CallFunctionObjArgs(CUDA_EXIT, t, (PyObject *)self, lane_obj, NULL);
+        Py_DECREF(lane_obj);
+        if (!r) return NULL;
+        Py_DECREF(r);
+        Py_RETURN_FALSE;
+    }
+    int bad = 0;
+    double end = now_us(t, &bad);
+    if (bad) return NULL;
+    PyObject *events = PyObject_GetAttr(t, S_EVENTS), *step = PyObject_GetAttr(t, S_STEP);
+    PyObject *e = NULL;
+    if (events && step) {
+        e = PyTuple_New(7);
+        if (e) {
+            PyObject *ts = PyFloat_FromDouble(self->t), *dur = PyFloat_FromDouble(end - self->t),
+                     *ln = PyLong_FromLong(lane);
+            Py_INCREF(self->name); Py_INCREF(self->cat); Py_INCREF(step); Py_INCREF(self->args);
+            PyTuple_SET_ITEM(e, 0, self->name); PyTuple_SET_ITEM(e, 1, self->cat);
+            PyTuple_SET_ITEM(e, 2, ts); PyTuple_SET_ITEM(e, 3, dur); PyTuple_SET_ITEM(e, 4, ln);
+            PyTuple_SET_ITEM(e, 5, step); PyTuple_SET_ITEM(e, 6, self->args);
+            if (!ts || !dur || !ln || PyList_Append(events, e) < 0) Py_CLEAR(e);
+        }
+    }
+    Py_XDECREF(events); Py_XDECREF(step);
+    if (!e) return NULL;
+    Py_DECREF(e);
+    Py_RETURN_FALSE;
+}
+
+static PyMethodDef span_methods[] = {
+    {"__enter__", (PyCFunction)Span_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))Span_exit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL}};
+static PyMemberDef span_members[] = {
+    {"name", T_OBJECT, offsetof(Span, name), READONLY, NULL},
+    {"cat", T_OBJECT, offsetof(Span, cat), READONLY, NULL},
+    {"args", T_OBJECT, offsetof(Span, args), READONLY, NULL},
+    {"_t", T_DOUBLE, offsetof(Span, t), READONLY, NULL},
+    {"_ev", T_OBJECT, offsetof(Span, ev), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL}};
+static PyTypeObject SpanType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gpuviz.run.tracer.span",
+    .tp_basicsize = sizeof(Span),
+    .tp_dealloc = (destructor)Span_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "span(name, cat='compute', **args)\n--\n\n"
+              "Time a block as one span on this rank's main lane (compiled; the same in Python:\n"
+              "gpuviz.run.tracer.python_span).\n\n"
+              "``cat`` is one of gpuviz.run.categories.CATEGORIES; keyword arguments (``bytes=``,\n"
+              "``bucket=``...) go into the event's ``args``. A no-op when no tracer is running.\n\n"
+              ">>> with span(\"forward\", cat=\"compute\"):\n...     pass\n",
+    .tp_methods = span_methods,
+    .tp_members = span_members,
+    .tp_new = Span_new,
+    .tp_vectorcall = Span_vectorcall,
+};
+
+/* configure(cats, check_category, cuda_enter, cuda_exit, unwinding, main_tid) */
+static PyObject *configure(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 6) { PyErr_SetString(PyExc_TypeError, "configure(cats, check_category, cuda_enter, cuda_exit, unwinding, main_tid)"); return NULL; }
+    Py_INCREF(argv[0]); Py_XSETREF(CATS, argv[0]);
+    Py_INCREF(argv[1]); Py_XSETREF(CHECK_CATEGORY, argv[1]);
+    Py_INCREF(argv[2]); Py_XSETREF(CUDA_ENTER, argv[2]);
+    Py_INCREF(argv[3]); Py_XSETREF(CUDA_EXIT, argv[3]);
+    Py_INCREF(argv[4]); Py_XSETREF(UNWINDING, argv[4]);
+    MAIN_TID = PyLong_AsUnsignedLong(argv[5]);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+static PyObject *set_tracer(PyObject *self, PyObject *t) {
+    Py_INCREF(t);
+    Py_XSETREF(TRACER, t);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL, "configure(cats, check_category, cuda_enter, cuda_exit, unwinding, main_tid)"},
+    {"set_tracer", (PyCFunction)set_tracer, METH_O, "set_tracer(tracer or None): the tracer spans record to"},
     {"write_lines", (PyCFunction)(void (*)(void))write_lines, METH_FASTCALL, "write_lines(rank, fallback, fd, events): the events as JSON lines, written to fd; returns the bytes written"},
     {NULL, NULL, 0, NULL}};
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "trace_lines", NULL, -1, methods};
 PyMODINIT_FUNC PyInit_trace_lines(void) {
     if (!STEP && !(STEP = PyUnicode_InternFromString("step"))) return NULL;
-    return PyModule_Create(&module);
+    if (!(S_CUDA = PyUnicode_InternFromString("cuda")) || !(S_OPEN = PyUnicode_InternFromString("_open"))
+        || !(S_EVENTS = PyUnicode_InternFromString("_events"))
+        || !(S_ORIGIN = PyUnicode_InternFromString("origin_ns"))
+        || !(S_STEP = PyUnicode_InternFromString("step_index")) || !(S_CAT = PyUnicode_InternFromString("cat"))
+        || !(S_NAME = PyUnicode_InternFromString("name"))
+        || !(EMPTY = PyDict_New()))
+        return NULL;
+    if (PyType_Ready(&SpanType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&SpanType);
+    if (PyModule_AddObject(m, "Span", (PyObject *)&SpanType) < 0) { Py_DECREF(&SpanType); Py_DECREF(m); return NULL; }
+    return m;
 }

@@ -311,7 +311,7 @@ class span:  # noqa: N801 - used like a function: ``with trace.span("forward"):`
             return self
         self._tid = tid = threading.get_ident()
         if t.cuda:
-            self._ev = t.cuda_event()
+            self._ev = _cuda_enter(t)
         # as Tracer.now(), without its calls: a span starts when little of the interpreter is
         # in the CPU's caches (see Tracer.complete)
         self._t = ts = (time.perf_counter_ns() - t.origin_ns) / 1000.0
@@ -325,16 +325,14 @@ class span:  # noqa: N801 - used like a function: ``with trace.span("forward"):`
         t = _tracer
         if t is None or not hasattr(self, "_t"):
             return False
-        if exc is not None and t._unwinding[0] is not exc:
-            t._unwinding = (exc, t.open_spans())  # where it was raised: for Tracer.error
+        if exc is not None:
+            _unwinding(t, exc)
         stack = t._open.get(self._tid)
         if stack:
             stack.pop()
         lane = MAIN_LANE if self._tid == _MAIN_TID else COMM_LANE
         if t.cuda:
-            event = {"ph": "X", "name": self.name, "cat": self.cat, "ts": 0.0, "dur": 0.0,
-                     "pid": t.rank, "tid": lane, "args": {"step": t.step_index, **self.args}}
-            t.complete_cuda(self._ev, t.cuda_event(), event)
+            _cuda_exit(t, self, lane)
         else:   # as Tracer.complete, without its call
             t._events.append((self.name, self.cat, self._t,
                               (time.perf_counter_ns() - t.origin_ns) / 1000.0 - self._t, lane,
@@ -342,8 +340,44 @@ class span:  # noqa: N801 - used like a function: ``with trace.span("forward"):`
         return False
 
 
+def _unwinding(t: Tracer, exc: BaseException) -> None:
+    """Keep the spans open where ``exc`` was raised, for :meth:`Tracer.error`."""
+    if t._unwinding[0] is not exc:
+        t._unwinding = (exc, t.open_spans())
+
+
+def _cuda_enter(t: Tracer):
+    return t.cuda_event()
+
+
+def _cuda_exit(t: Tracer, s, lane: int) -> None:
+    """A span on a CUDA tracer ends: timed by its two CUDA events at the next flush."""
+    event = {"ph": "X", "name": s.name, "cat": s.cat, "ts": 0.0, "dur": 0.0,
+             "pid": t.rank, "tid": lane, "args": {"step": t.step_index, **s.args}}
+    t.complete_cuda(s._ev, t.cuda_event(), event)
+
+
 _CATS = frozenset(("compute", "comm", "optimizer", "data", "idle", "io"))
 _MAIN_TID = threading.main_thread().ident
+
+#: The span above, in Python: what ``span`` is where the compiled one cannot be built.
+python_span = span
+
+
+def _compiled_span():
+    """The compiled span (:mod:`gpuviz.run.lines`' module), set up with this module's
+    callbacks; None where it cannot be built."""
+    mod = lines.load()
+    if mod is None:
+        return None
+    mod.configure(("compute", _CATS), check_category, _cuda_enter, _cuda_exit, _unwinding,
+                  _MAIN_TID)
+    return mod
+
+
+_compiled = _compiled_span()
+if _compiled is not None:
+    span = _compiled.Span  # noqa: F811 - the same span, its start and end in C
 
 
 def get_tracer() -> Tracer | None:
@@ -355,3 +389,5 @@ def set_tracer(tracer: Tracer | None) -> None:
     """Make ``tracer`` the one that spans and steps record to (None: none)."""
     global _tracer
     _tracer = tracer
+    if _compiled is not None:
+        _compiled.set_tracer(tracer)
