@@ -162,3 +162,33 @@ def test_a_scripts_own_annotations_nest_inside_the_automatic_spans(tmp_path):
     total = run.summary()   # nested time counted once
     assert (total[["compute", "comm", "optimizer", "data", "idle", "io", "untraced"]].sum(axis=1)
             - total["wall"]).abs().max() < 1e-6
+
+
+def test_the_next_optimizer_ends_steps_once_the_first_is_gone(tmp_path):
+    # a script that trains in phases, each with an optimizer of its own
+    import gc
+
+    import torch
+
+    from gpuviz.run import auto, trace
+
+    t = trace.Tracer(tmp_path, rank=0, world_size=1)
+    t.started = True   # auto records once the clock is aligned; one process needs no aligning
+    trace.set_tracer(t)
+    uninstall = auto.install()
+    try:
+        model = torch.nn.Linear(4, 1)
+        for phase, steps in ((1, 3), (2, 2)):
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            other = torch.optim.SGD(model.parameters(), lr=0.1)   # steps too: ends nothing
+            for _ in range(steps):
+                model(torch.ones(2, 4)).sum().backward()
+                opt.step()
+                other.step()
+            assert t.step_index == {1: 3, 2: 5}[phase]
+            del opt, other
+            gc.collect()
+    finally:
+        uninstall()
+        trace.set_tracer(None)
+        t.close()

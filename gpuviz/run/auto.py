@@ -5,8 +5,8 @@
 - ``forward`` (compute): the outermost module call (``nn.Module.__call__``, wrapped);
 - ``backward`` (compute): every ``Tensor.backward()``;
 - ``optimizer step`` (optimizer), and the end of each step, through torch's global
-  optimizer-step hooks (the first optimizer that steps ends the step; a script that calls
-  ``trace.step()`` itself keeps that job);
+  optimizer-step hooks (the first optimizer that steps ends the step, and once it is gone,
+  the next one that steps; a script that calls ``trace.step()`` itself keeps that job);
 - ``load batch`` (data): every batch a ``DataLoader`` yields;
 - every ``torch.distributed`` collective and point-to-point call (comm), with its bytes
   (the largest tensor argument), its group's ranks and a per-group sequence number; the
@@ -200,6 +200,7 @@ def install() -> callable:
     undo.append(lambda: setattr(torch.Tensor, "backward", backward))
 
     # -- optimizer step, and the end of the step ---------------------------------------------
+    # first: the optimizer that ends steps (weakly held: once it is gone, the next to step does)
     state = {"first": None, "steps": None}
 
     def pre_step(optimizer, args, kwargs):
@@ -216,10 +217,11 @@ def install() -> callable:
         t = get_tracer()
         if t is None:
             return
-        if state["first"] is None:
-            state["first"] = id(optimizer)
+        first = state["first"]
+        if first is None or first() is None:
+            state["first"] = first = weakref.ref(optimizer)
         # the first optimizer ends the step, unless the script ends steps itself
-        if id(optimizer) == state["first"] and state["steps"] in (None, t.step_index):
+        if first() is optimizer and state["steps"] in (None, t.step_index):
             t.step()
             state["steps"] = t.step_index
 
