@@ -338,18 +338,24 @@ static double now_us(PyObject *t, int *bad) {
     return (double)(now_ns() - origin) / 1000.0;
 }
 
+/* whether tracer t times spans with CUDA events (-1: an error) */
+static int on_cuda(PyObject *t) {
+    PyObject *cuda = PyObject_GetAttr(t, S_CUDA);
+    if (!cuda) return -1;
+    int r = PyObject_IsTrue(cuda);
+    Py_DECREF(cuda);
+    return r;
+}
+
 static PyObject *Span_enter(Span *self, PyObject *unused) {
     PyObject *t = TRACER;
     if (t == NULL || t == Py_None) { Py_INCREF(self); return (PyObject *)self; }
     self->tid = PyThread_get_thread_ident();
     Py_XSETREF(self->tid_obj, PyLong_FromUnsignedLong(self->tid));
     if (!self->tid_obj) return NULL;
-    PyObject *cuda = PyObject_GetAttr(t, S_CUDA);
-    if (!cuda) return NULL;
-    int is_cuda = PyObject_IsTrue(cuda);
-    Py_DECREF(cuda);
-    if (is_cuda < 0) return NULL;
-    if (is_cuda) {
+    int cuda = on_cuda(t);
+    if (cuda < 0) return NULL;
+    if (cuda) {
         PyObject *ev = PyObject_CallOneArg(CUDA_ENTER, t);
         if (!ev) return NULL;
         Py_XSETREF(self->ev, ev);
@@ -399,12 +405,9 @@ static PyObject *Span_exit(Span *self, PyObject *const *argv, Py_ssize_t argc) {
         if (PyList_SetSlice(stack, n - 1, n, NULL) < 0) return NULL;
     }
     long lane = self->tid == MAIN_TID ? 0 : 1;
-    PyObject *cuda = PyObject_GetAttr(t, S_CUDA);
-    if (!cuda) return NULL;
-    int is_cuda = PyObject_IsTrue(cuda);
-    Py_DECREF(cuda);
-    if (is_cuda < 0) return NULL;
-    if (is_cuda) {
+    int cuda = on_cuda(t);
+    if (cuda < 0) return NULL;
+    if (cuda) {
         PyObject *lane_obj = PyLong_FromLong(lane);
         if (!lane_obj) return NULL;
         PyObject *r = PyObject_CallFunctionObjArgs(CUDA_EXIT, t, (PyObject *)self, lane_obj, NULL);
