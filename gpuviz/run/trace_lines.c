@@ -347,9 +347,7 @@ static int on_cuda(PyObject *t) {
     return r;
 }
 
-static PyObject *Span_enter(Span *self, PyObject *unused) {
-    PyObject *t = TRACER;
-    if (t == NULL || t == Py_None) { Py_INCREF(self); return (PyObject *)self; }
+static PyObject *enter(Span *self, PyObject *t) {
     self->tid = PyThread_get_thread_ident();
     Py_XSETREF(self->tid_obj, PyLong_FromUnsignedLong(self->tid));
     if (!self->tid_obj) return NULL;
@@ -386,10 +384,7 @@ done:
     return (PyObject *)self;
 }
 
-static PyObject *Span_exit(Span *self, PyObject *const *argv, Py_ssize_t argc) {
-    PyObject *t = TRACER;
-    if (t == NULL || t == Py_None || !self->entered) Py_RETURN_FALSE;
-    PyObject *exc = argc >= 2 ? argv[1] : Py_None;
+static PyObject *leave(Span *self, PyObject *t, PyObject *exc) {
     if (exc != Py_None) {
         PyObject *r = PyObject_CallFunctionObjArgs(UNWINDING, t, exc, NULL);
         if (!r) return NULL;
@@ -437,6 +432,26 @@ static PyObject *Span_exit(Span *self, PyObject *const *argv, Py_ssize_t argc) {
     if (!e) return NULL;
     Py_DECREF(e);
     Py_RETURN_FALSE;
+}
+
+/* The tracer is held while a start or end runs: a callback into Python (CUDA timing, an
+ * exception's unwinding) may let another thread set another tracer meanwhile. */
+static PyObject *Span_enter(Span *self, PyObject *unused) {
+    PyObject *t = TRACER;
+    if (t == NULL || t == Py_None) { Py_INCREF(self); return (PyObject *)self; }
+    Py_INCREF(t);
+    PyObject *r = enter(self, t);
+    Py_DECREF(t);
+    return r;
+}
+
+static PyObject *Span_exit(Span *self, PyObject *const *argv, Py_ssize_t argc) {
+    PyObject *t = TRACER;
+    if (t == NULL || t == Py_None || !self->entered) Py_RETURN_FALSE;
+    Py_INCREF(t);
+    PyObject *r = leave(self, t, argc >= 2 ? argv[1] : Py_None);
+    Py_DECREF(t);
+    return r;
 }
 
 static PyMethodDef span_methods[] = {
