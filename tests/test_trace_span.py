@@ -173,3 +173,11 @@ def test_a_span_is_timed_on_the_tracers_clock(tmp_path, route):
         t.close()
     assert (name, cat, lane, step, args) == ("timed", "compute", 0, 0, {})
     assert before <= ts <= inside <= ts + dur <= after
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_each_span_has_args_of_its_own(route):
+    span = _span(route)
+    a, b = span("a"), span("b")
+    a.args["note"] = 1
+    assert b.args == {} and span("c").args == {}

@@ -123,7 +123,7 @@ def why_not() -> str | None:
     return _module.get("why")
 
 
-def writer(rank: int) -> Callable[[int, list], None]:
+def writer(rank: int) -> Callable[[int, list], object]:
     """``write(fd, events)``: the compiled route where it builds, else :func:`python_writer`."""
     mod = load()
     if mod is None:

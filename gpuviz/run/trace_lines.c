@@ -239,7 +239,7 @@ fail:
  * exception's unwinding call back into Python (cuda_enter, cuda_exit, unwinding). */
 #include <structmember.h>
 
-static PyObject *TRACER, *CATS, *CHECK_CATEGORY, *CUDA_ENTER, *CUDA_EXIT, *UNWINDING, *EMPTY;
+static PyObject *TRACER, *CATS, *CHECK_CATEGORY, *CUDA_ENTER, *CUDA_EXIT, *UNWINDING;
 static PyObject *S_CUDA, *S_OPEN, *S_EVENTS, *S_ORIGIN, *S_STEP, *S_CAT, *S_NAME;
 static unsigned long MAIN_TID;
 
@@ -298,9 +298,10 @@ static PyObject *Span_vectorcall(PyObject *type, PyObject *const *argv, size_t n
     if (!self) goto fail;
     Py_INCREF(name); Py_INCREF(cat);
     self->name = name; self->cat = cat;
-    if (!args) { args = EMPTY; Py_INCREF(args); }
+    self->ev = NULL; self->tid_obj = NULL; self->args = NULL;
+    if (!args && !(args = PyDict_New())) { Py_DECREF(self); return NULL; }   /* its own, as in Python */
     self->args = args;
-    self->ev = NULL; self->tid_obj = NULL; self->t = 0.0; self->tid = 0; self->entered = 0;
+    self->t = 0.0; self->tid = 0; self->entered = 0;
     return (PyObject *)self;
 fail:
     Py_XDECREF(args);
@@ -308,7 +309,7 @@ fail:
 }
 
 static PyObject *Span_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    /* a call that does not take the vectorcall route (a subclass, functools.partial...) */
+    /* span.__new__(span, ...): the one call that does not take the vectorcall route */
     Py_ssize_t n = PyTuple_GET_SIZE(args), nk = kwds ? PyDict_GET_SIZE(kwds) : 0;
     PyObject **argv = PyMem_Malloc((size_t)(n + nk + 1) * sizeof(PyObject *));
     PyObject *names = nk ? PyTuple_New(nk) : NULL;
@@ -513,8 +514,7 @@ PyMODINIT_FUNC PyInit_trace_lines(void) {
         || !(S_EVENTS = PyUnicode_InternFromString("_events"))
         || !(S_ORIGIN = PyUnicode_InternFromString("origin_ns"))
         || !(S_STEP = PyUnicode_InternFromString("step_index")) || !(S_CAT = PyUnicode_InternFromString("cat"))
-        || !(S_NAME = PyUnicode_InternFromString("name"))
-        || !(EMPTY = PyDict_New()))
+        || !(S_NAME = PyUnicode_InternFromString("name")))
         return NULL;
     if (PyType_Ready(&SpanType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
