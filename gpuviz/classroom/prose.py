@@ -45,9 +45,9 @@ def _fit():
     return published.fit_efficiency()
 
 
-def _errors(prefix: str):
+def _errors(prefix: str, containing: str = ""):
     t = _validation()
-    return t.loc[t["run"].str.startswith(prefix), "error"]
+    return t.loc[t["run"].str.startswith(prefix) & t["run"].str.contains(containing), "error"]
 
 
 def _model(name: str):
@@ -136,6 +136,9 @@ VALUES = {
                                   lambda: f"{_errors('Qwen3 30B').min() + 1:.1f}"),
     "published.moe-large-error": ("the largest |error| over Qwen3 235B-A22B's published runs",
                                   lambda: f"{_errors('Qwen3 235B').abs().max():.0%}"),
+    "published.fp8-dense-max": ("the largest |error| over the dense FP8 runs on H100 "
+                                "(Llama 3, Megatron-Bridge)",
+                                lambda: f"{_errors('Llama 3', 'FP8').abs().max():.0%}"),
     "plan.moe-params-b": ("Qwen3 30B-A3B's parameters, billions (gpuviz.plan.transformer)",
                           lambda: f"{_model('qwen3-30b-a3b').n_params / 1e9:.1f}"),
     "plan.moe-active-b": ("the parameters one token of Qwen3 30B-A3B meets, billions",
