@@ -175,17 +175,18 @@ RUNS = (
          "ZeRO-2-like FSDP", cp=16, gpu="H100 SXM", inter_link="ib-ndr", recompute="selective",
          zero=2, virtual_stages=2),
     # dense models in FP8 on H100 (Megatron-Bridge's benchmarks): FSDP > 0 there is ZeRO-3 here
-    *(_run(f"Llama 3 {name}, {g} H100, FP8 batch {batch}", f"llama3-{name.lower()}", g, tp, pp,
-           batch, "tokens_per_s_per_gpu", v, _BRIDGE_DENSE + f" ({release} container)",
+    *(_run(f"Llama {version} {name}, {g} H100, FP8 batch {batch}", f"llama3-{name.lower()}", g,
+           tp, pp, batch, "tokens_per_s_per_gpu", v, _BRIDGE_DENSE + f" ({release} container)",
            "selective recomputation; distributed optimizer as ZeRO-1 (FSDP as ZeRO-3)",
-           category="ZeRO-3/FSDP" if zero == 3 else "dense Megatron-style", cp=cp, gpu="H100 SXM", inter_link="ib-ndr", micro_batch=1, virtual_stages=vp,
+           category="ZeRO-3/FSDP" if zero == 3 else "dense Megatron-style", cp=cp,
+           gpu="H100 SXM", inter_link="ib-ndr", micro_batch=1, virtual_stages=vp,
            precision="fp8", recompute="selective", zero=zero)
-      for name, g, batch, zero, tp, pp, cp, vp, v, release in (
-          ("70B", 64, 256, 1, 4, 8, 1, 5, 1621, "26.02"),
-          ("405B", 1024, 1536, 1, 8, 8, 2, 8, 311, "26.02"),
-          ("8B", 8, 128, 3, 1, 1, 1, 1, 14451, "25.11"),
-          ("70B", 64, 128, 1, 4, 8, 1, 5, 1602, "25.11"),
-          ("405B", 1024, 512, 1, 8, 8, 2, 8, 292, "25.11"))),
+      for version, name, g, batch, zero, tp, pp, cp, vp, v, release in (
+          ("3", "70B", 64, 256, 1, 4, 8, 1, 5, 1621, "26.02"),
+          ("3.1", "405B", 1024, 1536, 1, 8, 8, 2, 8, 311, "26.02"),
+          ("3", "8B", 8, 128, 3, 1, 1, 1, 1, 14451, "25.11"),
+          ("3", "70B", 64, 128, 1, 4, 8, 1, 5, 1602, "25.11"),
+          ("3.1", "405B", 1024, 512, 1, 8, 8, 2, 8, 292, "25.11"))),
     # mixtures of experts on H100 (Megatron-Bridge's benchmarks, balanced routing)
     *(_run(f"Qwen3 {name}, {g} H100, {prec} batch {batch}", f"qwen3-{name.lower()}", g, tp, pp, batch,
            "tokens_per_s_per_gpu", v, _BRIDGE + f" ({release} container)",
