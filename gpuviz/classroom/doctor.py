@@ -321,7 +321,7 @@ def check_energy() -> Check:
 
 
 def check_compiled() -> Check:
-    """gpuviz's compiled helpers (built here now if they are not yet: 20–30 s, once)."""
+    """gpuviz's compiled helpers (built here now if they are not yet: about 20 s, once)."""
     from gpuviz.energy import native
     from gpuviz.run import compiled, lines, native_buckets
 

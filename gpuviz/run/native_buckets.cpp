@@ -4,8 +4,10 @@
 // with this backend keeps its own path (no comm hook) and runs no Python per bucket;
 // gpuviz/run/native_buckets.py builds it and turns the times into spans at each step's end.
 // benchmarks/ddp_bucket_routes.py measures it ("native + end"; "native" records nothing).
-#include <torch/extension.h>
+// Only the headers it needs (not torch/extension.h, the whole C++ API): it compiles in
+// less than half the time.
 #include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/utils/pybind.h>
 
 #include <chrono>
 #include <memory>
