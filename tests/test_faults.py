@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -112,13 +113,28 @@ def test_torchrun_failures_are_read_from_its_report():
 
 
 def test_the_launcher_watch_knows_a_dead_process_from_a_live_one():
-    me = psutil.Process()
-    assert orphans.launcher_alive(f"{me.pid}:{me.create_time()}")
-    assert not orphans.launcher_alive(f"{me.pid}:{me.create_time() - 100}")   # a reused pid
+    me = orphans.launcher_spec()
+    assert orphans.launcher_alive(me)
+    pid, ticks = me.split(":ticks ") if ":ticks " in me else (None, None)
+    if ticks is not None:
+        assert not orphans.launcher_alive(f"{pid}:ticks {int(ticks) - 100}")   # a reused pid
     p = subprocess.Popen([sys.executable, "-c", "pass"])
-    created = psutil.Process(p.pid).create_time()
+    spec = orphans.launcher_spec(p.pid)
     p.wait()
-    assert not orphans.launcher_alive(f"{p.pid}:{created}")
+    assert not orphans.launcher_alive(spec)
+
+
+def test_a_wall_clock_change_does_not_make_a_live_launcher_look_gone(monkeypatch):
+    """psutil's create_time moves when the wall clock is adjusted (psutil issue #2526);
+    the start the watch compares does not."""
+    me = orphans.launcher_spec()
+    shifted = psutil.Process().create_time() + 1.5
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: shifted)
+    assert orphans.launcher_alive(me)
+    # where there is no /proc, create_time is all there is: a second either way is the same start
+    monkeypatch.setattr(orphans, "_PROC", False)
+    assert orphans.launcher_alive(f"{os.getpid()}:{shifted - 0.6}")
+    assert not orphans.launcher_alive(f"{os.getpid()}:{shifted - 100}")   # a reused pid
 
 
 # -- trace files: a bad line is dropped and named, never the whole run ---------------------------

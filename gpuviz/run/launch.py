@@ -33,9 +33,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psutil
-
-from gpuviz.run import hooks
+from gpuviz.run import hooks, orphans
 from gpuviz.run.arguments import (
     BACKENDS,
     check_backend,
@@ -257,11 +255,10 @@ def _outcome(run_dir: Path, info: dict, tail: list[str], pg_timeout: float | Non
 def job_environment(run_dir: Path, info_path: Path, job_id: str, backend: str, max_restarts: int,
                     single_node: bool) -> dict:
     """The environment every rank gets: where to write, who launched it, this job's id."""
-    me = psutil.Process()
     env = {**os.environ, "GPUVIZ_RUN_DIR": str(run_dir.resolve()), "PYTHONUNBUFFERED": "1",
            "GPUVIZ_RUN_JSON": str(info_path.resolve()), "GPUVIZ_JOB_ID": job_id,
            # the workers stop when this process is gone (gpuviz.run.orphans)
-           "GPUVIZ_LAUNCHER": f"{me.pid}:{me.create_time()}"}
+           "GPUVIZ_LAUNCHER": orphans.launcher_spec()}
     if backend == "gloo":
         env.setdefault("OMP_NUM_THREADS", "1")
     if single_node:   # nothing listens beyond loopback (gpuviz.run.loopback)

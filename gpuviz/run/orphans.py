@@ -3,13 +3,18 @@
 torchrun runs in a session of its own, so a launcher that is killed (a notebook kernel
 restarted, ``gpuviz run`` killed by a scheduler) takes no worker with it. Every worker of a
 job started by :func:`gpuviz.launch` therefore watches its launcher (``$GPUVIZ_LAUNCHER``:
-pid and start time, so a reused pid does not fool it); when it is gone, the worker records
+pid and start, so a reused pid does not fool it); when it is gone, the worker records
 it, marks ``run.json`` ``"launcher gone"``, and torchrun is asked to
 stop every worker, each of which writes its open spans first.
 
->>> launcher_alive(f"{os.getpid()}:{psutil.Process().create_time()}")
+A process's start is read where no clock change moves it: on Linux, in clock ticks since
+boot from ``/proc/PID/stat``. (psutil's ``create_time`` adds the boot time worked out from
+the wall clock at each call, which moves when the clock is adjusted: psutil issue #2526.
+Compared exactly, it once told a worker its live launcher was gone and stopped the job.)
+
+>>> launcher_alive(launcher_spec())
 True
->>> launcher_alive("999999999:0")
+>>> launcher_alive("999999999:ticks0")
 False
 """
 
@@ -31,12 +36,39 @@ ENV = "GPUVIZ_LAUNCHER"
 STATUS = "launcher gone"
 
 
-def launcher_alive(spec: str) -> bool:
-    """Whether the process ``spec`` (``"PID:CREATE_TIME"``) still runs."""
-    pid, _, created = spec.partition(":")
+_PROC = os.path.isdir("/proc/self")
+
+
+def started(pid: int) -> str | None:
+    """When process ``pid`` started (None if there is none): ``"ticks N"`` on Linux (clock
+    ticks since boot, which nothing changes), else psutil's ``create_time`` in seconds."""
     try:
-        p = psutil.Process(int(pid))
-        return abs(p.create_time() - float(created)) < 0.01 and p.status() != psutil.STATUS_ZOMBIE
+        if _PROC:
+            with open(f"/proc/{pid}/stat", "rb") as f:   # field 22; the name (2) may hold spaces
+                return f"ticks {int(f.read().rsplit(b')', 1)[1].split()[19])}"
+        return repr(psutil.Process(pid).create_time())
+    except (OSError, psutil.Error, IndexError, ValueError):
+        return None
+
+
+def launcher_spec(pid: int | None = None) -> str:
+    """``"PID:START"`` of process ``pid`` (default: this one), for ``$GPUVIZ_LAUNCHER``."""
+    pid = os.getpid() if pid is None else pid
+    return f"{pid}:{started(pid)}"
+
+
+def launcher_alive(spec: str) -> bool:
+    """Whether the process ``spec`` (``"PID:START"``, :func:`launcher_spec`) still runs."""
+    pid, _, then = spec.partition(":")
+    try:
+        now = started(int(pid))
+        if now is None:
+            return False
+        if now.startswith("ticks") or then.startswith("ticks"):
+            same = now == then
+        else:   # create_time moves with the wall clock: a second either way is the same start
+            same = abs(float(now) - float(then)) < 1.0
+        return same and psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE
     except (psutil.Error, ValueError):
         return False
 
