@@ -134,27 +134,39 @@ def test_pages_log_no_errors_and_have_an_icon(html, tmp_path, page):
     assert '<link rel="icon"' in (html / page).read_text(encoding="utf-8")
 
 
-# Headless Chromium's window is at least 500 px wide: a phone's width is a frame of that
-# width, whose page posts its report to this one.
+# Pages in frames of ``width`` CSS pixels, one on top of another (all in view: Chromium
+# holds back frames out of view), in one window: one browser for many pages, and a phone's
+# width though headless Chromium's window is at least 500 px wide. Each page posts its
+# report here; this page shows every report so far.
 _FRAME = """<html><body style="margin:0">
-<iframe src="{src}" style="width:{width}px;height:900px;border:0"></iframe>
-<script>window.addEventListener("message", e => {{
-  const out = document.createElement("pre");
-  out.id = "gpuviz-report";
-  out.textContent = e.data;
-  document.body.appendChild(out);
+{frames}
+<script>const got = {{}};
+window.addEventListener("message", e => {{
+  const m = JSON.parse(e.data);
+  got[m.key] = m.report;
+  let out = document.getElementById("gpuviz-report");
+  if (!out) {{
+    out = document.createElement("pre");
+    out.id = "gpuviz-report";
+    document.body.appendChild(out);
+  }}
+  out.textContent = JSON.stringify(got);
 }});</script></body></html>"""
+_ONE_FRAME = ('<iframe src="{src}" style="position:absolute;top:0;left:0;width:{width}px;'
+              'height:900px;border:0"></iframe>')
 
 # Runs ``body`` (JavaScript with ``await``; it calls ``report(object)``) 2 s after the page
 # has loaded and its figures are drawn; an exception is reported as {"error": ...}.
 _PROBE = """<script>
 window.addEventListener("load", () => setTimeout(async () => {{
   const report = obj => {{
-    const text = JSON.stringify(obj);
-    if (window.parent !== window) {{ window.parent.postMessage(text, "*"); return; }}
+    if (window.parent !== window) {{
+      window.parent.postMessage(JSON.stringify({{key: "{key}", report: obj}}), "*");
+      return;
+    }}
     const out = document.createElement("pre");
     out.id = "gpuviz-report";
-    out.textContent = text;
+    out.textContent = JSON.stringify(obj);
     document.body.appendChild(out);
   }};
   try {{
@@ -164,27 +176,45 @@ window.addEventListener("load", () => setTimeout(async () => {{
 </script>"""
 
 
-def run_in_page(page: Path, body: str, profile: Path, width: int = 1280,
-                console: list | None = None) -> dict:
-    """What the JavaScript ``body`` reports from ``page`` (a copy of it, with the script
-    added), in a window ``width`` CSS pixels wide, in headless Chromium with no network."""
+def run_in_pages(pages: list[Path], body: str, profile: Path, width: int = 1280,
+                 console: list | None = None) -> list[dict]:
+    """What the JavaScript ``body`` reports from each of ``pages`` (copies of them, with the
+    script added), each in a frame ``width`` CSS pixels wide, in one headless Chromium with
+    no network. A single page at 500 px or wider gets the window itself."""
     import json
 
-    probe = page.with_name(f".probe-{page.name}")
-    frame = page.with_name(f".frame-{page.name}")
-    probe.write_text(page.read_text(encoding="utf-8").replace(
-        "</body>", _PROBE.format(body=body) + "</body>"), encoding="utf-8")
-    frame.write_text(_FRAME.format(src=probe.name, width=width), encoding="utf-8")
+    root = Path(os.path.commonpath([p.parent for p in pages]))
+    probes = [p.with_name(f".probe-{p.name}") for p in pages]
+    frame = root / ".frame.html"
+    keys = [str(p.relative_to(root)) for p in pages]
+    for page, probe, key in zip(pages, probes, keys, strict=True):
+        probe.write_text(page.read_text(encoding="utf-8").replace(
+            "</body>", _PROBE.format(body=body, key=key) + "</body>"), encoding="utf-8")
+    frame.write_text(_FRAME.format(frames="\n".join(
+        _ONE_FRAME.format(src=probe.relative_to(root).as_posix(), width=width) for probe in probes)),
+        encoding="utf-8")
+    alone = len(pages) == 1 and width >= 500
     try:
-        dom = dump_dom(frame if width < 500 else probe, profile, console, width=max(width, 500))
+        dom = dump_dom(probes[0] if alone else frame, profile, console, width=max(width, 500))
     finally:
-        probe.unlink()
+        for probe in probes:
+            probe.unlink()
         frame.unlink()
     # the theme may add attributes (tabindex) to a <pre>
     m = re.search(r'<pre id="gpuviz-report"[^>]*>(.*?)</pre>', dom, re.S)
-    assert m, f"{page.name}: the probe did not report"
-    return json.loads(m.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
-                      .replace("&amp;", "&"))
+    got = json.loads(m.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
+                     .replace("&amp;", "&")) if m else {}
+    if alone:
+        got = {keys[0]: got} if m else {}
+    missing = [k for k in keys if k not in got]
+    assert not missing, f"the probe did not report from {', '.join(missing)}"
+    return [got[k] for k in keys]
+
+
+def run_in_page(page: Path, body: str, profile: Path, width: int = 1280,
+                console: list | None = None) -> dict:
+    """:func:`run_in_pages` for one page."""
+    return run_in_pages([page], body, profile, width, console)[0]
 
 
 # Every figure, table, image and printed output that sticks out of the text column, unless it
@@ -218,16 +248,16 @@ _READ_PAGES = [*(f"{p.stem}.html" for p in sorted((ROOT / "book").glob("*.md")) 
 def test_nothing_is_wider_than_the_text_column(html, tmp_path, width):
     """At a laptop's width and a phone's, no page scrolls sideways and no figure, table or
     output sticks out of the text column (wide tables and printed output scroll inside it)."""
+    console: list[str] = []
+    reports = run_in_pages([html / p for p in _READ_PAGES], _MEASURE, tmp_path / "profile",
+                           width, console)
     problems = []
-    for page in _READ_PAGES:
-        console: list[str] = []
-        got = run_in_page(html / page, _MEASURE, tmp_path / "profile", width, console)
+    for page, got in zip(_READ_PAGES, reports, strict=True):
         assert "error" not in got, (page, got)
         if got["page"] > got["window"] + 1:
             problems.append(f"{page}: the page is {got['page']} px wide in a {got['window']} px window")
         problems += [f"{page}: {b} (column {got['column']} px)" for b in got["bad"]]
-        problems += [f"{page}: console: {c}" for c in console
-                     if re.search(r"invalid|error|uncaught|failed", c, re.I)]
+    problems += [f"console: {c}" for c in console if re.search(r"invalid|error|uncaught|failed", c, re.I)]
     assert not problems, "\n".join(problems)
 
 
