@@ -133,6 +133,8 @@ def test_a_wall_clock_change_does_not_make_a_live_launcher_look_gone(monkeypatch
     assert orphans.launcher_alive(me)
     # where there is no /proc, create_time is all there is: a second either way is the same start
     monkeypatch.setattr(orphans, "_PROC", False)
+    assert not orphans.launcher_spec().split(":")[1].startswith("ticks")
+    assert orphans.launcher_alive(orphans.launcher_spec())
     assert orphans.launcher_alive(f"{os.getpid()}:{shifted - 0.6}")
     assert not orphans.launcher_alive(f"{os.getpid()}:{shifted - 100}")   # a reused pid
 

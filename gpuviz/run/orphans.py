@@ -8,9 +8,10 @@ it, marks ``run.json`` ``"launcher gone"``, and torchrun is asked to
 stop every worker, each of which writes its open spans first.
 
 A process's start is read where no clock change moves it: on Linux, in clock ticks since
-boot from ``/proc/PID/stat``. (psutil's ``create_time`` adds the boot time worked out from
-the wall clock at each call, which moves when the clock is adjusted: psutil issue #2526.
-Compared exactly, it once told a worker its live launcher was gone and stopped the job.)
+boot from ``/proc/PID/stat``. psutil's ``create_time`` adds the boot time worked out from
+the wall clock at each call, which moves when the clock is adjusted (psutil issue #2526),
+so a check on it can call a live launcher gone (a test's job was once stopped as "launcher
+gone" while its launcher ran).
 
 >>> launcher_alive(launcher_spec())
 True
@@ -39,35 +40,33 @@ STATUS = "launcher gone"
 _PROC = os.path.isdir("/proc/self")
 
 
-def started(pid: int) -> str | None:
-    """When process ``pid`` started (None if there is none): ``"ticks N"`` on Linux (clock
-    ticks since boot, which nothing changes), else psutil's ``create_time`` in seconds."""
+def _ticks(pid: int) -> str | None:
+    """``"ticks N"``: when process ``pid`` started, in clock ticks since boot (Linux's
+    ``/proc/PID/stat``, field 22: nothing changes it); None where it cannot be read."""
+    if not _PROC:
+        return None
     try:
-        if _PROC:
-            with open(f"/proc/{pid}/stat", "rb") as f:   # field 22; the name (2) may hold spaces
-                return f"ticks {int(f.read().rsplit(b')', 1)[1].split()[19])}"
-        return repr(psutil.Process(pid).create_time())
-    except (OSError, psutil.Error, IndexError, ValueError):
+        with open(f"/proc/{pid}/stat", "rb") as f:   # the name (field 2) may hold spaces
+            return f"ticks {int(f.read().rsplit(b')', 1)[1].split()[19])}"
+    except (OSError, IndexError, ValueError):
         return None
 
 
 def launcher_spec(pid: int | None = None) -> str:
-    """``"PID:START"`` of process ``pid`` (default: this one), for ``$GPUVIZ_LAUNCHER``."""
+    """``"PID:START"`` of process ``pid`` (default: this one), for ``$GPUVIZ_LAUNCHER``:
+    its start in clock ticks where Linux gives it, else psutil's ``create_time``."""
     pid = os.getpid() if pid is None else pid
-    return f"{pid}:{started(pid)}"
+    return f"{pid}:{_ticks(pid) or repr(psutil.Process(pid).create_time())}"
 
 
 def launcher_alive(spec: str) -> bool:
     """Whether the process ``spec`` (``"PID:START"``, :func:`launcher_spec`) still runs."""
     pid, _, then = spec.partition(":")
     try:
-        now = started(int(pid))
-        if now is None:
-            return False
-        if now.startswith("ticks") or then.startswith("ticks"):
-            same = now == then
+        if then.startswith("ticks"):
+            same = _ticks(int(pid)) == then
         else:   # create_time moves with the wall clock: a second either way is the same start
-            same = abs(float(now) - float(then)) < 1.0
+            same = abs(psutil.Process(int(pid)).create_time() - float(then)) < 1.0
         return same and psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE
     except (psutil.Error, ValueError):
         return False
