@@ -45,7 +45,7 @@ lint: setup
 	$(VENV)/bin/ruff check gpuviz tests benchmarks
 
 unit: setup
-	$(PY) -m pytest tests gpuviz --doctest-modules -q
+	$(PY) -m pytest tests gpuviz --doctest-modules -q --durations=15
 
 labs: setup
 	$(PY) -m pytest --nbval-lax labs -q

@@ -42,7 +42,9 @@ def _runtime(env, docname: str) -> float | None:
 
 
 def _mmss(s: float) -> str:
-    return f"{int(s // 60)} min {s % 60:.0f} s" if s >= 60 else f"{s:.0f} s"
+    """``s`` seconds as "42 s" or "1 min 5 s", rounded to the second first (119.6 s: 2 min 0 s)."""
+    minutes, seconds = divmod(round(s), 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
 class LabRuntime(SphinxDirective):

@@ -1,5 +1,6 @@
-"""book/_ext/gpuviz_execute.py: the book's lab runs wait for a kernel's message in slices,
-so a missed wake-up (jupyter/nbclient#312) costs a second, not a cell's whole timeout."""
+"""The book's Sphinx extensions (book/_ext), tested without a build: gpuviz_execute (the
+labs' runs wait for a kernel's message in slices, so a missed wake-up, jupyter/nbclient#312,
+costs a second, not a cell's whole timeout) and gpuviz_guide's times."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import pytest
 from tests.conftest import ROOT
 
 
-def _extension():
-    spec = importlib.util.spec_from_file_location("gpuviz_execute", ROOT / "book" / "_ext" / "gpuviz_execute.py")
+def _extension(name: str = "gpuviz_execute"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "book" / "_ext" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -75,3 +76,9 @@ def test_the_build_uses_it(monkeypatch):
     assert AsyncZMQSocketChannel.get_msg is ext.get_msg
     config = (ROOT / "book" / "_config.yml").read_text()
     assert "gpuviz_execute: _ext" in config and "- gpuviz_execute" in config
+
+
+@pytest.mark.parametrize("seconds, text", [(36.2, "36 s"), (59.6, "1 min 0 s"), (68, "1 min 8 s"),
+                                           (119.6, "2 min 0 s"), (422, "7 min 2 s")])
+def test_the_guide_writes_times_in_whole_seconds(seconds, text):
+    assert _extension("gpuviz_guide")._mmss(seconds) == text
