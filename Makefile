@@ -42,7 +42,7 @@ audit: book
 	$(VENV)/bin/gpuviz audit book/_build/claims.jsonl
 
 lint: setup
-	$(VENV)/bin/ruff check gpuviz tests benchmarks
+	$(VENV)/bin/ruff check gpuviz tests benchmarks book
 
 unit: setup
 	$(PY) -m pytest tests gpuviz --doctest-modules -q --durations=15
