@@ -1,9 +1,9 @@
-"""Sphinx extension for the gpuviz book: a lab's execution never waits on a missed wake-up.
+"""Sphinx extension for the gpuviz book: a wake-up missed while a lab runs costs a second at most.
 
 myst-nb runs each lab with nbclient, which waits for the kernel's messages with
 jupyter_client's asyncio channels: ``await socket.poll(timeout)``, then read. After a cell
-that shows ipywidgets (Lab 05's planner; progress bars before them), that wait sometimes
-misses the message that has arrived and sleeps out its whole timeout (the cell's 300 s in
+that shows ipywidgets (Lab 05's planner, in 3 of 10 runs when this was written), that wait
+sometimes misses the message that has arrived and sleeps out its whole timeout (the cell's 300 s in
 this build; no end where none is set) before it reads the message, which was there all
 along (jupyter/nbclient#312, jupyter/nbconvert#1921, both open). Here the same wait polls
 in slices of :data:`SLICE_S`: a missed wake-up costs at most one slice, and the timeout,
