@@ -175,14 +175,24 @@ class EstimateMeter(Meter):
         """The joules at a reading taken elsewhere (``t``: ``perf_counter`` seconds, ``cpu``:
         ``process_time`` seconds, ``memory_gb``: resident memory, None if not read then),
         readings in time order: how the compiled sampler's readings become joules."""
+        return self.at_many([(t, cpu, memory_gb)])[0]
+
+    def at_many(self, readings) -> list[float]:
+        """:meth:`at` for many ``(t, cpu, memory_gb)`` readings in time order, in one pass:
+        :func:`estimate_joules`'s formula with the arguments checked once, when the meter
+        was made (the compiled sampler turns about 75 readings a second into joules)."""
+        out = []
         with self._lock:
-            self._memory_j += estimate_joules(0.0, max(0.0, t - self._t), self._gb,
-                                              self.watts_per_core, self.watts_per_gb)
-            self._t = max(self._t, t)
-            if memory_gb is not None:
-                self._gb = memory_gb
-            return (estimate_joules(max(0.0, cpu - self._cpu0), 0.0, 0.0, self.watts_per_core)
-                    + self._memory_j)
+            per_core, per_gb, cpu0 = self.watts_per_core, self.watts_per_gb, self._cpu0
+            t_last, gb, memory_j = self._t, self._gb, self._memory_j
+            for t, cpu, memory_gb in readings:
+                memory_j += max(0.0, t - t_last) * gb * per_gb
+                t_last = max(t_last, t)
+                if memory_gb is not None:
+                    gb = memory_gb
+                out.append(max(0.0, cpu - cpu0) * per_core + memory_j)
+            self._t, self._gb, self._memory_j = t_last, gb, memory_j
+        return out
 
     def describe(self) -> dict:
         return {**super().describe(), "model": {

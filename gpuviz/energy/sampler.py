@@ -120,8 +120,8 @@ class CompiledSampler(Sampler):
             self._mine = []
             self._taken = time.perf_counter()
             origin = self.tracer.origin_ns / 1e9
-            for t, cpu, gb in rows:
-                self._record((t - origin) * 1e6, self.meter.at(t, cpu, gb))
+            for (t, _, _), joules in zip(rows, self.meter.at_many(rows), strict=True):
+                self._record((t - origin) * 1e6, joules)
 
     def flush(self) -> None:
         self.sample()
