@@ -190,16 +190,17 @@ def run_in_pages(pages: list[Path], body: str, profile: Path, width: int = 1280,
     for page, probe, key in zip(pages, probes, keys, strict=True):
         probe.write_text(page.read_text(encoding="utf-8").replace(
             "</body>", _PROBE.format(body=body, key=key) + "</body>"), encoding="utf-8")
-    frame.write_text(_FRAME.format(frames="\n".join(
-        _ONE_FRAME.format(src=probe.relative_to(root).as_posix(), width=width) for probe in probes)),
-        encoding="utf-8")
     alone = len(pages) == 1 and width >= 500
+    if not alone:
+        frame.write_text(_FRAME.format(frames="\n".join(
+            _ONE_FRAME.format(src=probe.relative_to(root).as_posix(), width=width) for probe in probes)),
+            encoding="utf-8")
     try:
         dom = dump_dom(probes[0] if alone else frame, profile, console, width=max(width, 500))
     finally:
         for probe in probes:
             probe.unlink()
-        frame.unlink()
+        frame.unlink(missing_ok=True)
     # the theme may add attributes (tabindex) to a <pre>
     m = re.search(r'<pre id="gpuviz-report"[^>]*>(.*?)</pre>', dom, re.S)
     got = json.loads(m.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
