@@ -180,7 +180,8 @@ class EstimateMeter(Meter):
     def at_many(self, readings) -> list[float]:
         """:meth:`at` for many ``(t, cpu, memory_gb)`` readings in time order, in one pass:
         :func:`estimate_joules`'s formula with the arguments checked once, when the meter
-        was made (the compiled sampler turns about 75 readings a second into joules)."""
+        was made (the compiled sampler turns a reading per period, 10 ms by default, and
+        one per step into joules)."""
         out = []
         with self._lock:
             per_core, per_gb, cpu0 = self.watts_per_core, self.watts_per_gb, self._cpu0
