@@ -49,7 +49,7 @@ def test_estimate_meter_charges_memory_while_sleeping():
     assert e1 - e0 == pytest.approx(1000.0 * gb * 0.2, rel=0.2)
 
 
-def test_readings_taken_elsewhere_become_the_estimate_s_joules_one_by_one_or_together():
+def test_readings_taken_elsewhere_become_the_estimate_s_joules_one_at_a_time_or_together():
     # the compiled sampler's readings (perf_counter s, process_time s, GB or None), in time order
     one, many = meters.EstimateMeter(), meters.EstimateMeter()
     for m in (one, many):
@@ -59,7 +59,7 @@ def test_readings_taken_elsewhere_become_the_estimate_s_joules_one_by_one_or_tog
     # a reading out of order adds no time
     memory = [1 * 2.0, 3 * 2.0, 3 * 2.0 + 1 * 4.0, 3 * 2.0 + 1 * 4.0]
     expected = [meters.estimate_joules(cpu - 5.0, gb_s, 1.0) for (_, cpu, _), gb_s in zip(readings, memory, strict=True)]
-    assert [one.at(*r) for r in readings] == pytest.approx(expected)
+    assert [one.at_many([r])[0] for r in readings] == pytest.approx(expected)
     assert many.at_many(readings) == pytest.approx(expected)
     assert (one._t, one._gb, one._memory_j) == (many._t, many._gb, many._memory_j) == (104.0, 4.0, pytest.approx(10 * 0.3725))
 

@@ -169,28 +169,19 @@ class EstimateMeter(Meter):
         gb = None
         if now - self._rss_t > 0.2:   # memory moves slowly; reading it costs ~10 us
             gb, self._rss_t = self._proc.memory_info().rss / 1e9, now
-        return self.at(now, time.process_time(), gb)
-
-    def at(self, t: float, cpu: float, memory_gb: float | None = None) -> float:
-        """The joules at a reading taken elsewhere (``t``: ``perf_counter`` seconds, ``cpu``:
-        ``process_time`` seconds, ``memory_gb``: resident memory, None if not read then),
-        readings in time order: how the compiled sampler's readings become joules."""
-        return self.at_many([(t, cpu, memory_gb)])[0]
+        return self.at_many([(now, time.process_time(), gb)])[0]
 
     def at_many(self, readings) -> list[float]:
-        """:meth:`at` for many ``(t, cpu, memory_gb)`` readings in time order, in one pass:
-        :func:`estimate_joules`'s formula with the arguments checked once, when the meter
-        was made (the compiled sampler turns a reading per period, 10 ms by default, and
-        one per step into joules)."""
-        out = []
+        """The joules at readings taken elsewhere, ``(t, cpu, memory_gb)`` in time order
+        (``perf_counter`` s, ``process_time`` s, resident GB or None if not read then): how
+        the compiled sampler's readings become joules, :func:`estimate_joules`'s formula in
+        one pass (its arguments were checked when the meter was made)."""
         with self._lock:
             per_core, per_gb, cpu0 = self.watts_per_core, self.watts_per_gb, self._cpu0
-            t_last, gb, memory_j = self._t, self._gb, self._memory_j
+            t_last, gb, memory_j, out = self._t, self._gb, self._memory_j, []
             for t, cpu, memory_gb in readings:
-                memory_j += max(0.0, t - t_last) * gb * per_gb
-                t_last = max(t_last, t)
-                if memory_gb is not None:
-                    gb = memory_gb
+                memory_j += max(0.0, t - t_last) * gb * per_gb   # at the GB read before t
+                t_last, gb = max(t_last, t), gb if memory_gb is None else memory_gb
                 out.append(max(0.0, cpu - cpu0) * per_core + memory_j)
             self._t, self._gb, self._memory_j = t_last, gb, memory_j
         return out
