@@ -55,13 +55,15 @@ def test_readings_taken_elsewhere_become_the_estimate_s_joules_one_at_a_time_or_
     for m in (one, many):
         m._t, m._cpu0, m._gb, m._memory_j = 100.0, 5.0, 2.0, 0.0
     readings = [(101.0, 6.0, None), (103.0, 6.5, 4.0), (104.0, 7.0, None), (103.5, 7.0, None)]
-    # 1 s holding 2 GB, then 2 s at 2 GB (the new 4 GB counts from this reading on), then 1 s at 4 GB;
-    # a reading out of order adds no time
+    # 1 s holding 2 GB, then 2 s at 2 GB (the new 4 GB counts from this reading on), then 1 s
+    # at 4 GB; a reading out of order adds no time
     memory = [1 * 2.0, 3 * 2.0, 3 * 2.0 + 1 * 4.0, 3 * 2.0 + 1 * 4.0]
-    expected = [meters.estimate_joules(cpu - 5.0, gb_s, 1.0) for (_, cpu, _), gb_s in zip(readings, memory, strict=True)]
+    expected = [meters.estimate_joules(cpu - 5.0, gb_s, 1.0)
+                for (_, cpu, _), gb_s in zip(readings, memory, strict=True)]
     assert [one.at_many([r])[0] for r in readings] == pytest.approx(expected)
     assert many.at_many(readings) == pytest.approx(expected)
-    assert (one._t, one._gb, one._memory_j) == (many._t, many._gb, many._memory_j) == (104.0, 4.0, pytest.approx(10 * 0.3725))
+    assert (one._t, one._gb, one._memory_j) == (many._t, many._gb, many._memory_j)
+    assert (many._t, many._gb, many._memory_j) == (104.0, 4.0, pytest.approx(10 * 0.3725))
 
 
 # -- counters -----------------------------------------------------------------------------------

@@ -13,16 +13,15 @@ Three meters, chosen with ``gpuviz.launch(..., energy=...)`` (``$GPUVIZ_ENERGY``
 - ``"auto"`` (the default): ``"zeus"`` where a counter can be read, else ``"estimate"``, and
   the meter's ``note`` says why (no RAPL, permission denied...). ``"off"``: no energy.
 
-Each rank's tracer samples its meter every ``period_s`` on a background thread and at every
-step's end, and records the ``energy J`` counter track (cumulative joules since the rank
-started); the mean power between two readings is derived from it
-(:func:`gpuviz.energy.attribution.power`).
-:mod:`gpuviz.energy.sampler` does that on every rank, and :mod:`gpuviz.energy.attribution`
-turns the tracks into joules per rank, step and category.
+Each rank's tracer samples its meter every ``period_s`` on a background thread and at every step's
+end, and records the ``energy J`` counter track (cumulative joules since the rank started); the
+mean power between two readings is derived from it (:func:`gpuviz.energy.attribution.power`).
+:mod:`gpuviz.energy.sampler` does that on every rank, and :mod:`gpuviz.energy.attribution` turns
+the tracks into joules per rank, step and category.
 
 A counter is read at intervals; NVML's total-energy counter updates only every 20-100 ms
-(:data:`NVML_UPDATE_PERIOD_S`), so a window shorter
-than a meter's ``update_period_s`` is given power x time, and says so (:class:`Window`).
+(:data:`NVML_UPDATE_PERIOD_S`), so a window shorter than a meter's ``update_period_s`` is given
+power x time, and says so (:class:`Window`).
 
 >>> m = make_meter("estimate")
 >>> m.estimated, m.name
@@ -84,19 +83,21 @@ def check_meter(meter: str | None) -> str:
 
 
 def estimate_joules(cpu_seconds: float, seconds: float, memory_gb: float,
-                    watts_per_core: float = WATTS_PER_CORE, watts_per_gb: float = WATTS_PER_GB) -> float:
+                    watts_per_core: float = WATTS_PER_CORE, watts_per_gb: float = WATTS_PER_GB,
+                    *, checked: bool = True) -> float:
     """Estimated joules of a process: CPU time x power per core + time x memory x power per GB.
 
     The Green Algorithms model (Lannelongue et al. 2021): energy = runtime x (cores x power
     per core x usage + memory x power per GB); here cores x usage x runtime is the CPU time
     the process was given, so a process blocked waiting (gloo's waits sleep) costs only its
     memory. Leaves out the rest of the machine (fans, disks, idle cores) and PUE.
+    ``checked=False`` skips the checks (for clock readings, many a second).
 
     >>> estimate_joules(cpu_seconds=2.0, seconds=4.0, memory_gb=1.0)   # 2 x 12 + 4 x 0.3725
     25.49
     """
     for name, v in (("cpu_seconds", cpu_seconds), ("seconds", seconds), ("memory_gb", memory_gb),
-                    ("watts_per_core", watts_per_core), ("watts_per_gb", watts_per_gb)):
+                    ("watts_per_core", watts_per_core), ("watts_per_gb", watts_per_gb)) if checked else ():
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
             raise ValueError(f"{name}={v!r}: give a number >= 0")
     return cpu_seconds * watts_per_core + seconds * memory_gb * watts_per_gb
@@ -173,16 +174,15 @@ class EstimateMeter(Meter):
 
     def at_many(self, readings) -> list[float]:
         """The joules at readings taken elsewhere, ``(t, cpu, memory_gb)`` in time order
-        (``perf_counter`` s, ``process_time`` s, resident GB or None if not read then): how
-        the compiled sampler's readings become joules, :func:`estimate_joules`'s formula in
-        one pass (its arguments were checked when the meter was made)."""
+        (``perf_counter`` s, ``process_time`` s, resident GB or None if not read then), in one
+        pass: how the compiled sampler's readings become joules (the watts checked at __init__)."""
+        w, cpu0 = (self.watts_per_core, self.watts_per_gb), self._cpu0
         with self._lock:
-            per_core, per_gb, cpu0 = self.watts_per_core, self.watts_per_gb, self._cpu0
             t_last, gb, memory_j, out = self._t, self._gb, self._memory_j, []
-            for t, cpu, memory_gb in readings:
-                memory_j += max(0.0, t - t_last) * gb * per_gb   # at the GB read before t
+            for t, cpu, memory_gb in readings:   # memory until t at the GB read before it
+                memory_j += estimate_joules(0.0, max(0.0, t - t_last), gb, *w, checked=False)
                 t_last, gb = max(t_last, t), gb if memory_gb is None else memory_gb
-                out.append(max(0.0, cpu - cpu0) * per_core + memory_j)
+                out.append(estimate_joules(max(0.0, cpu - cpu0), 0.0, 0.0, *w, checked=False) + memory_j)
             self._t, self._gb, self._memory_j = t_last, gb, memory_j
         return out
 
