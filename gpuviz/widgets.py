@@ -77,6 +77,7 @@ class Planner:
             "pp": w.SelectionSlider(options=[2**k for k in range(8)], value=1, description="pp"),
             "cp": w.SelectionSlider(options=[2**k for k in range(5)], value=1, description="cp"),
             "ep": w.SelectionSlider(options=[1], value=1, description="ep (experts)"),
+            "ep_overlap": w.Checkbox(value=False, description="all-to-alls behind compute"),
             "virtual_stages": w.ToggleButtons(options=[1, 2, 4], value=1, description="virtual stages"),
             "micro_batch": w.SelectionSlider(options=[1, 2, 4, 8, 16], value=1, description="micro-batch"),
             "global_batch": w.SelectionSlider(options=[2**k for k in range(5, 15)], value=global_batch,
@@ -169,7 +170,8 @@ class Planner:
             return f"tp x pp x cp = {tp * pp * cp} does not divide {n} GPUs"
         try:
             return Config(c["model"].value, gpus=n, dp=n // (tp * pp * cp), tp=tp, pp=pp, cp=cp,
-                          ep=c["ep"].value, precision=c["precision"].value,
+                          ep=c["ep"].value, ep_overlap=c["ep_overlap"].value,
+                          precision=c["precision"].value,
                           global_batch=c["global_batch"].value, micro_batch=c["micro_batch"].value,
                           virtual_stages=c["virtual_stages"].value,
                           zero=c["zero"].value, recompute=c["recompute"].value, gpu=c["gpu"].value,

@@ -387,6 +387,7 @@ def test_transformer_rejects_impossible_experts_and_heads(fields, match):
     (dict(ep=256), "ep=256 must divide the model's experts=128"),
     (dict(gpus=12, dp=6, ep=4), r"ep=4 must divide .* tp\*cp\*dp = 6"),
     (dict(ep=0), "ep=0: must be an integer >= 1"),
+    (dict(ep=8, ep_overlap="yes"), "ep_overlap='yes': must be True or False"),
 ])
 def test_config_names_a_bad_expert_layout(changes, match):
     with pytest.raises(ValueError, match=match):
@@ -405,6 +406,29 @@ def test_expert_parallelism_splits_the_experts_and_pays_all_to_alls():
     eight = predict(Config(**{**Q30, "pp": 1, "dp": 16}, ep=8))
     assert wide.ep_comm > 2 * eight.ep_comm
     assert wide.mem_params < eight.mem_params
+
+
+def test_overlapped_all_to_alls_count_only_what_compute_does_not_cover():
+    """ep_overlap (Megatron-Core's overlap_moe_expert_parallel_comm): each micro-batch's
+    all-to-alls hide behind another's compute, as far as the overlap fraction allows; the
+    rest stays on the step, and nothing else changes."""
+    eff = Efficiency(overlap=0.5)
+    kw = {**Q30, "pp": 1, "dp": 16, "ep": 16, "efficiency": eff}
+    plain, hidden = predict(Config(**kw)), predict(Config(**kw, ep_overlap=True))
+    m = plain.micro_batches
+    expected = max(0.0, plain.ep_comm / m - 0.5 * plain.compute / m) * m
+    assert hidden.ep_comm == pytest.approx(expected) and 0 < hidden.ep_comm < plain.ep_comm
+    assert hidden.ep_comm_total == pytest.approx(plain.ep_comm)   # the traffic is the same
+    assert hidden.compute == pytest.approx(plain.compute)
+    assert hidden.step_s == pytest.approx(plain.step_s - plain.ep_comm + hidden.ep_comm, rel=1e-9)
+    # all of it hidden where the compute is longer (one server: NVLink all-to-alls)
+    inside = predict(Config(**{**kw, "ep": 8}, ep_overlap=True).replace(
+        efficiency=Efficiency(overlap=1.0)))
+    assert inside.ep_comm == 0 < inside.ep_comm_total
+    # search passes it to every layout
+    t = search("qwen3-30b-a3b", gpus=16, global_batch=64, zero=(1,), recompute=("none",),
+               virtual_stages=(1,), ep_overlap=True)
+    assert t.attrs["best"].ep_overlap is True
 
 
 def test_search_tries_expert_parallelism_for_moe_models_only():

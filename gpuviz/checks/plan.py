@@ -184,7 +184,9 @@ def dominant_term(answer: str | Callable, config) -> Result:
                 "on the critical path.")
     elif want == "ep_comm":
         why += (" Every MoE layer sends each token's copies to their experts and back, an "
-                "all-to-all each way, forward and backward, on the critical path.")
+                "all-to-all each way, forward and backward, "
+                + ("and what another micro-batch's compute does not cover is on the critical path."
+                   if c.ep_overlap else "on the critical path."))
     return Result(False, why)
 
 

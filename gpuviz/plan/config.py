@@ -40,7 +40,8 @@ class Efficiency:
     their time is left out (the CPU calibration folds it into ``compute``)."""
     overlap: float = 1.0
     """Fraction of the backward pass (data-parallel reduction) and of compute (ZeRO-3
-    gathers) that can hide communication, in [0, 1]."""
+    gathers; expert all-to-alls with ``Config.ep_overlap``) that can hide communication,
+    in [0, 1]."""
     overhead_s: float = 0.0
     """Fixed time per step per GPU (Python, logging), s."""
     launch_s: float = 0.0
@@ -170,6 +171,9 @@ class Config:
     """Expert-parallel ranks of a mixture of experts: each holds ``experts / ep`` whole
     experts, and tokens reach them by all-to-all. Folded over the ranks of a pipeline stage
     as Megatron-Core does (``ep`` divides ``tp * cp * dp``; it adds no GPUs)."""
+    ep_overlap: bool = False
+    """The all-to-alls of one micro-batch run during another's compute (Megatron-Core's
+    ``overlap_moe_expert_parallel_comm``); False: on the critical path (its default)."""
 
     def __post_init__(self):
         object.__setattr__(self, "model", transformer(self.model))
@@ -199,6 +203,9 @@ class Config:
         if self.ep > 1 and (m.experts % self.ep or (self.tp * self.cp * self.dp) % self.ep):
             raise ValueError(f"ep={self.ep} must divide the model's experts={m.experts} and the "
                              f"ranks of a pipeline stage, tp*cp*dp = {self.tp * self.cp * self.dp}")
+        for k in ("sequence_parallel", "ep_overlap"):
+            if not isinstance(getattr(self, k), bool):
+                raise ValueError(f"{k}={getattr(self, k)!r}: must be True or False")
         r = self.reserved_gib
         if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r < 0:
             raise ValueError(f"reserved_gib={r!r}: must be a number of GiB >= 0")
@@ -311,4 +318,4 @@ def step_kwargs(config: Config, hw: dict | None = None) -> dict:
                 sequence_parallel=config.sequence_parallel, launch_s=eff.launch_s,
                 data_s_per_sequence=eff.data_s_per_sequence, sync_s=eff.sync_s,
                 attention=config.attention, memory_efficiency=eff.memory,
-                gemm_flops=hw["gemm_flops"], ep=config.ep)
+                gemm_flops=hw["gemm_flops"], ep=config.ep, ep_overlap=config.ep_overlap)

@@ -40,12 +40,16 @@ Everything here is modelled, not measured. The formulas and where they come from
   ones); the ``ep`` expert-parallel ranks each hold ``experts / ep`` of them, and every
   MoE layer sends each token's copies to their experts and back with an all-to-all,
   forward and backward (GShard, Lepikhin et al. 2021; Megatron-Core's MoE layer), not
-  overlapped; expert gradients are reduced over the ranks that hold the same experts.
+  overlapped unless ``ep_overlap`` (Megatron-Core's ``overlap_moe_expert_parallel_comm``
+  pairs one micro-batch's forward with another's backward, so each one's all-to-alls run
+  during the other's compute); expert gradients are reduced over the ranks that hold the
+  same experts.
 - FP8: the weights' matmuls at the FP8 peak, the attention's products (FlashAttention)
   at the 16-bit peak.
 - Overlap: a fraction ``overlap`` of the backward pass of the last micro-batch hides
-  the data-parallel gradient reduction; of each micro-batch's compute, ZeRO-3's gathers;
-  of the attention's compute, context parallelism's ring.
+  the data-parallel gradient reduction; of each micro-batch's compute, ZeRO-3's gathers
+  and (with ``ep_overlap``) another micro-batch's all-to-alls; of the attention's compute,
+  context parallelism's ring.
 """
 
 from __future__ import annotations
@@ -176,7 +180,7 @@ def step_terms(spec, hw, *, dp, tp, pp, micro_batch, global_batch, zero, recompu
                bucket_bytes=25 * 2**20, overlap=1.0, compute_efficiency=1.0,
                overhead_s=0.0, sequence_parallel=True, launch_s=0.0,
                data_s_per_sequence=0.0, sync_s=0.0, cp=1, attention="flash",
-               memory_efficiency=None, gemm_flops=None, ep=1) -> dict:
+               memory_efficiency=None, gemm_flops=None, ep=1, ep_overlap=False) -> dict:
     """Every modelled term of one training step (seconds, bytes, FLOPs) per GPU.
 
     ``spec``: the transformer (dict with layers, hidden, heads, kv_heads, ffn, gated,
@@ -190,7 +194,8 @@ def step_terms(spec, hw, *, dp, tp, pp, micro_batch, global_batch, zero, recompu
     memory-bound kernels reach (None: their time is left out). ``gemm_flops``: peak
     FLOP/s of the weights' matmuls (FP8's where the run uses it; default ``hw["peak_flops"]``);
     the attention's own products run at ``hw["peak_flops"]``. ``ep``: expert-parallel ranks
-    of a mixture of experts (see :func:`_experts`).
+    of a mixture of experts (see :func:`_experts`); ``ep_overlap``: their all-to-alls hidden,
+    as far as ``overlap`` allows, behind another micro-batch's compute.
     """
     L, h, a = spec["layers"], spec["hidden"], spec["heads"]
     d = spec.get("head_dim") or h // a
@@ -265,11 +270,12 @@ def step_terms(spec, hw, *, dp, tp, pp, micro_batch, global_batch, zero, recompu
 
     # expert parallelism: each GPU's tokens go to their experts and come back (dispatch and
     # combine, an all-to-all each), forward and backward (and forward again with full
-    # recomputation); not overlapped with compute (Megatron-Core's default)
+    # recomputation); not overlapped with compute (Megatron-Core's default) unless ep_overlap
     n_a2a = np.where(rc == 2, 6, 4)
     a2a_bytes = tokens_mb / tp * moe["copies"] * h * ab
-    t_ep_mb = np.where(ep > 1, layers_stage * n_a2a * all_to_all_time(
+    t_ep_raw = np.where(ep > 1, layers_stage * n_a2a * all_to_all_time(
         a2a_bytes, ep, np.minimum(ep, gpus_per_node), hw), 0.0) * share
+    t_ep_mb = np.maximum(0.0, t_ep_raw - overlap * t_compute_mb) if ep_overlap else t_ep_raw
 
     # pipeline: one send forward, one backward per micro-batch, split over the tp ranks
     crosses = tp * cp * dp >= gpus_per_node
@@ -344,4 +350,4 @@ def step_terms(spec, hw, *, dp, tp, pp, micro_batch, global_batch, zero, recompu
             "memory_bytes": mem_params + mem_grads + mem_optim + mem_act + mem_buffers,
             "energy_j": gpus * hw["tdp_w"] * step, "dp_comm_total": t_dp,
             "zero3_comm_total": m * t_z3_mb, "memory_bound_s": m * t_memory_mb,
-            "cp_comm_total": m * t_cp_raw}
+            "cp_comm_total": m * t_cp_raw, "ep_comm_total": m * t_ep_raw}
