@@ -63,9 +63,15 @@ _BRIDGE = ("NVIDIA Megatron-Bridge, docs/performance-summary-archive.md, "
            "and all benchmarks are token-dropless'")
 _BRIDGE_RECIPE = ("; its H100 recipe for this layout (scripts/performance/configs/qwen/"
                   "qwen3_workload_base_configs.py, QWEN3_235B_A22B_PRETRAIN_CONFIG_H100_FP8_CS_V1 "
-                  "and _V2, commits f29a269 and 01b2977) sets moe_a2a_overlap=True, which "
-                  "scripts/performance/utils/overrides.py turns into Megatron-Core's "
-                  "overlap_moe_expert_parallel_comm")
+                  "and _V2: global batch 2048 and 8192, commits f29a269 and 01b2977) sets "
+                  "moe_a2a_overlap=True, which scripts/performance/utils/overrides.py turns into "
+                  "Megatron-Core's overlap_moe_expert_parallel_comm (an earlier version, "
+                  "configs/qwen3/workload_base_configs.py at commit 0fa501a, gives the layout "
+                  "without it)")
+_BRIDGE_NO_OVERLAP = ("; none of its H100 recipes for this model found (configs/qwen3/"
+                      "workload_base_configs.py at commit 0fa501a: PP 2, VP 12, EP 8; "
+                      "configs/qwen/qwen3_workload_base_configs.py at f29a269: EP 16) sets "
+                      "moe_a2a_overlap")
 _BRIDGE_DENSE = ("NVIDIA Megatron-Bridge, docs/performance-summary-archive.md, "
                  "https://github.com/NVIDIA-NeMo/Megatron-Bridge (commit 0a25f91): pre-training "
                  "on DGX-H100 in FP8, sequence 8192, tokens/s per GPU")
@@ -193,13 +199,12 @@ RUNS = (
           ("3", "70B", 64, 128, 1, 4, 8, 1, 5, 1602, "25.11"),
           ("3.1", "405B", 1024, 512, 1, 8, 8, 2, 8, 292, "25.11"))),
     # mixtures of experts on H100 (Megatron-Bridge's benchmarks, balanced routing); the
-    # all-to-alls overlapped where the benchmark's recipe says so (235B), not where no recipe
-    # of that layout is at hand (30B: the recipes found give it another layout)
+    # all-to-alls overlapped where the benchmark's recipe says so (235B), not where none does
     *(_run(f"Qwen3 {name}, {g} H100, {prec} batch {batch}", f"qwen3-{name.lower()}", g, tp, pp, batch,
            "tokens_per_s_per_gpu", v, _BRIDGE + f" ({release} container)"
-           + (_BRIDGE_RECIPE if overlapped else ""),
+           + (_BRIDGE_RECIPE if overlapped else _BRIDGE_NO_OVERLAP),
            "selective recomputation; distributed optimizer as ZeRO-1; all-to-all token "
-           + ("dispatch overlapped with compute, as the recipe says" if overlapped
+           + ("dispatch overlapped with compute, as the later recipes say" if overlapped
               else "dispatch, not overlapped"), gpu="H100 SXM", inter_link="ib-ndr",
            micro_batch=mb, virtual_stages=vp, ep=ep, ep_overlap=overlapped,
            precision=prec.lower(), recompute="selective", zero=1)
