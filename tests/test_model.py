@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -371,7 +372,24 @@ def test_moe_presets_count_all_and_active_parameters():
         6 * (q30.n_active_params - embedding) + attention, rel=0.01)
 
 
+def test_banded_attention_layers_count_the_window_not_the_sequence():
+    """gpt-oss: every other layer attends within 128 tokens; the preset's sizes give the
+    model card's 116.8B parameters, and only the banded layers' attention FLOPs change."""
+    oss = transformer("gpt-oss-120b")
+    assert round(oss.n_params / 1e9, 1) == 116.8 and oss.windowed_layers == oss.layers // 2
+    whole = dataclasses.replace(oss, window=None, windowed_layers=0)
+    cfg = dict(gpus=64, dp=16, pp=4, ep=8, global_batch=256, zero=1, gpu="H100 SXM")
+    banded, full = predict(Config(oss, **cfg)), predict(Config(whole, **cfg))
+    q_dim = oss.heads * oss.head_dim
+    saved = 3 * 4 * q_dim * (oss.seq - oss.window) * oss.windowed_layers
+    assert full.model_flops_per_token - banded.model_flops_per_token == pytest.approx(saved)
+    assert banded.compute < full.compute and banded.mem_params == full.mem_params
+
+
 @pytest.mark.parametrize("fields, match", [
+    (dict(window=0), "window=0: must be an integer >= 1"),
+    (dict(windowed_layers=1), "windowed_layers=1: .* needs a window"),
+    (dict(window=8, windowed_layers=3), "windowed_layers=3: must be at most layers=2"),
     (dict(experts=8, top_k=9), "top_k=9 is more than the experts=8"),
     (dict(experts=-1), "experts=-1"),
     (dict(hidden=100, heads=3), "or give head_dim"),

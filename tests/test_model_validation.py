@@ -33,9 +33,9 @@ def test_held_out_runs_meet_the_median_goal_and_name_the_worst(table):
     for cat in ("dense Megatron-style", "small models", "ZeRO-3/FSDP"):
         assert by.loc[cat, "median_abs_error"] <= 0.10, cat
     # the runs beyond 25% are MT-NLG's (the same model and cluster as Korthikanti et al.'s
-    # full-recomputation run, which the model predicts within 10%) and the small-expert MoE's
+    # full-recomputation run, which the model predicts within 10%) and the narrow MoEs'
     far = held.loc[held["error"].abs() > 0.25, "run"]
-    assert all(n.startswith(("MT-NLG", "Qwen3 30B-A3B")) for n in far), list(far)
+    assert all(n.startswith(("MT-NLG", "Qwen3 30B-A3B", "GPT-OSS")) for n in far), list(far)
     k = table.set_index("run").loc["Megatron-LM 530B full recompute, 2240 A100", "error"]
     assert abs(k) <= 0.10
 
@@ -44,9 +44,11 @@ def test_moe_runs_large_experts_within_25_percent_small_ones_overpredicted(table
     """What the chapter says of the MoE rows: Qwen3 235B-A22B (experts 1536 wide, EP over
     4 servers, its all-to-alls overlapped with compute as its recipe says) within 25%; Qwen3
     30B-A3B (768 wide, hidden 2048) predicted more than twice as fast as published: the model
-    has no cost for a MoE layer's routing and permutation."""
+    has no cost for a MoE layer's routing and permutation; GPT-OSS 120B (hidden 2880, BF16)
+    predicted more than 1.5 times as fast."""
     moe = table[table["category"] == "MoE"].set_index("run")
-    assert len(moe) == 4 and (moe["role"] == "validation").all() and moe["fits"].all()
+    assert len(moe) == 5 and (moe["role"] == "validation").all() and moe["fits"].all()
+    assert moe.loc["GPT-OSS 120B, 64 H100, BF16 batch 1280", "ratio"] > 1.5
     big = moe[moe.index.str.startswith("Qwen3 235B")]
     small = moe[moe.index.str.startswith("Qwen3 30B")]
     assert len(big) == 2 and (big["error"].abs() <= 0.25).all()

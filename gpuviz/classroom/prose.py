@@ -134,6 +134,8 @@ VALUES = {
     "published.moe-small-ratio": ("the smallest predicted / published throughput of Qwen3 "
                                   "30B-A3B's published runs",
                                   lambda: f"{_errors('Qwen3 30B').min() + 1:.1f}"),
+    "published.oss-ratio": ("predicted / published throughput of GPT-OSS 120B's published run",
+                            lambda: f"{_errors('GPT-OSS').min() + 1:.1f}"),
     "published.moe-large-error": ("the largest |error| over Qwen3 235B-A22B's published runs",
                                   lambda: f"{_errors('Qwen3 235B').abs().max():.0%}"),
     "published.fp8-dense-max": ("the largest |error| over the dense FP8 runs on H100 "

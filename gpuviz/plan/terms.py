@@ -7,7 +7,8 @@ for one layout or for arrays of layouts at once (``dp``, ``tp``, ``pp``, ``micro
 Everything here is modelled, not measured. The formulas and where they come from:
 
 - FLOPs per token: forward ``2 x`` (weights of each matmul) ``+ 4 s h`` per layer for
-  the attention scores and their weighted sum, ``+ 2 V h`` for the logits; training is
+  the attention scores and their weighted sum (``s``: the window, in a banded layer),
+  ``+ 2 V h`` for the logits; training is
   3 forward passes' worth (Kaplan et al. 2020, "Scaling Laws for Neural Language Models",
   C = 6N; Narayanan et al. 2021, "Efficient Large-Scale Language Model Training on GPU
   Clusters", SC21, eq. 3, which adds the attention term and, with full recomputation,
@@ -216,7 +217,10 @@ def step_terms(spec, hw, *, dp, tp, pp, micro_batch, global_batch, zero, recompu
     p_layer = p_dense + moe["p_experts"]               # every weight of a layer
     p_embed = V * h
     n_params = L * p_layer + p_embed * (1 if spec["tied"] else 2) + 2 * h
-    f_scores = 4 * s * q_dim                          # the attention's QK^T and AV, forward
+    # the attention's QK^T and AV, forward: each query meets s keys (a banded layer: the window)
+    banded = spec.get("windowed_layers", 0)
+    keys = (s * (L - banded) + min(spec.get("window") or s, s) * banded) / L
+    f_scores = 4 * keys * q_dim
     f_weights = 2 * (p_attn + moe["p_mlp_active"])
     f_layer = f_weights + f_scores                    # forward, per token
     f_logits = 2 * V * h

@@ -69,6 +69,11 @@ class Transformer:
     """Hidden width of one expert's MLP; None: ``ffn``."""
     shared_experts: int = 0
     """Experts every token goes through besides the routed ones (DeepSeek's shared experts)."""
+    window: int | None = None
+    """Tokens a banded (sliding-window) attention layer looks back over; None: none is banded."""
+    windowed_layers: int = 0
+    """How many of the layers attend within ``window`` only (gpt-oss: every other one); the
+    others attend to the whole sequence."""
 
     def __post_init__(self):
         for k in ("layers", "hidden", "heads", "seq", "vocab"):
@@ -93,6 +98,12 @@ class Transformer:
                                  "(or give head_dim)")
             object.__setattr__(self, "head_dim", self.hidden // self.heads)
         _positive_int("head_dim", self.head_dim)
+        if self.window is not None:
+            _positive_int("window", self.window)
+        _positive_int("windowed_layers", self.windowed_layers, least=0)
+        if self.windowed_layers > self.layers or (self.windowed_layers and self.window is None):
+            raise ValueError(f"windowed_layers={self.windowed_layers}: must be at most layers="
+                             f"{self.layers}, and needs a window")
         if self.heads % self.kv_heads:
             raise ValueError(f"heads={self.heads} is not a multiple of kv_heads={self.kv_heads}")
 
@@ -145,6 +156,13 @@ _QWEN = ("Qwen Team 2025, 'Qwen3 Technical Report', arXiv:2505.09388, Table 2 (l
          "experts); hidden size, head width, expert width and vocabulary from the config.json of "
          "Qwen/Qwen3-30B-A3B and Qwen/Qwen3-235B-A22B on Hugging Face; sequence 4096 as in the "
          "Megatron-Bridge benchmarks (gpuviz.plan.published)")
+_OSS = ("OpenAI 2025, 'gpt-oss-120b & gpt-oss-20b Model Card', arXiv:2508.10925 (36 layers of "
+        "width 2880, 128 experts of which 4 per token, 64 query heads of width 64 and 8 key-value "
+        "heads, attention alternating between a 128-token band and the whole sequence, the "
+        "o200k_harmony vocabulary of 201,088 tokens; 116.8B parameters, which these sizes "
+        "give); expert width 2880 and untied embeddings from the config.json of "
+        "openai/gpt-oss-120b on Hugging Face; biases left out; sequence 4096 as in the "
+        "Megatron-Bridge benchmarks (gpuviz.plan.published)")
 #: Named models with the source of their sizes.
 PRESETS = {t.name: t for t in (
     Transformer(96, 12288, 96, 2048, 50257, name="gpt3-175b",
@@ -168,6 +186,8 @@ PRESETS = {t.name: t for t in (
                 head_dim=128, experts=128, top_k=8, expert_ffn=768),
     Transformer(94, 4096, 64, 4096, 151936, 4, 12288, True, False, "qwen3-235b-a22b", _QWEN,
                 head_dim=128, experts=128, top_k=8, expert_ffn=1536),
+    Transformer(36, 2880, 64, 4096, 201088, 8, 2880, True, False, "gpt-oss-120b", _OSS,
+                head_dim=64, experts=128, top_k=4, window=128, windowed_layers=18),
     Transformer(4, 128, 4, 64, 256, ffn=512, tied=False, name="gpuviz-gpt",
                 source="gpuviz.workloads.gpt.GPTConfig() defaults: the model the labs train"),
 )}
