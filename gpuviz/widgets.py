@@ -154,7 +154,7 @@ class Planner:
     def _search_key(self) -> tuple:
         c = self.controls
         return tuple(c[k].value for k in ("model", "gpu", "gpus", "global_batch", "intra", "inter",
-                                          "precision"))
+                                          "precision", "ep_overlap"))
 
     def _fallback(self) -> Config:
         c = self.controls
@@ -234,6 +234,7 @@ class Planner:
             table = search(c["model"].value, gpus=c["gpus"].value, global_batch=c["global_batch"].value,
                            gpu=c["gpu"].value, inter_link=c["inter"].value,
                            precision=c["precision"].value, context_parallel=(1, 2, 4, 8, 16),
+                           ep_overlap=c["ep_overlap"].value,
                            intra_link=None if c["intra"].value.startswith("(") else c["intra"].value)
         except ValueError as e:
             self.result.value = f"<b style='color:#E45756'>{e}</b>"

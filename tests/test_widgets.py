@@ -119,6 +119,14 @@ def test_find_best_layout_shows_reason_and_heatmap():
     assert app.controls["tp"].value == app.best["tp"].iloc[0]
 
 
+def test_find_best_searches_with_the_all_to_all_overlap_the_checkbox_says():
+    app = planner(model="qwen3-30b-a3b")
+    app.controls["gpus"].value = 16
+    app.controls["ep_overlap"].value = True
+    app.find_best()
+    assert app.best.attrs["best"].ep_overlap is True and app.best["fits"].iloc[0]
+
+
 def test_find_best_reports_a_model_that_fits_nowhere():
     app = planner(model="llama3-405b", gpu="A100 SXM 80GB")
     app.controls["gpus"].value = 8

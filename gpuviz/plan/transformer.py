@@ -157,12 +157,12 @@ _QWEN = ("Qwen Team 2025, 'Qwen3 Technical Report', arXiv:2505.09388, Table 2 (l
          "Qwen/Qwen3-30B-A3B and Qwen/Qwen3-235B-A22B on Hugging Face; sequence 4096 as in the "
          "Megatron-Bridge benchmarks (gpuviz.plan.published)")
 _OSS = ("OpenAI 2025, 'gpt-oss-120b & gpt-oss-20b Model Card', arXiv:2508.10925 (36 layers of "
-        "width 2880, 128 experts of which 4 per token, 64 query heads of width 64 and 8 key-value "
-        "heads, attention alternating between a 128-token band and the whole sequence, the "
-        "o200k_harmony vocabulary of 201,088 tokens; 116.8B parameters, which these sizes "
-        "give); expert width 2880 and untied embeddings from the config.json of "
-        "openai/gpt-oss-120b on Hugging Face; biases left out; sequence 4096 as in the "
-        "Megatron-Bridge benchmarks (gpuviz.plan.published)")
+        "width 2880, 128 experts of which 4 per token, grouped-query attention with 8 key-value "
+        "heads, alternating between a 128-token band and the whole sequence; 116.8B parameters, "
+        "which these sizes give); 64 heads of width 64, expert width 2880, vocabulary 201,088 "
+        "and untied embeddings from the config.json of openai/gpt-oss-120b on Hugging Face; "
+        "biases left out; sequence 4096 as in the Megatron-Bridge benchmarks "
+        "(gpuviz.plan.published)")
 #: Named models with the source of their sizes.
 PRESETS = {t.name: t for t in (
     Transformer(96, 12288, 96, 2048, 50257, name="gpt3-175b",
