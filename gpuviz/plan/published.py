@@ -2,17 +2,17 @@
 prediction of each: how far :mod:`gpuviz.plan.prediction` can be trusted, and where not.
 
 Every run states a model, a GPU count, a layout and what was measured: TFLOP/s per GPU
-(counting recomputation, as Megatron-LM's papers do: "hardware" FLOPs) or MFU (model
-FLOPs only, as Llama 3's paper does). Where a paper leaves a setting out, the run says
-what is assumed (``assumed``).
+(counting recomputation, as Megatron-LM's papers do: "hardware" FLOPs), MFU (model
+FLOPs only, as Llama 3's paper does) or tokens/s per GPU (Megatron-Bridge's benchmarks).
+Where a source leaves a setting out, the run says what is assumed (``assumed``).
 
 What is fixed and what is fitted: peak FLOP/s, memory, link bandwidths and power come from
 the datasheets (:mod:`gpuviz.sharing.hardware`), link latencies from NCCL's cost model;
-the bandwidth efficiency 0.8 and the overlap of communication with compute are assumed
-(:class:`gpuviz.plan.config.Efficiency`). Two parameters are fitted, each on named runs
-(:data:`FIT_ON`) and checked on every other: the fraction of peak the matmuls reach,
-one value per GPU type, and the fraction of memory bandwidth the memory-bound kernels
-reach, one value for all. Every other run is held out.
+the bandwidth efficiency 0.8 is assumed (:class:`gpuviz.plan.config.Efficiency`). Three
+parameters are fitted, each on named runs (:data:`FIT_ON`) and checked on every other:
+the fraction of peak the matmuls reach, one value per GPU type; the fraction of memory
+bandwidth the memory-bound kernels reach, one value for all; and the fraction of compute
+that hides communication (``overlap``), one value for all. Every other run is held out.
 
 >>> t = validation_table()
 >>> held = t[t["role"] == "validation"]
