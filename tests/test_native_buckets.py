@@ -103,3 +103,38 @@ def test_a_bad_setting_is_refused_naming_the_variable(value):
 def test_on_unless_turned_off():
     assert native_buckets.enabled({}) and native_buckets.enabled({native_buckets.ENV: "on"})
     assert not native_buckets.enabled({native_buckets.ENV: "0"})
+
+
+RELEASE = """
+import gc, sys, weakref
+import torch.distributed as dist
+from gpuviz.run import native_buckets, trace
+dist.init_process_group("gloo", store=dist.FileStore(sys.argv[1] + "/store", 1), rank=0, world_size=1)
+tracer = trace.Tracer(sys.argv[1] + "/run", 0, 1)
+tracer.start()
+group = native_buckets.bucket_group(tracer)
+if group is None:
+    print("no group:", native_buckets.why_not()); sys.exit(3)
+freed = weakref.ref(group)
+del group
+tracer.close()
+dist.destroy_process_group()
+gc.collect()
+print("held after destroy:", freed() is not None)
+native_buckets.release(tracer)
+print("held after release:", freed() is not None)
+"""
+
+
+@needs_tools
+def test_release_frees_the_bucket_group_before_the_interpreter_exits(tmp_path):
+    """Held by the tracer to the end, the group (and the gloo backend it wraps) was freed at
+    exit, where gloo could abort the process; the worker releases it once the job's groups
+    are destroyed."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", RELEASE, str(tmp_path)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    assert "held after destroy: True" in out.stdout and "held after release: False" in out.stdout

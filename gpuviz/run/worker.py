@@ -26,7 +26,7 @@ from datetime import timedelta
 
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from gpuviz.run import auto, loopback, orphans
+from gpuviz.run import auto, loopback, native_buckets, orphans
 from gpuviz.run.scripts import makes_its_own_group, plain_script, run_script
 from gpuviz.run.target import resolve_target
 
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         trace.set_tracer(None)
         if dist.is_initialized():
             dist.destroy_process_group()
+        native_buckets.release(tracer)
 
 
 if __name__ == "__main__":
