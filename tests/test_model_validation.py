@@ -55,6 +55,7 @@ def test_moe_runs_large_experts_within_25_percent_small_ones_overpredicted(table
     assert (big["dominant"] == "ep_comm").all()                  # 24 of 32 EP ranks off-server
     runs = {r.name: r for r in published.RUNS}
     assert all(runs[n].config.ep_overlap and "moe_a2a_overlap=True" in runs[n].source for n in big.index)
+    assert big["layout"].str.contains("ep=32 overlapped").all()
     assert not any(runs[n].config.ep_overlap for n in small.index)
     assert len(small) == 2 and (small["ratio"] > 2).all()
 

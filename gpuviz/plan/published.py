@@ -326,7 +326,8 @@ def validation_table(runs=RUNS, efficiency: dict | None = None) -> pd.DataFrame:
         rows.append({"run": r.name, "category": r.category, "gpu": gpu, "gpus": c.gpus,
                      "layout": f"dp={c.dp} tp={c.tp} pp={c.pp}"
                                + (f" cp={c.cp}" if c.cp > 1 else "")
-                               + (f" ep={c.ep}" if c.ep > 1 else "")
+                               + (f" ep={c.ep}" + (" overlapped" if c.ep_overlap else "")
+                                  if c.ep > 1 else "")
                                + (f" v={c.virtual_stages}" if c.virtual_stages > 1 else "")
                                + f" mb={c.micro_batch} zero={c.zero}",
                      "metric": r.metric, "published": r.value, "predicted": float(got),
