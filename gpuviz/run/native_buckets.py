@@ -145,8 +145,8 @@ def release(tracer) -> None:
     """Let go of the group :func:`bucket_group` made for ``tracer`` (call it once the job's
     groups are destroyed), so that it, and the gloo backend it wraps, are freed while the
     interpreter still runs: freed at exit instead, gloo can abort the process ("terminate
-    called without an active exception": 4 of 12 runs of a script that destroys its own
-    group, before this was called)."""
+    called without an active exception", seen at the end of a script that destroys its own
+    group)."""
     tracer.__dict__.pop("_native_group", None)
 
 
