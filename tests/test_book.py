@@ -64,6 +64,20 @@ def test_pages_exist(html):
         assert (html / page).is_file(), f"{page} was not built"
 
 
+def test_planning_tables_every_published_run_with_its_error(html):
+    """The {model-validation} directive: a row per published run (its name, its layout) and
+    each error with its sign, none shown as -0%."""
+    import html as markup
+
+    from gpuviz.plan import published
+
+    page = (html / "planning.html").read_text(encoding="utf-8")
+    table = published.validation_table()
+    for r in table.itertuples():
+        assert markup.escape(r.run, quote=False) in page and r.layout in page, r.run
+    assert ">-0%<" not in page and ">+0%<" in page
+
+
 def test_no_page_loads_from_a_cdn(html):
     pages = sorted(html.rglob("*.html"))
     assert pages

@@ -33,8 +33,9 @@ class ModelValidation(SphinxDirective):
         t = published.validation_table()
         fmt = {"mfu": lambda v: f"{v:.1%} MFU", "tflops_per_gpu": lambda v: f"{v:.0f} TFLOP/s",
                "tokens_per_s_per_gpu": lambda v: f"{v:,.0f} tokens/s"}
+        # errors rounded before their sign is shown: -0.08% reads +0%, not -0%
         rows = [(r.run, r.category, r.layout, fmt[r.metric](r.published), fmt[r.metric](r.predicted),
-                 f"{r.error:+.0%}", r.role) for r in t.itertuples()]
+                 f"{round(r.error, 2) + 0.0:+.0%}", r.role) for r in t.itertuples()]
         runs = _table(["run", "category", "layout", "published", "modelled", "error", "role"], rows)
         by = published.error_by_category(t)
         cats = _table(["held-out runs", "how many", "median |error|", "largest |error|"],
