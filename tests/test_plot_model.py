@@ -92,6 +92,11 @@ def test_breakdown_subtitle_formats_small_memory_and_says_what_mfu_is_of():
     h100 = predict(Config("llama3-70b", gpus=64, dp=8, tp=8, global_batch=512, zero=1))
     sub = gpuviz.plot.model_breakdown(h100).layout.title.subtitle.text
     assert "of the datasheet peak" in sub and "GiB of 79.6 GiB per GPU" in sub
+    moe = Config("qwen3-30b-a3b", gpus=16, dp=16, ep=16, global_batch=64, zero=1)
+    for overlapped in (False, True):
+        p = predict(moe.replace(ep_overlap=overlapped))
+        sub = gpuviz.plot.model_breakdown(p).layout.title.subtitle.text
+        assert "ep=16" in sub and ("ep=16 overlapped" in sub) == overlapped
 
 
 def test_the_precomputed_planner_holds_the_search_s_best_layouts():

@@ -40,7 +40,7 @@ __all__ = ["predict", "Prediction", "Config", "Efficiency", "Transformer", "PRES
 _TERM_TEXT = {"compute": "compute (matmuls at the fitted efficiency)",
               "tp_comm": "tensor-parallel all-reduces (and the context-parallel ring not hidden)", "pp_comm": "pipeline sends",
               "zero3_comm": "ZeRO-3 gathers (not hidden)",
-              "ep_comm": "expert-parallel all-to-alls (tokens to their experts and back)", "bubble": "pipeline bubble",
+              "ep_comm": "expert-parallel all-to-alls, tokens to their experts and back (not hidden)", "bubble": "pipeline bubble",
               "dp_comm": "data-parallel gradient sync (not hidden)",
               "optimizer": "optimizer step", "overhead": "fixed overhead per step"}
 MEMORY_TERMS = ("params", "grads", "optimizer", "activations", "buffers")

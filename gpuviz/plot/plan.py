@@ -87,6 +87,7 @@ def breakdown_subtitle(prediction) -> str:
     mem = binary_bytes(p.memory_per_gpu) + (f" of {binary_bytes(cap)}" if np.isfinite(cap) else "")
     return (f"{c.model.name} on {c.gpus} x {gpu}: dp={c.dp} tp={c.tp} pp={c.pp}"
             f"{f' cp={c.cp}' if c.cp > 1 else ''}{f' ep={c.ep}' if c.ep > 1 else ''}"
+            f"{' overlapped' if c.ep > 1 and c.ep_overlap else ''}"
             f"{f' ({c.virtual_stages} virtual stages)' if c.virtual_stages > 1 else ''}, micro-batch "
             f"{c.micro_batch}, ZeRO-{c.zero}, recompute {c.recompute}"
             f"{', FP8 matmuls' if c.precision == 'fp8' else ''}<br>step {duration(p.step_s)}, "
