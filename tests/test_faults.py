@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 import gpuviz
-from gpuviz.run import files, orphans
+from gpuviz.run import exit_grace, files, orphans
 from gpuviz.run.failures import LaunchError, torchrun_failures
 from gpuviz.run.load import TraceError, TraceWarning, load_run
 from gpuviz.run.target import check_target
@@ -286,6 +286,36 @@ def test_a_rank_that_dies_without_an_exception_is_the_one_blamed(tmp_path, how, 
     assert msg.startswith((words, unreported)) and "during step 2" in msg
     assert "rank 1:" not in msg          # the survivors are listed as consequences, not rank 1
     assert_all_gone(worker_pids(e.value.run))
+
+
+@pytest.mark.slow
+def test_a_rank_whose_interpreter_cannot_exit_is_ended_and_named(tmp_path, monkeypatch):
+    """Every step done, then each rank blocks in a destructor as its interpreter exits."""
+    monkeypatch.setenv(exit_grace.ENV, "2")
+    t0 = time.monotonic()
+    with pytest.raises(gpuviz.RankFailed) as e:
+        gpuviz.launch("tests/scripts/hang_at_exit.py", nproc=2, run_dir=tmp_path / "r",
+                      progress=False, stream=False)
+    assert time.monotonic() - t0 < 120   # not the 600 s its destructor sleeps
+    msg, run = str(e.value), e.value.run
+    assert "was killed by SIGALRM after step 2" in msg and "$GPUVIZ_EXIT_GRACE" in msg
+    for rank in run.ranks:   # its data kept: every step
+        assert sorted(run.events[(run.events["rank"] == rank)
+                                 & (run.events["name"] == "step_end")]["step"]) == [0, 1, 2]
+    assert_all_gone(worker_pids(run))
+    logs = "".join(p.read_text() for p in (tmp_path / "r" / "logs").rglob("*.log"))
+    assert "Timeout" in logs and "in __del__" in logs   # where it was stuck, from faulthandler
+
+
+@pytest.mark.parametrize("value, grace", [("", 60.0), ("off", None), ("2.5", 2.5)])
+def test_the_exit_grace_is_read_from_its_variable(value, grace):
+    assert exit_grace.grace_s({exit_grace.ENV: value}) == grace
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "nan", "inf"])
+def test_a_bad_exit_grace_is_refused_naming_the_variable(value):
+    with pytest.raises(ValueError, match=r"\$GPUVIZ_EXIT_GRACE=.*a number > 0.*or 'off'"):
+        exit_grace.grace_s({exit_grace.ENV: value})
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from datetime import timedelta
 
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from gpuviz.run import auto, loopback, native_buckets, orphans
+from gpuviz.run import auto, exit_grace, loopback, native_buckets, orphans
 from gpuviz.run.scripts import makes_its_own_group, plain_script, run_script
 from gpuviz.run.target import resolve_target
 
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     trace.set_tracer(tracer)
     orphans.watch_launcher(lambda: orphans.stop_orphaned_job(tracer))
     try:
+        exit_grace.watch_exit()   # once the work is over, the exit may take so long, no longer
         kind, fn = resolve_target(a.target)
         backend = pick_backend(a.backend)
         kw = {}

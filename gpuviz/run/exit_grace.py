@@ -1,0 +1,74 @@
+"""A rank whose interpreter does not exit after its work is stopped, with every thread's stack.
+
+Once a rank's work is over (its target returned or raised, its trace written and closed),
+the interpreter exits: it runs the exit handlers, then frees every module and object, and
+the destructors of native objects (a process group's backend, a DDP reducer) run there.
+One that blocks leaves a rank that has done everything and never ends, and a job whose
+other ranks have left waits for it for ever. So the worker arms this watchdog as the exit
+handlers start (after the script's own threads have been joined and its own exit handlers
+have run, which may take as long as they need): if the process still exists
+:data:`ENV` seconds later (default :data:`DEFAULT_S`), faulthandler writes every thread's
+Python stack to the rank's log and, a second later, SIGALRM ends the process. Both are
+set off by the kernel and a C thread, so they act while the interpreter is stuck in
+native code. The launcher then names the rank and says why
+(:func:`gpuviz.run.failures.job_error`).
+
+>>> grace_s({})
+60.0
+>>> grace_s({ENV: "off"}) is None
+True
+"""
+
+from __future__ import annotations
+
+import atexit
+import faulthandler
+import math
+import os
+import signal
+import sys
+
+#: Seconds a rank's interpreter may take to exit once its work is over; "off": no limit.
+ENV = "GPUVIZ_EXIT_GRACE"
+DEFAULT_S = 60.0
+#: What the launcher says a rank that SIGALRM ended was (see :func:`arm`); ``{logs}``: where
+#: the ranks' logs are.
+WHY = (f"its work was over, but its interpreter had not exited ${ENV} seconds later (default "
+       f"{DEFAULT_S:.0f}), so gpuviz's exit watchdog ended it; every thread's Python stack is "
+       "in its log under {logs}, after the line 'Timeout'")
+
+
+def grace_s(env=None) -> float | None:
+    """The grace ``$GPUVIZ_EXIT_GRACE`` gives (None: "off"); a bad value is a ValueError
+    naming the variable."""
+    raw = (os.environ if env is None else env).get(ENV, "").strip()
+    if raw == "":
+        return DEFAULT_S
+    if raw.lower() == "off":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"${ENV}={raw!r}: give the seconds a rank may take to exit once its "
+                         f"work is over (a number > 0; default {DEFAULT_S:.0f}), or 'off'")
+    return value
+
+
+def arm(seconds: float) -> None:
+    """From now, end this process in ``seconds`` (plus one) unless it has exited, writing
+    every thread's stack to stderr first."""
+    faulthandler.dump_traceback_later(seconds, exit=False, file=sys.__stderr__)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(math.ceil(seconds) + 1)
+
+
+def watch_exit(env=None) -> float | None:
+    """Arm :func:`arm` when the interpreter starts exiting (an exit handler registered now,
+    before any a script registers: those run first, this one after them). Returns the grace
+    (None when ``$GPUVIZ_EXIT_GRACE`` is "off")."""
+    seconds = grace_s(env)
+    if seconds is not None:
+        atexit.register(arm, seconds)
+    return seconds
