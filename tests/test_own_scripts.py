@@ -100,7 +100,8 @@ def test_a_ddp_backward_ends_where_its_last_bucket_leaves_and_then_waits():
     ("plain_ddp.py", ["--lr", "0.05"], "plain_ddp done: local rank 0, loss", 10, "all_reduce bucket 0"),
     # FSDP2 with its own timeout: its all-gathers and reduce-scatters
     ("plain_fsdp2.py", [], "plain_fsdp2 done", 5, "all_gather_single"),
-    # env reads, a DataLoader, a hand-written all-reduce per parameter, sys.exit(0)
+    # env reads, a DataLoader with worker processes, a hand-written all-reduce per
+    # parameter, sys.exit(0)
     ("plain_allreduce.py", [], "plain_allreduce done", 5, "all_reduce"),
 ])
 def test_an_ordinary_script_runs_unchanged_and_shows_its_timeline(tmp_path, capsys, script, args,
@@ -129,8 +130,14 @@ def test_an_ordinary_script_runs_unchanged_and_shows_its_timeline(tmp_path, caps
     if script == "plain_ddp.py":
         assert (sp["name"] == "all-reduce (exposed)").any()
     if script == "plain_allreduce.py":
-        # a batch a step, and the last call that finds the loader empty
+        # a batch a step, and the last call that finds the loader empty; on each rank, the
+        # epoch's start (its 2 worker processes started) before the first batch
         assert (sp[sp["cat"] == "data"]["name"] == "load batch").sum() == 2 * (steps + 1)
+        start = sp[sp["name"] == "start loader"]
+        assert sorted(start["rank"]) == [0, 1] and (start["cat"] == "data").all()
+        assert [a["workers"] for a in start["args"]] == [2, 2]
+        first_batch = sp[sp["name"] == "load batch"].groupby("rank")["start"].min()
+        assert (start.set_index("rank")["end"] <= first_batch).all()
 
 
 @pytest.mark.slow

@@ -7,7 +7,8 @@
 - ``optimizer step`` (optimizer), and the end of each step, through torch's global
   optimizer-step hooks (the first optimizer that steps ends the step, and once it is gone,
   the next one that steps; a script that calls ``trace.step()`` itself keeps that job);
-- ``load batch`` (data): every batch a ``DataLoader`` yields;
+- ``load batch`` (data): every batch a ``DataLoader`` yields, and ``start loader`` (data):
+  each epoch's start of one (its worker processes started, its first batches requested);
 - every ``torch.distributed`` collective and point-to-point call (comm), with its bytes
   (the largest tensor argument), its group's ranks and a per-group sequence number; the
   loader splits a blocking collective into the wait for the last rank to arrive (idle) and
@@ -240,6 +241,20 @@ def install() -> callable:
 
     dataloader._BaseDataLoaderIter.__next__ = traced_next
     undo.append(lambda: setattr(dataloader._BaseDataLoaderIter, "__next__", next_batch))
+
+    # an epoch's iterator: worker processes started (or, persistent, reset) and batches
+    # requested ahead, before the first batch is asked for
+    new_epoch = dataloader.DataLoader.__iter__
+
+    @functools.wraps(new_epoch)
+    def traced_iter(self):
+        if get_tracer() is None:
+            return new_epoch(self)
+        with span("start loader", cat="data", workers=self.num_workers):
+            return new_epoch(self)
+
+    dataloader.DataLoader.__iter__ = traced_iter
+    undo.append(lambda: setattr(dataloader.DataLoader, "__iter__", new_epoch))
 
     # -- communication: the torch.distributed names scripts and libraries call (FSDP2 too);
     # torch's own calls inside distributed_c10d keep the originals ---------------------------
