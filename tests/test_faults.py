@@ -307,6 +307,15 @@ def test_a_rank_whose_interpreter_cannot_exit_is_ended_and_named(tmp_path, monke
     assert "Timeout" in logs and "in __del__" in logs   # where it was stuck, from faulthandler
 
 
+def test_an_armed_process_that_does_not_exit_prints_its_stack_and_ends():
+    code = ("import time; from gpuviz.run import exit_grace; exit_grace.arm(0.5)\n"
+            "def stuck(): time.sleep(60)\nstuck()")
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert p.returncode == -signal.SIGALRM and time.monotonic() - t0 < 20
+    assert "Timeout" in p.stderr and "in stuck" in p.stderr
+
+
 @pytest.mark.parametrize("value, grace", [("", 60.0), ("off", None), ("2.5", 2.5)])
 def test_the_exit_grace_is_read_from_its_variable(value, grace):
     assert exit_grace.grace_s({exit_grace.ENV: value}) == grace

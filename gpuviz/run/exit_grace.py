@@ -59,8 +59,12 @@ def grace_s(env=None) -> float | None:
 def arm(seconds: float) -> None:
     """From now, end this process in ``seconds`` (plus one) unless it has exited, writing
     every thread's stack to stderr first."""
+    try:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    except ValueError:   # not the main thread: faulthandler ends it (exit code 1) instead
+        faulthandler.dump_traceback_later(seconds, exit=True, file=sys.__stderr__)
+        return
     faulthandler.dump_traceback_later(seconds, exit=False, file=sys.__stderr__)
-    signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.alarm(math.ceil(seconds) + 1)
 
 
