@@ -25,7 +25,8 @@ the all-reduce's future when it completes. This script measures, in one real 2-r
                    tried first, cost more than the comm hooks do)
     native + end   the same, keeping every all-reduce's launch and completion times in
                    C++ (in a continuation of its future, which is the future DDP waits
-                   on); the step ends by taking them into Python, as a tracer would. No
+                   on); the step ends by taking them into Python as span tuples, as the tracer
+                   does (:class:`gpuviz.run.native_buckets.BucketRecorder`). No
                    Python runs per bucket on either native route. Both need a C++
                    compiler: they are left out, saying why, where the build fails
 
@@ -167,7 +168,7 @@ def worker(steps: int = 2, rounds: int = 60, warmup: int = 3, batch: int = 512, 
             opt.zero_grad(set_to_none=True)
             loss.item()
             if route == "native + end":   # the step's bucket times, into Python
-                native_ends[0] += len(recorder.take())
+                native_ends[0] += len(recorder.take_spans(0, 0, 1, -1))   # as the tracer does
             cpu.append(time.process_time() - c0)
         c = torch.tensor(cpu, dtype=torch.float64)
         dist.all_reduce(c)   # outside the timing: the ranks' mean

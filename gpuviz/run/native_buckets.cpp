@@ -9,8 +9,10 @@
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/utils/pybind.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
+#include <string>
 #include <mutex>
 #include <tuple>
 #include <utility>
@@ -147,6 +149,35 @@ class TimingBackend : public Backend {
     return out;
   }
 
+  // The same, as the tracer's span tuples (name, cat, ts_us, dur_us, lane, step, args), in
+  // launch order, numbered from 0 ("all_reduce bucket i", args bytes and bucket); with
+  // seq >= 0 each is also marked as an automatic collective numbered seq + 1, seq + 2...
+  // Made here, with the GIL held: at a step's end a Python loop over them costs more.
+  py::list take_spans(int64_t origin_ns, int64_t step, int64_t lane, int64_t seq) {
+    std::vector<std::tuple<int64_t, int64_t, int64_t>> rows;
+    {
+      std::lock_guard<std::mutex> g(spans_->lock);
+      rows.swap(spans_->done);
+    }
+    std::sort(rows.begin(), rows.end());
+    py::list out;
+    for (size_t i = 0; i < rows.size(); i++) {
+      const auto& [t0, t1, nbytes] = rows[i];
+      py::dict args;
+      args["bytes"] = nbytes;
+      args["bucket"] = static_cast<int64_t>(i);
+      if (seq >= 0) {
+        args["auto"] = true;
+        args["collective"] = true;
+        args["seq"] = seq + static_cast<int64_t>(i) + 1;
+      }
+      out.append(py::make_tuple("all_reduce bucket " + std::to_string(i), "comm",
+                                (t0 - origin_ns) / 1000.0, (t1 - t0) / 1000.0, lane, step,
+                                args));
+    }
+    return out;
+  }
+
  private:
   c10::intrusive_ptr<Backend> inner_;
   bool record_;  // false: pass the all-reduce on, nothing else
@@ -161,5 +192,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
              return c10::make_intrusive<TimingBackend>(inner, record);
            }),
            py::arg("inner"), py::arg("record") = true)
-      .def("take", &TimingBackend::take, py::call_guard<py::gil_scoped_release>());
+      .def("take", &TimingBackend::take, py::call_guard<py::gil_scoped_release>())
+      .def("take_spans", &TimingBackend::take_spans);
 }

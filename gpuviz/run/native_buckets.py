@@ -98,14 +98,13 @@ class BucketRecorder(hooks.RankHook):
         self._seq = 0
 
     def sample(self) -> None:
+        # the spans as Tracer.complete keeps them, made in C++ (no Python per bucket)
         t = self.tracer
-        for i, (t0, t1, nbytes) in enumerate(sorted(self.backend.take())):
-            marks = {}
-            if self.automatic:
-                self._seq += 1
-                marks = {"auto": True, "collective": True, "seq": self._seq}
-            t.complete(f"all_reduce bucket {i}", "comm", (t0 - t.origin_ns) / 1000.0,
-                       (t1 - t0) / 1000.0, lane=COMM_LANE, bytes=nbytes, bucket=i, **marks)
+        spans = self.backend.take_spans(t.origin_ns, t.step_index, COMM_LANE,
+                                        self._seq if self.automatic else -1)
+        if self.automatic:
+            self._seq += len(spans)
+        t._events.extend(spans)
 
     def close(self) -> None:
         self.sample()
