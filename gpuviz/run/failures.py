@@ -134,8 +134,9 @@ def _death_message(run: Run, root: dict, errors) -> str:
     source = "torchrun's report" if code is not None else "the ranks' traces"
     lines = [f"rank {rank} {how}, during step {step} (pid {root['pid']}; {source})."]
     if code == -signal.SIGALRM:   # the exit watchdog's signal: the steps were over
-        lines = [f"rank {rank} was killed by SIGALRM after step {step - 1} (pid {root['pid']}; "
-                 f"{source}): " + exit_grace.WHY.format(logs=run.path / "logs") + "."]
+        after = f"after step {step - 1}" if step else "with no step recorded"
+        lines = [f"rank {rank} was killed by SIGALRM {after} (pid {root['pid']}; {source}): "
+                 + exit_grace.WHY.format(logs=run.path / "logs") + "."]
     if len(errors):
         lines.append("Then, ranks that stopped because of it:")
         lines += [f"  rank {r.rank}: {(r.error.splitlines() or [''])[0][:200]}"

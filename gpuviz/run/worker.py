@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     trace.set_tracer(tracer)
     orphans.watch_launcher(lambda: orphans.stop_orphaned_job(tracer))
     try:
-        exit_grace.watch_exit()   # once the work is over, the exit may take so long, no longer
+        exit_grace.watch_exit()   # an exit that hangs once the work is over is ended
         kind, fn = resolve_target(a.target)
         backend = pick_backend(a.backend)
         kw = {}
