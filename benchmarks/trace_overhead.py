@@ -454,7 +454,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{_fmt(alone_cpu)} in CPU time")
     print(f"in the job, trace.step() (encode and write the step's events) took {flush_us:.0f} us "
           f"median, {flush_mean:.0f} us mean per traced step on rank 0 = "
-          f"{flush_mean / 1e3 / med['traced']:.2%} of the median step")
+          f"{flush_mean / 1e3 / med['traced']:.2%} of the median step"
+          + "".join(f"; {what} ({m}) {statistics.median(modes[m]['flush']) * 1e6:.0f} us"
+                    for what, m in (("taking the compiled bucket times too", "native"),
+                                    ("and the energy sampler's reading", "energy"))
+                    if m in modes and not (m == "energy" and "native" not in modes)))
     print(f"microbenchmark (this process, no training): one `with trace.span(...)` costs "
           f"{micro['traced']:.2f} us traced, {micro['noop']:.2f} us as a no-op; one step's "
           f"tracing (4 spans, 1 bucket span, trace.step()) {micro['step']:.0f} us")
