@@ -327,6 +327,13 @@ def test_a_bad_exit_grace_is_refused_naming_the_variable(value):
         exit_grace.grace_s({exit_grace.ENV: value})
 
 
+def test_launch_refuses_a_bad_exit_grace_before_starting_anything(tmp_path, monkeypatch):
+    monkeypatch.setenv(exit_grace.ENV, "soon")
+    with pytest.raises(ValueError, match=r"\$GPUVIZ_EXIT_GRACE='soon'"):
+        gpuviz.launch(MLP, nproc=2, run_dir=tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.slow
 def test_torchrun_failing_before_any_rank_shows_torchruns_error(tmp_path):
     with pytest.raises(LaunchError) as e:

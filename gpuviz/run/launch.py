@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpuviz.run import hooks, orphans
+from gpuviz.run import exit_grace, hooks, orphans
 from gpuviz.run.arguments import (
     BACKENDS,
     check_backend,
@@ -164,6 +164,7 @@ def launch(target: str, nproc: int | None = None, backend: str = "auto",
     nnodes = check_count("nnodes", nnodes, 1)
     max_restarts = check_count("max_restarts", max_restarts, 0)
     torchrun_args = check_torchrun_args(torchrun_args)
+    exit_grace.grace_s()   # $GPUVIZ_EXIT_GRACE, which every rank reads: refused here first
     if node_rank is not None and not (isinstance(node_rank, int) and 0 <= node_rank < nnodes):
         raise ValueError(f"node_rank={node_rank!r}: must be an integer in [0, nnodes={nnodes})")
     if rdzv_endpoint is not None:
