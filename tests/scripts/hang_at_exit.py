@@ -1,13 +1,11 @@
-"""Test job: every rank does its steps, then its interpreter blocks while exiting (an
-object freed as the modules are torn down sleeps in its destructor, as a native object's
-destructor that waits for a peer gone away would)."""
+"""Test job: a plain script (no gpuviz in it) trains 3 steps, then its interpreter blocks
+while exiting (an object freed as the modules are torn down sleeps in its destructor, as
+a native object's destructor that waits for a peer gone away would)."""
 
 import sys
 import time
 
 import torch
-
-from gpuviz.run import trace
 
 
 class BlocksAtExit:
@@ -15,10 +13,10 @@ class BlocksAtExit:
         sleep(600)
 
 
-x = torch.ones(10)
-for _ in range(3):
-    with trace.span("compute"):
-        time.sleep(0.02)
-    trace.all_reduce(x)
-    trace.step()
+model = torch.nn.Linear(4, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for _ in range(3):   # each optimizer step ends a step of the automatic timeline
+    model(torch.ones(2, 4)).sum().backward()
+    opt.step()
+    opt.zero_grad()
 sys.blocks_at_exit = BlocksAtExit()   # freed only when the interpreter tears sys down
