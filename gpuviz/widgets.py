@@ -121,7 +121,8 @@ class Planner:
         """Offer only the tp, pp, cp and ep that exist for the chosen GPUs: tp within a server
         of 8 and at most the GPUs, tp x pp and then tp x pp x cp at most the GPUs, ep (a
         mixture of experts only) dividing the experts and the GPUs of a pipeline stage (a
-        value that no longer exists becomes the largest that does)."""
+        value that no longer exists becomes the largest that does); the all-to-all overlap
+        only for a mixture of experts."""
         c, n = self.controls, self.controls["gpus"].value
         experts = PRESETS[c["model"].value].experts
         self._busy = True
@@ -140,6 +141,7 @@ class Planner:
                     ctl.value = value
         finally:
             self._busy = False
+        c["ep_overlap"].disabled = not experts   # a dense model has no all-to-alls to hide
 
     def _set(self, values: dict) -> None:
         """Set controls without an update for each (the caller updates once)."""

@@ -79,9 +79,10 @@ def test_planner_offers_context_parallelism_and_fp8():
 
 def test_planner_offers_expert_parallelism_for_a_mixture_of_experts_only():
     app = planner()                                  # llama3-70b: dense, ep 1 alone
-    assert app.controls["ep"].options == (1,)
+    assert app.controls["ep"].options == (1,) and app.controls["ep_overlap"].disabled
     app.controls["model"].value = "qwen3-30b-a3b"    # 128 experts on 64 GPUs, tp=8
     assert app.controls["ep"].options == (1, 2, 4, 8, 16, 32, 64)
+    assert not app.controls["ep_overlap"].disabled
     before = app.figure.data[TIME_TERMS.index("ep_comm")].y[0]
     app.controls["ep"].value = 16
     assert "ep=16" in app.figure.layout.title.subtitle.text
@@ -95,6 +96,7 @@ def test_planner_offers_expert_parallelism_for_a_mixture_of_experts_only():
     assert app.controls["ep"].value == 8              # the largest that still exists
     app.controls["model"].value = "llama3-8b"
     assert app.controls["ep"].options == (1,) and "No such layout" not in app.numbers.value
+    assert app.controls["ep_overlap"].disabled
 
 
 def test_planner_says_why_a_layout_is_impossible_or_does_not_fit():
