@@ -1,4 +1,4 @@
-"""A rank whose interpreter does not exit after its work is stopped, with every thread's stack.
+"""A rank whose interpreter does not exit once its work is over is ended, its stacks logged.
 
 Once a rank's work is over (its target returned or raised, its trace written and closed),
 the interpreter exits: it runs the exit handlers, then frees every module and object, and

@@ -12,8 +12,8 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
-#include <string>
 #include <mutex>
+#include <string>
 #include <tuple>
 #include <utility>
 #include <vector>
