@@ -305,6 +305,7 @@ def test_a_rank_whose_interpreter_cannot_exit_is_ended_and_named(tmp_path, monke
     assert_all_gone(worker_pids(run))
     logs = "".join(p.read_text() for p in (tmp_path / "r" / "logs").rglob("*.log"))
     assert "Timeout" in logs and "in __del__" in logs   # where it was stuck, from faulthandler
+    assert "Where it was (its log):" in msg and "hang_at_exit.py" in msg and "in __del__" in msg
 
 
 def test_an_armed_process_that_does_not_exit_prints_its_stack_and_ends():

@@ -137,12 +137,31 @@ def _death_message(run: Run, root: dict, errors) -> str:
         after = f"after step {step - 1}" if step else "with no step recorded"
         lines = [f"rank {rank} was killed by SIGALRM {after} (pid {root['pid']}; {source}): "
                  + exit_grace.WHY.format(logs=run.path / "logs") + "."]
+        stack = _stack_in_log(run, rank)
+        if stack:
+            lines += ["Where it was (its log):", *(f"  {line}" for line in stack)]
     if len(errors):
         lines.append("Then, ranks that stopped because of it:")
         lines += [f"  rank {r.rank}: {(r.error.splitlines() or [''])[0][:200]}"
                   for r in errors.itertuples()]
     lines.append(f"Every rank's trace up to the failure is in {run.path}")
     return "\n".join(lines)
+
+
+def _stack_in_log(run: Run, rank: int, most: int = 40) -> list[str]:
+    """The stacks faulthandler wrote to ``rank``'s log when the exit watchdog fired (from
+    its "Timeout (" line, at most ``most`` lines); empty where there are none, or where the
+    log cannot be told from another node's (a job of several nodes)."""
+    per_node = run.meta.get("nproc_per_node")
+    if not per_node or (run.meta.get("nnodes") or 1) > 1:
+        return []
+    attempt = f"attempt_{run.meta.get('restarts', 0)}"
+    for path in sorted((run.path / "logs").rglob(f"{attempt}/{rank % per_node}/stderr.log")):
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        starts = [i for i, line in enumerate(lines) if line.startswith("Timeout (")]
+        if starts:
+            return lines[starts[-1]:starts[-1] + most]
+    return []
 
 
 def _collective_hang(run: Run, pg_timeout: float | None) -> str | None:
