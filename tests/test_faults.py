@@ -289,14 +289,16 @@ def test_a_rank_that_dies_without_an_exception_is_the_one_blamed(tmp_path, how, 
 
 
 @pytest.mark.slow
-def test_a_rank_whose_interpreter_cannot_exit_is_ended_and_named(tmp_path, monkeypatch):
-    """Every step done, then each rank blocks in a destructor as its interpreter exits."""
+@pytest.mark.parametrize("where, frame", [("exit", "in __del__"), ("teardown", "in destroy_blocks")])
+def test_a_rank_that_cannot_end_is_ended_and_named(tmp_path, monkeypatch, where, frame):
+    """Every step done, then each rank blocks: in a destructor as its interpreter exits, or
+    in the destruction of its process group by the worker."""
     monkeypatch.setenv(exit_grace.ENV, "2")
     t0 = time.monotonic()
     with pytest.raises(gpuviz.RankFailed) as e:
-        gpuviz.launch("tests/scripts/hang_at_exit.py", nproc=2, run_dir=tmp_path / "r",
-                      progress=False, stream=False)
-    assert time.monotonic() - t0 < 120   # not the 600 s its destructor sleeps
+        gpuviz.launch("tests/scripts/blocks_at_end.py", nproc=2, args=[where],
+                      run_dir=tmp_path / "r", progress=False, stream=False)
+    assert time.monotonic() - t0 < 120   # not the 600 s it blocks for
     msg, run = str(e.value), e.value.run
     assert "was killed by SIGALRM after step 2" in msg and "$GPUVIZ_EXIT_GRACE" in msg
     for rank in run.ranks:   # its data kept: every step
@@ -304,8 +306,8 @@ def test_a_rank_whose_interpreter_cannot_exit_is_ended_and_named(tmp_path, monke
                                  & (run.events["name"] == "step_end")]["step"]) == [0, 1, 2]
     assert_all_gone(worker_pids(run))
     logs = "".join(p.read_text() for p in (tmp_path / "r" / "logs").rglob("*.log"))
-    assert "Timeout" in logs and "in __del__" in logs   # where it was stuck, from faulthandler
-    assert "Where it was (its log):" in msg and "hang_at_exit.py" in msg and "in __del__" in msg
+    assert "Timeout" in logs and frame in logs   # where it was stuck, from faulthandler
+    assert "Where it was (its log):" in msg and "blocks_at_end.py" in msg and frame in msg
 
 
 def test_an_armed_process_that_does_not_exit_prints_its_stack_and_ends():

@@ -1,16 +1,18 @@
 """A rank whose interpreter does not exit once its work is over is ended, its stacks logged.
 
-Once a rank's work is over (its target returned or raised, its trace written and closed),
-the interpreter exits: it runs the exit handlers, then frees every module and object, and
-the destructors of native objects (a process group's backend, a DDP reducer) run there.
-One that blocks leaves a rank that has done everything and never ends, and a job whose
-other ranks have left waits for it for ever. So the worker arms this watchdog as the exit
-handlers start (after the script's own threads have been joined and its own exit handlers
-have run, which may take as long as they need): if the process still exists
+Once a rank's work is over (its target returned or raised), the worker closes its trace
+and destroys its process group, and the interpreter exits: it runs the exit handlers, then
+frees every module and object, and the destructors of native objects (a process group's
+backend, a DDP reducer) run there. A step of that which blocks (a communicator that waits
+for a peer gone away) leaves a rank that has done everything and never ends, and a job
+whose other ranks have left waits for it for ever. So the watchdog is armed twice: around
+the worker's own closing (:func:`teardown`), and again as the exit handlers start
+(:func:`watch_exit`: after the script's own threads have been joined and its own exit
+handlers have run, which may take as long as they need). If the rank is still there
 :data:`ENV` seconds later (default :data:`DEFAULT_S`), faulthandler writes every thread's
-Python stack to the rank's log and, a second later, SIGALRM ends the process. Both are
-set off by the kernel and a C thread, so they act while the interpreter is stuck in
-native code. The launcher then names the rank and says why
+Python stack to the rank's log and, a second later, SIGALRM ends the process. Both are set
+off by the kernel and a C thread, so they act while the interpreter is stuck in native
+code. The launcher then names the rank, says why and shows the stacks
 (:func:`gpuviz.run.failures.job_error`).
 
 >>> grace_s({})
@@ -22,6 +24,7 @@ True
 from __future__ import annotations
 
 import atexit
+import contextlib
 import faulthandler
 import math
 import os
@@ -33,7 +36,7 @@ ENV = "GPUVIZ_EXIT_GRACE"
 DEFAULT_S = 60.0
 #: What the launcher says a rank that SIGALRM ended was (see :func:`arm`); ``{logs}``: where
 #: the ranks' logs are.
-WHY = (f"its work was over, but its interpreter had not exited ${ENV} seconds later (default "
+WHY = (f"its work was over, but it had not ended ${ENV} seconds later (default "
        f"{DEFAULT_S:.0f}), so gpuviz's exit watchdog ended it; every thread's Python stack is "
        "in its log under {logs}, after the line 'Timeout'")
 
@@ -76,3 +79,22 @@ def watch_exit(env=None) -> float | None:
     if seconds is not None:
         atexit.register(arm, seconds)
     return seconds
+
+
+def disarm() -> None:
+    """Undo :func:`arm`."""
+    faulthandler.cancel_dump_traceback_later()
+    signal.alarm(0)
+
+
+@contextlib.contextmanager
+def teardown(seconds: float | None):
+    """Armed for ``seconds`` while inside (None: not armed): the worker's own closing."""
+    if seconds is None:
+        yield
+        return
+    arm(seconds)
+    try:
+        yield
+    finally:
+        disarm()

@@ -69,8 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     tracer = trace.Tracer(a.run_dir, rank, int(os.environ.get("WORLD_SIZE", 1)))
     trace.set_tracer(tracer)
     orphans.watch_launcher(lambda: orphans.stop_orphaned_job(tracer))
+    grace = None
     try:
-        exit_grace.watch_exit()   # an exit that hangs once the work is over is ended
+        grace = exit_grace.watch_exit()   # an exit that hangs once the work is over is ended
         kind, fn = resolve_target(a.target)
         backend = pick_backend(a.backend)
         kw = {}
@@ -113,11 +114,12 @@ def main(argv: list[str] | None = None) -> None:
         tracer.error(e)
         raise
     finally:
-        tracer.close()
-        trace.set_tracer(None)
-        if dist.is_initialized():
-            dist.destroy_process_group()
-        native_buckets.release(tracer)
+        with exit_grace.teardown(grace):   # so is a closing that hangs (a communicator's)
+            tracer.close()
+            trace.set_tracer(None)
+            if dist.is_initialized():
+                dist.destroy_process_group()
+            native_buckets.release(tracer)
 
 
 if __name__ == "__main__":
