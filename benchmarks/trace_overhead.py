@@ -422,7 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     cpu_r = {m: paired_ratio(modes[m]["cpu"], modes["untraced"]["cpu"], c["steps"]) for m in shown}
     alone = paired_ratio(modes["traced"]["times"], modes["hook only"]["times"], c["steps"])
     alone_cpu = paired_ratio(modes["traced"]["cpu"], modes["hook only"]["cpu"], c["steps"])
-    flush_us = statistics.median(modes["traced"]["flush"]) * 1e6
+    def end_us(m: str) -> float:   # trace.step() on rank 0, median, in mode m
+        return statistics.median(modes[m]["flush"]) * 1e6
+
+    flush_us = end_us("traced")
     flush_mean = statistics.fmean(modes["traced"]["flush"]) * 1e6
     print(f"workload: the step of gpuviz.workloads.mlp:train, ddp=True: MLP {c['dim']} -> "
           f"{c['hidden']} x {c['layers']} -> 1 ({res['params'] / 1e6:.2f} M params, "
@@ -455,10 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"in the job, trace.step() (encode and write the step's events) took {flush_us:.0f} us "
           f"median, {flush_mean:.0f} us mean per traced step on rank 0 = "
           f"{flush_mean / 1e3 / med['traced']:.2%} of the median step"
-          + "".join(f"; {what} ({m}) {statistics.median(modes[m]['flush']) * 1e6:.0f} us"
-                    for what, m in (("taking the compiled bucket times too", "native"),
-                                    ("and the energy sampler's reading", "energy"))
-                    if m in modes and not (m == "energy" and "native" not in modes)))
+          + (f"; with the compiled bucket times taken too (native) {end_us('native'):.0f} us, "
+             f"and the energy reading as well (energy) {end_us('energy'):.0f} us"
+             if "native" in modes else ""))
     print(f"microbenchmark (this process, no training): one `with trace.span(...)` costs "
           f"{micro['traced']:.2f} us traced, {micro['noop']:.2f} us as a no-op; one step's "
           f"tracing (4 spans, 1 bucket span, trace.step()) {micro['step']:.0f} us")

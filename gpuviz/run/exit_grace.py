@@ -1,4 +1,4 @@
-"""A rank whose interpreter does not exit once its work is over is ended, its stacks logged.
+"""A rank that does not end once its work is over is ended, its stacks logged.
 
 Once a rank's work is over (its target returned or raised), the worker closes its trace
 and destroys its process group, and the interpreter exits: it runs the exit handlers, then
@@ -31,7 +31,7 @@ import os
 import signal
 import sys
 
-#: Seconds a rank's interpreter may take to exit once its work is over; "off": no limit.
+#: Seconds a rank may take to end once its work is over; "off": no limit.
 ENV = "GPUVIZ_EXIT_GRACE"
 DEFAULT_S = 60.0
 #: What the launcher says a rank that SIGALRM ended was (see :func:`arm`); ``{logs}``: where
@@ -54,7 +54,7 @@ def grace_s(env=None) -> float | None:
     except ValueError:
         value = float("nan")
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"${ENV}={raw!r}: give the seconds a rank may take to exit once its "
+        raise ValueError(f"${ENV}={raw!r}: give the seconds a rank may take to end once its "
                          f"work is over (a number > 0; default {DEFAULT_S:.0f}), or 'off'")
     return value
 
